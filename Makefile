@@ -1,0 +1,59 @@
+# AlphaPulse — `make dev` to run it, `make test` to check it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
+
+.PHONY: install dev demo test lint format typecheck migrations bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.dev.yaml $@
+
+## dev: install, migrate, load the sample candles, start Dagster (:3000) and the API (:8000)
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/alphapulse db upgrade
+	$(BIN)/alphapulse import-candles data/sample
+	$(BIN)/alphapulse serve --port 8000 & \
+	  API_PID=$$!; trap "kill $$API_PID" EXIT INT TERM; \
+	  $(BIN)/dagster dev -p 3000
+
+## demo: headless — every asset once, replay the sample webhooks, one sync, health report
+demo: install
+	$(BIN)/alphapulse demo
+
+## test: lint + type check, then the whole suite (real Postgres and Redis when available)
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## migrations: regenerate 0001_initial from tables.py (before the first release only)
+migrations: install
+	$(PY) -m alphapulse_dagster.db.regenerate_initial
+	$(BIN)/ruff format alphapulse_dagster/db/migrations/versions
+
+bench: install
+	$(PY) bench/bench_signals.py
+
+clean:
+	rm -rf .alphapulse .dagster_home .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Engines for the app database: SQLite (WAL, the embedded default) or Postgres (psycopg 3)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite:///.alphapulse/alphapulse.db"
+
+
+def database_url(url: str | None = None) -> str:
+    """The app database URL: the argument, else ``ALPHAPULSE_DATABASE_URL``, else the
+    embedded SQLite file. ``postgres://`` and bare ``postgresql://`` select psycopg 3."""
+    chosen = url or os.environ.get("ALPHAPULSE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if chosen.startswith("postgres://"):
+        chosen = "postgresql+psycopg://" + chosen[len("postgres://") :]
+    elif chosen.startswith("postgresql://"):
+        chosen = "postgresql+psycopg://" + chosen[len("postgresql://") :]
+    return chosen
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create the engine. SQLite files get their folder created and WAL mode; Postgres gets
+    ``pool_pre_ping`` so a restarted server costs one failed checkout, not a failed run."""
+    resolved = database_url(url)
+    parsed = make_url(resolved)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(resolved, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    return create_engine(resolved, **kwargs)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for logs."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,45 @@
+"""Alembic, driven from code: ``alphapulse db upgrade`` and the tests call :func:`upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from alphapulse_dagster.db.engine import database_url, make_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # '%' must be escaped for ConfigParser interpolation
+    config.set_main_option("sqlalchemy.url", database_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Create or upgrade the schema of the app database to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_engine(engine: Engine, revision: str = "head") -> None:
+    """Same as :func:`upgrade`, on an existing engine's connection (used by tests)."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def current_revision(url: str | None = None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

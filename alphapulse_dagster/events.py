@@ -1,0 +1,106 @@
+"""The append-only lifecycle log, ``signal_events``.
+
+Everything that happens to a signal is an event: webhooks from TradingView, the MTF
+pipeline's own SIGNAL_CREATED / ENTRY / CANCELLED, and the sync's inferred expiries.
+Appending is idempotent on ``idempotency_key``: a resend returns the original ``event_id``
+and is reported as a duplicate, never a second row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from alphapulse_dagster.db.tables import signal_events
+
+EVENT_TYPES: tuple[str, ...] = ("SIGNAL_CREATED", "ENTRY", "MFE_UPDATE", "EXIT", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append. ``payload`` is stored as-is (never with a secret in it)."""
+
+    source: str
+    event_type: str
+    signal_id: str
+    symbol: str
+    event_time: datetime
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    trade_id: str | None = None
+    received_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Appended:
+    event_id: int
+    duplicate: bool
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    """Sorted keys, no whitespace: the same payload always gives the same text."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def payload_idempotency_key(payload: Mapping[str, Any]) -> str:
+    """``alert_id`` (or ``id``) when the payload has one, else a SHA-256 of the canonical
+    payload without ``secret``."""
+    for key in ("alert_id", "id"):
+        value = payload.get(key)
+        if value not in (None, ""):
+            return f"alert:{value}"[:128]
+    cleaned = {k: v for k, v in payload.items() if k != "secret"}
+    return "sha256:" + hashlib.sha256(canonical_json(cleaned).encode()).hexdigest()
+
+
+def _insert(connection: Connection):  # type: ignore[no-untyped-def]
+    if connection.dialect.name == "postgresql":
+        return pg_insert(signal_events)
+    return sqlite_insert(signal_events)
+
+
+def append_events(
+    connection: Connection, events: Sequence[NewEvent], received_at: datetime
+) -> list[Appended]:
+    """Append ``events`` in order inside the caller's transaction; duplicates (same
+    idempotency key, already in the log or earlier in this batch) are not inserted and
+    report the existing ``event_id``."""
+    results: list[Appended] = []
+    for event in events:
+        row = {
+            "source": event.source,
+            "event_type": event.event_type,
+            "signal_id": event.signal_id,
+            "trade_id": event.trade_id,
+            "symbol": event.symbol,
+            "event_time": event.event_time,
+            "received_at": event.received_at or received_at,
+            "payload": dict(event.payload),
+            "idempotency_key": event.idempotency_key,
+        }
+        statement = (
+            _insert(connection)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(signal_events.c.event_id)
+        )
+        inserted = connection.execute(statement).scalar()
+        if inserted is not None:
+            results.append(Appended(int(inserted), duplicate=False))
+            continue
+        existing = connection.execute(
+            select(signal_events.c.event_id).where(
+                signal_events.c.idempotency_key == event.idempotency_key
+            )
+        ).scalar_one()
+        results.append(Appended(int(existing), duplicate=True))
+    return results
