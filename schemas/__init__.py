@@ -1,0 +1,1 @@
+"""pandera ``DataFrameModel``s: the data contracts of every DataFrame asset."""

@@ -1,0 +1,27 @@
+"""The one place where the Dagster ``Definitions`` are assembled.
+
+Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``,
+``assets/hybrid_sync.py``) owns its assets, checks, jobs, schedules and sensors and exposes
+``defs``; this module merges them and binds the shared resources, whose values come from
+the environment through ``dg.EnvVar`` (``.env`` in the repository root sets the local
+defaults; empty means "embedded default / absent").
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import market_data
+from resources import ConfigResource, DatabaseResource
+from resources.market_data import MarketDataResource
+
+resources = {
+    "database": DatabaseResource(url=dg.EnvVar("ALPHAPULSE_DATABASE_URL")),
+    "app_config": ConfigResource(config_dir=dg.EnvVar("ALPHAPULSE_CONFIG_DIR")),
+    "market_data": MarketDataResource(csv_dir=dg.EnvVar("ALPHAPULSE_MARKET_DATA_DIR")),
+}
+
+defs = dg.Definitions.merge(
+    market_data.defs,
+    dg.Definitions(resources=resources),
+)
