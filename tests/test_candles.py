@@ -1,0 +1,194 @@
+"""Candles: resampling against hand-computed bars, idempotent upsert, the contract,
+missing-bar counting, and the candles asset materialised on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from alphapulse_dagster.candle_store import load_candles, upsert_candles
+from alphapulse_dagster.db.engine import make_engine
+from alphapulse_dagster.db.tables import candles as candles_table
+from alphapulse_dagster.market_data import CsvMarketData, missing_bars, read_candle_csv
+from alphapulse_dagster.resample import resample_ohlcv
+from assets.market_data import CANDLE_INTEGRITY, candles
+from resources import ConfigResource, DatabaseResource
+from resources.market_data import MarketDataResource
+
+CONFIG_DIR = Path(__file__).parents[1] / "config"
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def btc(sample_dir: Path) -> pd.DataFrame:
+    return read_candle_csv(sample_dir / "BTCUSD_1h.csv", "BTCUSD")
+
+
+@pytest.fixture(scope="module")
+def eur(sample_dir: Path) -> pd.DataFrame:
+    return read_candle_csv(sample_dir / "EURUSD_1h.csv", "EURUSD")
+
+
+def bar(frame: pd.DataFrame, open_time: str) -> dict:
+    row = frame[frame["open_time"] == utc(open_time)]
+    assert len(row) == 1, f"no bar at {open_time}"
+    return row.iloc[0].to_dict()
+
+
+def test_resample_btc_4h_by_hand(btc: pd.DataFrame) -> None:
+    # 12:00..15:00 of 2017-07-01 from the CSV rows 2..5
+    got = bar(resample_ohlcv(btc, "4h"), "2017-07-01 12:00")
+    assert got["open"] == 2509.17
+    assert got["high"] == 2512.87
+    assert got["low"] == 2450.0
+    assert got["close"] == 2467.83
+    assert got["volume"] == pytest.approx(157.36 + 280.28 + 289.42 + 276.82)
+    assert got["bar_count"] == 4
+    # the first 4h bucket (08:00) holds only the 11:00 bar: incomplete, still reported
+    first = bar(resample_ohlcv(btc, "4h"), "2017-07-01 08:00")
+    assert first["bar_count"] == 1 and first["open"] == 2505.56 and first["close"] == 2509.17
+
+
+def test_resample_eurusd_weekend_gap_by_hand(eur: pd.DataFrame) -> None:
+    four_hour = resample_ohlcv(eur, "4h")
+    friday_close = bar(four_hour, "2017-01-06 20:00")  # 20:00 and 21:00, then the weekend
+    assert (friday_close["open"], friday_close["high"]) == (1.05316, 1.05356)
+    assert (friday_close["low"], friday_close["close"]) == (1.05278, 1.05346)
+    assert friday_close["bar_count"] == 2
+    # no bars are invented for Saturday: the next 4h bar after Friday 20:00 is Sunday 20:00
+    after = four_hour[four_hour["open_time"] > utc("2017-01-06 20:00")].iloc[0]
+    assert after["open_time"] == utc("2017-01-08 20:00")
+    daily = resample_ohlcv(eur, "1d")
+    sunday = bar(daily, "2017-01-08")  # only 22:00 and 23:00 trade on Sunday
+    assert (sunday["open"], sunday["high"], sunday["low"], sunday["close"]) == (
+        1.05308,
+        1.05365,
+        1.05262,
+        1.05298,
+    )
+    assert sunday["volume"] == pytest.approx(938700012.2 + 4022139893.0)
+    assert bar(daily, "2017-01-06")["bar_count"] == 22
+    assert utc("2017-01-07") not in set(daily["open_time"])
+
+
+def test_missing_bars_counts_the_weekend_and_never_fills(eur: pd.DataFrame) -> None:
+    week = eur[(eur["open_time"] >= utc("2017-01-06")) & (eur["open_time"] < utc("2017-01-09"))]
+    # Friday 22:00 .. Sunday 21:00 = 48 absent hours
+    assert missing_bars(week, "1h", utc("2017-01-06"), utc("2017-01-09")) == 48
+    assert len(week) == 22 + 2 + 0  # Friday 00-21h, Sunday 22-23h; nothing forward-filled
+
+
+def test_csv_source_derives_only_closed_coarse_bars(sample_dir: Path) -> None:
+    source = CsvMarketData(sample_dir)
+    daily = source.fetch_ohlcv(
+        "BTCUSD", "1d", datetime(2017, 7, 1, tzinfo=UTC), datetime(2017, 7, 4, tzinfo=UTC)
+    )
+    assert list(daily["open_time"]) == [utc("2017-07-01"), utc("2017-07-02"), utc("2017-07-03")]
+    last = source.fetch_ohlcv(
+        "BTCUSD", "1d", datetime(2019, 7, 3, tzinfo=UTC), datetime(2019, 7, 6, tzinfo=UTC)
+    )
+    # the data ends 2019-07-04 01:00 (open): the 07-04 daily bar never closed
+    assert list(last["open_time"]) == [utc("2019-07-03")]
+
+
+def test_upsert_is_idempotent(engine: sa.Engine, btc: pd.DataFrame) -> None:
+    window = btc.iloc[:300]
+    with engine.begin() as connection:
+        assert upsert_candles(connection, window, "1h") == 300
+    with engine.begin() as connection:
+        assert upsert_candles(connection, window, "1h") == 300
+        changed = window.copy()
+        changed.loc[changed.index[0], "close"] = 2500.0  # a corrected print replaces the row
+        upsert_candles(connection, changed.iloc[:1], "1h")
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(candles_table))
+        assert count.scalar_one() == 300
+        stored = load_candles(
+            connection,
+            ["BTCUSD"],
+            "1h",
+            datetime(2017, 7, 1, tzinfo=UTC),
+            datetime(2018, 1, 1, tzinfo=UTC),
+        )
+    assert stored.iloc[0]["close"] == 2500.0
+    pd.testing.assert_frame_equal(
+        stored.iloc[1:].reset_index(drop=True), window.iloc[1:].reset_index(drop=True)
+    )
+
+
+def _resources(url: str, csv_dir: Path | str = "") -> dict:
+    return {
+        "database": DatabaseResource(url=url),
+        "app_config": ConfigResource(config_dir=str(CONFIG_DIR)),
+        "market_data": MarketDataResource(csv_dir=str(csv_dir)),
+    }
+
+
+def _count(url: str, timeframe: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(candles_table)
+            .where(candles_table.c.timeframe == timeframe)
+        )
+        value = connection.execute(query).scalar_one()
+    engine.dispose()
+    return int(value)
+
+
+def test_materialize_candles_partition(db_url: str) -> None:
+    # 2017-07-03 23:00 closes the 07-03 daily bar and the 20:00 4h bar for both symbols
+    result = dg.materialize(
+        [candles], partition_key="2017-07-03-23:00", resources=_resources(db_url)
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("candles")[0].metadata
+    assert metadata["rows_1h"].value == 2 and metadata["rows_4h"].value == 2
+    assert metadata["rows_1d"].value == 2
+    assert metadata["missing_bars"].value == 0
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == CANDLE_INTEGRITY and check.passed
+    again = dg.materialize(
+        [candles], partition_key="2017-07-03-23:00", resources=_resources(db_url)
+    )
+    assert again.success
+    assert (_count(db_url, "1h"), _count(db_url, "4h"), _count(db_url, "1d")) == (2, 2, 2)
+
+
+def test_contract_rejects_corrupted_frame_and_stores_nothing(
+    sqlite_url: str, sample_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    shutil.copy(sample_dir / "EURUSD_1h.csv", folder / "EURUSD_1h.csv")
+    lines = (sample_dir / "BTCUSD_1h.csv").read_text().splitlines()
+    # row 2017-07-01T12:00: high 2412.87 < close 2488.43; then a duplicate 13:00 bar
+    lines[2] = "2017-07-01T12:00:00Z,2509.17,2412.87,2484.99,2488.43,157.36"
+    lines.insert(4, lines[3])
+    (folder / "BTCUSD_1h.csv").write_text("\n".join(lines) + "\n")
+    result = dg.materialize(
+        [candles],
+        partition_key="2017-07-01-14:00",
+        resources=_resources(sqlite_url, folder),
+        raise_on_error=False,
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    failures = check.metadata["failures_by_check"].value
+    assert failures == {
+        "high >= max(open, close)": 1,
+        "open_time unique and strictly increasing per symbol": 1,
+    }
+    cases = check.metadata["failure_cases"].value
+    assert "2412.87" in cases and "2017-07-01 13:00:00+00:00" in cases
+    assert _count(sqlite_url, "1h") == 0
