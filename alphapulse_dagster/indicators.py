@@ -382,3 +382,36 @@ def forward_fill_last(values: FloatArray, bars: IntArray) -> tuple[FloatArray, I
     latest_v = np.where(last_col >= 0, np.take_along_axis(v, safe, axis=-1), np.nan)
     latest_b = np.where(last_col >= 0, np.take_along_axis(b, safe, axis=-1), -1)
     return latest_v, latest_b
+
+
+def _rolling_extreme(x: FloatArray, period: int, take_max: bool) -> FloatArray:
+    out = np.full(x.shape, np.nan)
+    if x.shape[1] >= period:
+        windows = np.lib.stride_tricks.sliding_window_view(x, period, axis=1)
+        out[:, period - 1 :] = windows.max(axis=2) if take_max else windows.min(axis=2)
+    return out
+
+
+def rolling_max(values: ArrayLike, period: int) -> FloatArray:
+    """Highest value of the last ``period`` bars including bar i (``talib.MAX``)."""
+    _check_period(period)
+    (x,), was_1d = _as_2d(values)
+    (out,) = _with_leading_nans_skipped(lambda a: (_rolling_extreme(a, period, True),), x)
+    return _restore(out, was_1d)
+
+
+def rolling_min(values: ArrayLike, period: int) -> FloatArray:
+    """Lowest value of the last ``period`` bars including bar i (``talib.MIN``)."""
+    _check_period(period)
+    (x,), was_1d = _as_2d(values)
+    (out,) = _with_leading_nans_skipped(lambda a: (_rolling_extreme(a, period, False),), x)
+    return _restore(out, was_1d)
+
+
+def lag(values: ArrayLike, bars: int = 1) -> FloatArray:
+    """Value ``bars`` bars ago (NaN for the first ``bars`` bars): a causal shift."""
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    if bars < x.shape[-1]:
+        out[..., bars:] = x[..., : x.shape[-1] - bars]
+    return out

@@ -189,3 +189,14 @@ def test_rejects_bad_periods() -> None:
         ind.ema([1.0, 2.0], 0)
     with pytest.raises(ValueError):
         ind.sma(np.ones((2, 2, 2)), 2)
+
+
+@pytest.mark.parametrize("period", [2, 20])
+def test_rolling_extremes_match_talib(sample: dict[str, np.ndarray], period: int) -> None:
+    assert_matches_talib(ind.rolling_max(sample["high"], period), talib.MAX(sample["high"], period))
+    assert_matches_talib(ind.rolling_min(sample["low"], period), talib.MIN(sample["low"], period))
+
+
+def test_lag_shifts_without_wrapping() -> None:
+    np.testing.assert_array_equal(ind.lag([1.0, 2.0, 3.0], 1), [np.nan, 1.0, 2.0])
+    np.testing.assert_array_equal(ind.lag([[1.0, 2.0], [3.0, 4.0]], 5), np.full((2, 2), np.nan))
