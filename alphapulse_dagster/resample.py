@@ -17,7 +17,7 @@ import pandas as pd
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 
 _TIMEFRAME = re.compile(r"^(\d+)([mhdw])$")
-_UNIT = {"m": "min", "h": "h", "d": "D", "w": "W"}
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # 1970-01-01 was a Thursday; weekly bars are anchored on the first Monday.
 _WEEK_ORIGIN_NS = pd.Timestamp("1970-01-05", tz="UTC").value
 
@@ -27,20 +27,16 @@ def timeframe_to_timedelta(timeframe: str) -> pd.Timedelta:
     match = _TIMEFRAME.match(timeframe.strip())
     if match is None or int(match.group(1)) <= 0:
         raise ValueError(f"unsupported timeframe {timeframe!r}; use e.g. 15m, 1h, 4h, 1d, 1w")
-    count, unit = int(match.group(1)), match.group(2)
-    if unit == "w":
-        return pd.Timedelta(weeks=count)
-    return pd.Timedelta(count, unit=_UNIT[unit])
+    return pd.Timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def _origin_ns(timeframe: str) -> int:
     return _WEEK_ORIGIN_NS if timeframe.strip().endswith("w") else 0
 
 
-def to_utc(values: pd.Series | pd.Index | object) -> pd.Series:
-    """Parse timestamps (ISO strings, epoch-aware datetimes) as ``datetime64[ns, UTC]``."""
-    out = pd.to_datetime(values, utc=True)  # type: ignore[call-overload]
-    return pd.Series(out).dt.as_unit("ns")
+def to_utc(values: pd.Series) -> pd.Series:
+    """Parse timestamps (ISO strings or datetimes) as ``datetime64[ns, UTC]``."""
+    return pd.Series(pd.to_datetime(values, utc=True)).dt.as_unit("ns")
 
 
 def resample_ohlcv(
