@@ -87,7 +87,7 @@ def generate_signals(
     order = np.lexsort((rows, times))  # by time, then symbol row
     rows, bars, times = rows[order], bars[order], times[order]
     if len(rows) == 0:
-        return pd.DataFrame(columns=SIGNAL_COLUMNS)
+        return _typed(pd.DataFrame(columns=SIGNAL_COLUMNS))
 
     directions = cons.direction[rows, bars].astype(np.int64)
     market = sig.bars.close[rows, bars]
@@ -135,4 +135,23 @@ def generate_signals(
             "status": "PENDING",
             "expires_at": ts + valid_for,
         })  # fmt: skip
-    return pd.DataFrame.from_records(records, columns=SIGNAL_COLUMNS)
+    return _typed(pd.DataFrame.from_records(records, columns=SIGNAL_COLUMNS))
+
+
+_FLOAT_COLUMNS = (
+    "signal_confidence", "consensus_confidence", "market_price", "entry_price", "stop_loss",
+    "risk_reward_ratio", "entry_confidence", "atr", "entry_improvement_bps",
+)  # fmt: skip
+_NULLABLE_TEXT = ("fallback_reason", "refinement_error")
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Fix dtypes so they never depend on the values (e.g. an all-None column)."""
+    for col in SIGNAL_COLUMNS:
+        if col in _FLOAT_COLUMNS:
+            df[col] = df[col].astype(np.float64)
+        elif col in ("timestamp", "expires_at"):
+            df[col] = pd.to_datetime(df[col], utc=True).dt.as_unit("ns")
+        else:  # text, JSON objects and lists: plain Python objects, None for missing
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
