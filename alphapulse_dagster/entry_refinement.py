@@ -43,36 +43,38 @@ from numpy.typing import ArrayLike, NDArray
 
 from alphapulse_dagster import key_levels as kl
 from alphapulse_dagster.bars import Bars
+from alphapulse_dagster.entry_candidates import (
+    FALLBACK_CONFIDENCE,
+    INSUFFICIENT_DATA,
+    MARKET_ENTRY,
+    NO_KEY_LEVEL,
+    REASONS,
+    REFINEMENT_ERROR,
+    Candidates,
+    candidates,
+    direction_sign,
+    invariants_hold,
+    risk_levels,
+    score_candidates,
+)
+from alphapulse_dagster.entry_fill import FillStatus, entry_fill_status
 
 log = logging.getLogger(__name__)
 
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+__all__ = [
+    "FillStatus",
+    "RefinedEntry",
+    "RefinementParams",
+    "entry_fill_status",
+    "error_fallback",
+    "refine_entries",
+    "refine_entry",
+]
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-
-MARKET_ENTRY = "MARKET_ENTRY"
-NO_KEY_LEVEL, INSUFFICIENT_DATA, REFINEMENT_ERROR = (
-    "NO_KEY_LEVEL",
-    "INSUFFICIENT_DATA",
-    "REFINEMENT_ERROR",
-)
-FALLBACK_CONFIDENCE = {NO_KEY_LEVEL: 0.5, INSUFFICIENT_DATA: 0.3, REFINEMENT_ERROR: 0.2}
-BASE_SCORES = {
-    "FIBONACCI_500": 0.65,
-    "FIBONACCI_618": 0.70,
-    "FIBONACCI_786": 0.60,
-    "EMA_PULLBACK_21": 0.62,
-    "EMA_PULLBACK_50": 0.58,
-    "ORDER_BLOCK": 0.72,
-}
-DEFAULT_BASE_SCORE = 0.55  # for configured Fibonacci levels / EMA periods not listed above
-CONFLUENCE_BONUS, MAX_CONFLUENT, DISTANCE_PENALTY_PER_ATR = 0.10, 2, 0.03
-
-_REASONS = {
-    1: "level undefined (not enough structure)",
-    2: "not on the entry side of the market price",
-    3: "beyond max_entry_distance_atr",
-    4: "no EMA trend agreement",
-}
 
 
 @dataclass(frozen=True)
@@ -138,137 +140,6 @@ class RefinedEntry:
         return d
 
 
-def direction_sign(direction: str | int) -> int:
-    """``'LONG'``/``'BULLISH'``/+1 -> +1, ``'SHORT'``/``'BEARISH'``/-1 -> -1."""
-    if isinstance(direction, str):
-        name = direction.strip().upper()
-        if name in ("LONG", "BULLISH"):
-            return 1
-        if name in ("SHORT", "BEARISH"):
-            return -1
-    elif direction in (1, -1):
-        return int(direction)
-    raise ValueError(f"direction must be LONG or SHORT, got {direction!r}")
-
-
-@dataclass(frozen=True)
-class _Candidates:
-    names: list[str]  # entry_strategy per column
-    labels: list[str]  # entry_pattern per column
-    families: list[str]
-    level: FloatArray  # (M, C)
-    invalidation: FloatArray  # (M, C) price beyond which the idea is wrong
-    reason: NDArray[np.int8]  # (M, C) 0 = valid, else a key of _REASONS
-
-
-def _candidates(
-    p: RefinementParams,
-    f: kl.EntryFeatures,
-    bars: Bars,
-    rows: IntArray,
-    j: IntArray,
-    sign: IntArray,
-    market: FloatArray,
-    atr: FloatArray,
-) -> _Candidates:
-    names, labels, families, levels, edges, extra = [], [], [], [], [], []
-    legs = kl.swing_legs(f, rows, j, sign)
-    for fib in p.fibonacci_levels:
-        names.append(f"FIBONACCI_{round(fib * 1000):03d}")
-        labels.append(f"FIB_{fib:g}_RETRACEMENT")
-        families.append("FIBONACCI")
-        levels.append(legs.end - fib * (legs.end - legs.start))
-        edges.append(legs.start)
-        extra.append(np.zeros(len(rows), dtype=bool))
-    fast, slow = f.emas[p.ema_periods[0]][rows, j], f.emas[p.ema_periods[-1]][rows, j]
-    with np.errstate(invalid="ignore"):
-        trend_ok = sign * (fast - slow) > 0 if len(p.ema_periods) > 1 else np.ones(len(rows), bool)
-    swing_edge = np.where(sign > 0, f.swing_low[rows, j], f.swing_high[rows, j])
-    for period in p.ema_periods:
-        names.append("EMA_PULLBACK")
-        labels.append(f"EMA_{period}_PULLBACK")
-        families.append("EMA")
-        levels.append(f.emas[period][rows, j])
-        edges.append(swing_edge)
-        extra.append(~trend_ok)
-    ob = kl.unmitigated_order_blocks(f, bars, rows, j, sign, market, p.order_block_lookback_bars)
-    names.append("ORDER_BLOCK")
-    labels.append(f"ORDER_BLOCK_{p.order_block_entry.upper()}")
-    families.append("ORDER_BLOCK")
-    levels.append(ob.proximal if p.order_block_entry == "top" else (ob.proximal + ob.distal) / 2)
-    edges.append(ob.distal)
-    extra.append(np.zeros(len(rows), dtype=bool))
-
-    level = np.stack(levels, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distance = sign[:, None] * (market[:, None] - level) / atr[:, None]
-    reason = np.zeros(level.shape, dtype=np.int8)
-    reason[np.stack(extra, axis=1)] = 4
-    with np.errstate(invalid="ignore"):
-        reason[distance > p.max_entry_distance_atr] = 3
-        reason[~(distance > 0)] = 2
-    reason[~np.isfinite(level)] = 1
-    return _Candidates(names, labels, families, level, np.stack(edges, axis=1), reason)
-
-
-def _score(
-    p: RefinementParams, c: _Candidates, sign: IntArray, market: FloatArray, atr: FloatArray
-) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Scores (-inf when invalid), distance in ATR and confluence count, each (M, C)."""
-    valid = c.reason == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distance = sign[:, None] * (market[:, None] - c.level) / atr[:, None]
-        gap = np.abs(c.level[:, :, None] - c.level[:, None, :]) / atr[:, None, None]
-    fam = np.array(c.families)
-    other_family = fam[:, None] != fam[None, :]
-    close_by = (gap <= p.confluence_atr_fraction) & other_family[None] & valid[:, None, :]
-    confluent = np.where(valid, close_by.sum(axis=2), 0)
-    base = np.array(
-        [
-            BASE_SCORES.get(_score_key(n, lab), DEFAULT_BASE_SCORE)
-            for n, lab in zip(c.names, c.labels, strict=True)
-        ]
-    )
-    score = (
-        base[None, :]
-        + CONFLUENCE_BONUS * np.minimum(confluent, MAX_CONFLUENT)
-        - DISTANCE_PENALTY_PER_ATR * np.nan_to_num(distance)
-    )
-    return np.where(valid, score, -np.inf), distance, confluent.astype(np.int64)
-
-
-def _score_key(name: str, label: str) -> str:
-    if name == "EMA_PULLBACK":
-        return f"EMA_PULLBACK_{label.split('_')[1]}"
-    return name
-
-
-def _risk(
-    p: RefinementParams, sign: IntArray, entry: FloatArray, atr: FloatArray, edge: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Stop and targets (M, T) in price units; see the module docstring."""
-    atr_stop = entry - sign * p.stop_loss_atr_multiplier * atr
-    beyond = edge - sign * p.stop_buffer_atr * atr
-    with np.errstate(invalid="ignore"):
-        further = np.isfinite(beyond) & (sign * (atr_stop - beyond) > 0) & (beyond > 0)
-    stop = np.where(further, beyond, atr_stop)
-    mult = np.sort(np.asarray(p.take_profit_atr_multipliers, dtype=np.float64))
-    targets = entry[:, None] + (sign * atr)[:, None] * mult[None, :]
-    return stop, targets
-
-
-def _invariants_hold(
-    sign: IntArray, entry: FloatArray, stop: FloatArray, targets: FloatArray
-) -> NDArray[np.bool_]:
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(entry) & np.isfinite(stop) & np.isfinite(targets).all(axis=1)
-        positive = (entry > 0) & (stop > 0) & (targets > 0).all(axis=1)
-        ordered = (sign * (entry - stop) > 0) & (
-            sign[:, None] * (targets - entry[:, None]) > 0
-        ).all(axis=1)
-    return finite & positive & ordered
-
-
 @dataclass(frozen=True)
 class _Outcome:
     """Column-wise results of the vectorised core for M signals."""
@@ -281,7 +152,7 @@ class _Outcome:
     atr: FloatArray
     confidence: FloatArray
     choice: IntArray  # winning candidate column, -1 for market entries
-    cands: _Candidates | None
+    cands: Candidates | None
     score: FloatArray | None
     distance: FloatArray | None
     confluent: IntArray | None
@@ -326,9 +197,9 @@ def _refine_core(
     ok = np.array([pt is None for pt in pattern], dtype=bool)
     safe_atr = np.where(ok, atr, 1.0)
     safe_market = np.where(ok, market, 1.0)
-    cands = _candidates(p, f, bars, rows, jj, sign, safe_market, safe_atr)
+    cands = candidates(p, f, bars, rows, jj, sign, safe_market, safe_atr)
     cands.reason[~ok] = 1
-    score, distance, confluent = _score(p, cands, sign, safe_market, safe_atr)
+    score, distance, confluent = score_candidates(p, cands, sign, safe_market, safe_atr)
     best = np.argmax(score, axis=1)
     pick = np.arange(m)
     has = np.isfinite(score[pick, best])
@@ -347,8 +218,8 @@ def _refine_core(
     for i in np.nonzero(fallback)[0].tolist():
         confidence[i] = FALLBACK_CONFIDENCE[pattern[i] or REFINEMENT_ERROR]
         choice[i] = -1
-    stop, targets = _risk(p, sign, entry, atr_used, edge)
-    broken = ~_invariants_hold(sign, entry, stop, targets)
+    stop, targets = risk_levels(p, sign, entry, atr_used, edge)
+    broken = ~invariants_hold(sign, entry, stop, targets)
     redo = broken & ~fallback
     for i in np.nonzero(redo)[0].tolist():
         pattern[i] = REFINEMENT_ERROR
@@ -361,7 +232,7 @@ def _refine_core(
         entry = np.where(redo, market, entry)
         confidence = np.where(redo, FALLBACK_CONFIDENCE[REFINEMENT_ERROR], confidence)
         choice = np.where(redo, -1, choice)
-        stop2, targets2 = _risk(p, sign, entry, atr_used, np.full(m, np.nan))
+        stop2, targets2 = risk_levels(p, sign, entry, atr_used, np.full(m, np.nan))
         stop = np.where(redo, stop2, stop)
         targets = np.where(redo[:, None], targets2, targets)
     return _Outcome(
@@ -423,7 +294,7 @@ def _assemble(
                         if o.confluent is not None
                         else 0,
                         "valid": reason == 0,
-                        "rejected_because": _REASONS.get(reason),
+                        "rejected_because": REASONS.get(reason),
                         "chosen": bool(k == c),
                     }
                 )
@@ -494,8 +365,15 @@ def refine_entries(
         raise ValueError("rows, bar_index, directions, market_prices, symbols differ in length")
     if len(rows_a) == 0:
         return []
+    bars, core_rows = entry_bars, rows_a
+    if features is None:
+        # Only the signalled symbols, only up to their latest usable bar: causal features
+        # of a prefix equal those of the whole series, and this is the hot path's saving.
+        used, core_rows = np.unique(rows_a, return_inverse=True)
+        width = max(int(j.max()) + 1, 1)
+        bars = Bars(*(getattr(entry_bars, c)[used, :width] for c in _OHLCV))
     try:
-        outcome = _refine_core(params, entry_bars, rows_a, j, sign, market, features)
+        outcome = _refine_core(params, bars, core_rows, j, sign, market, features)
         results = _assemble(params, outcome, symbols, sign, market)
     except Exception:
         if len(rows_a) == 1:
@@ -533,7 +411,7 @@ def error_fallback(
     sign = np.array([direction_sign(direction)], dtype=np.int64)
     market = np.array([float(market_price)])
     atr = params.fallback_atr_pct * market
-    stop, targets = _risk(params, sign, market, atr, np.full(1, np.nan))
+    stop, targets = risk_levels(params, sign, market, atr, np.full(1, np.nan))
     outcome = _Outcome(
         [REFINEMENT_ERROR],
         [error],
@@ -584,35 +462,3 @@ def refine_entry(
         )
         _warn_fallbacks([result])
         return result
-
-
-@dataclass(frozen=True)
-class FillStatus:
-    """``CONFIRMED`` (with ``fill_time``: open time of the entry-TF bar that traded through
-    the limit), ``EXPIRED`` (window passed unfilled) or ``PENDING`` (window not over)."""
-
-    status: str
-    fill_time: pd.Timestamp | None
-    bars_checked: int
-
-
-def entry_fill_status(
-    entry_price: float,
-    direction: str | int,
-    later_bars: pd.DataFrame,
-    entry_valid_bars: int,
-) -> FillStatus:
-    """Did the limit order fill? ``later_bars``: entry-TF bars opening at or after the
-    signal time, oldest first (open_time, high, low). LONG fills when a bar's low <= entry,
-    SHORT when its high >= entry, within the first ``entry_valid_bars`` bars."""
-    sign = direction_sign(direction)
-    window = later_bars.iloc[:entry_valid_bars]
-    touched = (window["low"] <= entry_price) if sign > 0 else (window["high"] >= entry_price)
-    hits = np.flatnonzero(touched.to_numpy())
-    if len(hits):
-        when = pd.Timestamp(window["open_time"].iloc[hits[0]])
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
-        return FillStatus("CONFIRMED", when, int(hits[0]) + 1)
-    if len(window) >= entry_valid_bars:
-        return FillStatus("EXPIRED", None, len(window))
-    return FillStatus("PENDING", None, len(window))

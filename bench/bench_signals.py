@@ -48,7 +48,9 @@ def synthetic_universe(n_symbols: int, n_bars: int) -> pd.DataFrame:
     blocks = ohlcv[starts[:, None] + np.arange(n_bars)[None, :]]  # (sym, bar, 5)
     blocks[:, :, :4] *= scale[:, None, None]
     return pd.DataFrame({
-        "symbol": np.repeat([f"SYN{i:04d}" for i in range(n_symbols)], n_bars),
+        "symbol": pd.Categorical.from_codes(
+            np.repeat(np.arange(n_symbols), n_bars), [f"SYN{i:04d}" for i in range(n_symbols)]
+        ),
         "open_time": pd.to_datetime(np.tile(clock_ns, n_symbols), utc=True),
         "open": blocks[:, :, 0].ravel(), "high": blocks[:, :, 1].ravel(),
         "low": blocks[:, :, 2].ravel(), "close": blocks[:, :, 3].ravel(),
@@ -56,12 +58,19 @@ def synthetic_universe(n_symbols: int, n_bars: int) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(runs):
+        out = None  # let the previous result go before the next run
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
+    print(f"  peak RSS so far {rss_mb():.0f} MB")
     return statistics.median(times), out
 
 
@@ -73,10 +82,11 @@ def main() -> None:
     args = ap.parse_args()
 
     hourly = synthetic_universe(args.symbols, args.bars)
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded = rss_mb()
 
     def resample() -> dict[str, pd.DataFrame]:
-        return {"1h": hourly, "4h": resample_ohlcv(hourly, "4h"), "1d": resample_ohlcv(hourly, "1d")}
+        coarse = {tf: resample_ohlcv(hourly, tf) for tf in ("4h", "1d")}
+        return {"1h": hourly, **coarse}
 
     t_resample, candles = timed(resample, args.runs)
     assert isinstance(candles, dict)
@@ -84,11 +94,11 @@ def main() -> None:
     kw = dict(signal_timeframe="4h", entry_timeframe="1h", htf_timeframes=("1d",))
 
     t_live, live = timed(lambda: generate_signals(
-        candles, start=last_close - pd.Timedelta("4h"), end=last_close + pd.Timedelta("1s"), **kw
+        candles, start=last_close, end=last_close + pd.Timedelta("1s"), **kw
     ), args.runs)  # fmt: skip
     permissive = ConsensusRule(min_agreeing_heads=1, min_mean_confidence=0.0, fire_on="every_bar")
     t_forced, forced = timed(lambda: generate_signals(
-        candles, start=last_close - pd.Timedelta("4h"), end=last_close + pd.Timedelta("1s"),
+        candles, start=last_close, end=last_close + pd.Timedelta("1s"),
         consensus_rule=permissive, **kw,
     ), args.runs)  # fmt: skip
 
@@ -106,7 +116,7 @@ def main() -> None:
     t_all, refined = timed(refine_all, args.runs)
     assert isinstance(refined, list) and isinstance(live, pd.DataFrame)
     assert isinstance(forced, pd.DataFrame)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mb()
 
     strategies = pd.Series([r.entry_strategy for r in refined]).value_counts().to_dict()
     print(f"symbols={args.symbols} entry_bars={args.bars} runs={args.runs} (median seconds)")
