@@ -104,7 +104,7 @@ def candles_by_timeframe(fine: pd.DataFrame, finest: str, wanted: Sequence[str])
     frames = {finest: fine}
     for tf in wanted:
         if tf != finest:
-            frames[tf] = resample_ohlcv(fine, tf).drop(columns="bar_count")
+            frames[tf] = resample_ohlcv(fine, tf).drop(columns="n_bars")
     return frames
 
 

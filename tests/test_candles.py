@@ -52,10 +52,10 @@ def test_resample_btc_4h_by_hand(btc: pd.DataFrame) -> None:
     assert got["low"] == 2450.0
     assert got["close"] == 2467.83
     assert got["volume"] == pytest.approx(157.36 + 280.28 + 289.42 + 276.82)
-    assert got["bar_count"] == 4
+    assert got["n_bars"] == 4
     # the first 4h bucket (08:00) holds only the 11:00 bar: incomplete, still reported
     first = bar(resample_ohlcv(btc, "4h"), "2017-07-01 08:00")
-    assert first["bar_count"] == 1 and first["open"] == 2505.56 and first["close"] == 2509.17
+    assert first["n_bars"] == 1 and first["open"] == 2505.56 and first["close"] == 2509.17
 
 
 def test_resample_eurusd_weekend_gap_by_hand(eur: pd.DataFrame) -> None:
@@ -63,7 +63,7 @@ def test_resample_eurusd_weekend_gap_by_hand(eur: pd.DataFrame) -> None:
     friday_close = bar(four_hour, "2017-01-06 20:00")  # 20:00 and 21:00, then the weekend
     assert (friday_close["open"], friday_close["high"]) == (1.05316, 1.05356)
     assert (friday_close["low"], friday_close["close"]) == (1.05278, 1.05346)
-    assert friday_close["bar_count"] == 2
+    assert friday_close["n_bars"] == 2
     # no bars are invented for Saturday: the next 4h bar after Friday 20:00 is Sunday 20:00
     after = four_hour[four_hour["open_time"] > utc("2017-01-06 20:00")].iloc[0]
     assert after["open_time"] == utc("2017-01-08 20:00")
@@ -76,7 +76,7 @@ def test_resample_eurusd_weekend_gap_by_hand(eur: pd.DataFrame) -> None:
         1.05298,
     )
     assert sunday["volume"] == pytest.approx(938700012.2 + 4022139893.0)
-    assert bar(daily, "2017-01-06")["bar_count"] == 22
+    assert bar(daily, "2017-01-06")["n_bars"] == 22
     assert utc("2017-01-07") not in set(daily["open_time"])
 
 
