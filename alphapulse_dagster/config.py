@@ -80,10 +80,10 @@ class EntryParameters(_Model):
     fibonacci_levels: tuple[float, ...] = (0.5, 0.618, 0.786)
     ema_periods: tuple[int, ...] = (21, 50)
     swing_confirmation_bars: int = Field(default=3, ge=1)
-    max_entry_distance_atr: float = Field(default=2.0, gt=0)
+    max_entry_distance_atr: float = Field(default=3.0, gt=0)
     confluence_atr_fraction: float = Field(default=0.25, ge=0)
     order_block_entry: Literal["top", "middle"] = "top"
-    entry_valid_bars: int = Field(default=12, ge=1)
+    entry_valid_bars: int = Field(default=4, ge=1)
 
 
 class RiskParameters(_Model):
@@ -274,6 +274,24 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def _check_heads(config: AppConfig, path: Path) -> None:
+    """Every head named in ``mtf_strategies.signal.heads`` must resolve (built-in name or
+    ``package.module:function``), and the consensus must be reachable."""
+    from alphapulse_dagster.model_heads import resolve_head
+
+    signal = config.mtf.signal
+    for index, name in enumerate(signal.heads):
+        try:
+            resolve_head(name)
+        except (ValueError, ImportError, AttributeError) as exc:
+            raise ConfigError(f"{path}: key 'mtf_strategies.signal.heads.{index}': {exc}") from None
+    if signal.min_agreeing_heads > len(signal.heads):
+        raise ConfigError(
+            f"{path}: key 'mtf_strategies.signal.min_agreeing_heads': "
+            f"{signal.min_agreeing_heads} exceeds the {len(signal.heads)} configured heads"
+        )
+
+
 def load_config(config_dir: str | Path | None = None) -> AppConfig:
     """Load, merge and validate both files. See the module docstring for the rules."""
     folder = Path(config_dir) if config_dir is not None else default_config_dir()
@@ -313,6 +331,7 @@ def load_config(config_dir: str | Path | None = None) -> AppConfig:
             config.entry_timeframe(symbol)
         except ConfigError as exc:
             raise ConfigError(f"{folder / MTF_FILE}: {exc}") from None
+    _check_heads(config, folder / MTF_FILE)
     if missing:
         log.warning(
             "config: %s not found in %s; using the documented defaults",

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import market_data
+from assets import market_data, mtf_signals
 from resources import ConfigResource, DatabaseResource
+from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
 
 resources = {
     "database": DatabaseResource(url=dg.EnvVar("ALPHAPULSE_DATABASE_URL")),
     "app_config": ConfigResource(config_dir=dg.EnvVar("ALPHAPULSE_CONFIG_DIR")),
     "market_data": MarketDataResource(csv_dir=dg.EnvVar("ALPHAPULSE_MARKET_DATA_DIR")),
+    "signal_cache": SignalCacheResource(url=dg.EnvVar("ALPHAPULSE_REDIS_URL")),
 }
 
 defs = dg.Definitions.merge(
     market_data.defs,
+    mtf_signals.defs,
     dg.Definitions(resources=resources),
 )

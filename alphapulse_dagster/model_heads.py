@@ -5,7 +5,7 @@ A head is a plain function ``head(bars: Bars) -> HeadOutput``. ``bars`` holds
 ``i`` uses bars ``<= i`` only (the bar's close is known at its close time). Direction is
 int8 (+1 LONG, -1 SHORT, 0 NONE); confidence is in [0, 1] and 0 wherever direction is 0.
 
-Built-in heads (``HEADS``): ``trend``, ``momentum``, ``breakout``, ``volume``. Users add
+Built-in heads (``HEADS``): ``trend``, ``momentum``, ``volatility_breakout``, ``volume``. Users add
 their own by dotted path (``"package.module:function"``) in config, see
 :mod:`alphapulse_dagster.example_heads`.
 """
@@ -133,7 +133,7 @@ def volume_head(bars: Bars) -> HeadOutput:
 HEADS: dict[str, HeadFn] = {
     "trend": trend_head,
     "momentum": momentum_head,
-    "breakout": breakout_head,
+    "volatility_breakout": breakout_head,
     "volume": volume_head,
 }
 
@@ -193,7 +193,7 @@ class ConsensusRule:
 
     min_agreeing_heads: int = 3
     min_mean_confidence: float = 0.6
-    heads: tuple[str, ...] = ("trend", "momentum", "breakout", "volume")
+    heads: tuple[str, ...] = ("trend", "momentum", "volatility_breakout", "volume")
     fire_on: str = "change"
 
     def __post_init__(self) -> None:

@@ -81,6 +81,14 @@ def _events_for(row: Any, outcome: Outcome) -> list[NewEvent]:
     return events
 
 
+def _resolved_at(row: Any, outcome: Outcome) -> datetime | None:
+    if outcome.status == "CLOSED":
+        return outcome.closed_at
+    if outcome.status == "CANCELLED":
+        return row.expires_at  # type: ignore[no-any-return]
+    return None
+
+
 def advance_signals(
     engine: Engine,
     cache: SignalCache,
@@ -129,6 +137,7 @@ def advance_signals(
                     status=outcome.status,
                     status_reason=outcome.reason,
                     filled_at=outcome.filled_at or row.filled_at,
+                    resolved_at=_resolved_at(row, outcome),
                 )
             )
             append_events(connection, _events_for(row, outcome), received_at=now)

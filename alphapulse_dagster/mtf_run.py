@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -19,8 +20,11 @@ from alphapulse_dagster.candle_store import load_candles
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.entry_refinement import RefinementParams
 from alphapulse_dagster.model_heads import ConsensusRule
+from alphapulse_dagster.mtf_lifecycle import LifecycleStats, advance_signals
 from alphapulse_dagster.resample import resample_ohlcv
+from alphapulse_dagster.signal_cache import SignalCache
 from alphapulse_dagster.signal_generation import generate_signals
+from alphapulse_dagster.signal_store import StoreStats, store_signals
 from alphapulse_dagster.timeframes import duration, seconds
 
 # history loaded before the window so indicators are warm (EMA50 on the entry timeframe,
@@ -135,7 +139,48 @@ def generate_window(
         )
     if not results:
         return pd.DataFrame()
-    frame = pd.concat([r for r in results if len(r)], ignore_index=True) if any(
-        len(r) for r in results
-    ) else results[0]
+    frame = (
+        pd.concat([r for r in results if len(r)], ignore_index=True)
+        if any(len(r) for r in results)
+        else results[0]
+    )
     return frame.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class WindowRecord:
+    store: StoreStats
+    lifecycle: LifecycleStats
+
+
+def record_window(
+    engine: Engine,
+    cache: SignalCache,
+    signals: pd.DataFrame,
+    window_end: datetime,
+    entry_valid_bars: int,
+    now: datetime,
+) -> WindowRecord:
+    """Store a window's signals in signal-time order, advancing the lifecycle of earlier
+    signals to each signal time first (a filled, closed or expired signal frees its
+    symbol+direction for the next one), then to the window end. A backfill over a range is
+    therefore the same history the live schedule would have written, hour by hour."""
+    totals = WindowRecord(StoreStats(), LifecycleStats())
+
+    def advance(as_of: datetime) -> None:
+        step = advance_signals(engine, cache, as_of, entry_valid_bars, now)
+        for name in ("confirmed", "closed", "expired"):
+            setattr(totals.lifecycle, name, getattr(totals.lifecycle, name) + getattr(step, name))
+        totals.lifecycle.still_pending = step.still_pending
+
+    records: list[dict[str, Any]] = signals.to_dict("records") if len(signals) else []  # type: ignore[assignment]
+    for timestamp in sorted({r["timestamp"] for r in records}):
+        advance(pd.Timestamp(timestamp).to_pydatetime())
+        batch = [r for r in records if r["timestamp"] == timestamp]
+        step = store_signals(engine, batch, cache, now, entry_valid_bars, duration)
+        totals.store.stored += step.stored
+        totals.store.duplicates_skipped += step.duplicates_skipped
+        totals.store.already_stored += step.already_stored
+        totals.store.stored_ids.extend(step.stored_ids)
+    advance(window_end)
+    return totals

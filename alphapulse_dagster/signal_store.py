@@ -10,13 +10,12 @@ suppresses a real signal). Re-storing the same signal bar is a no-op (idempotent
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -70,12 +69,6 @@ def _insert(connection: Connection, table: Any) -> Any:
     return (pg_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
-def signal_uuid(symbol: str, direction: str, signal_timeframe: str, timestamp: datetime) -> str:
-    """Deterministic UUID of a signal bar: a re-run yields the same id (idempotent)."""
-    name = f"alphapulse:{symbol}:{direction}:{signal_timeframe}:{timestamp.isoformat()}"
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
-
-
 def signal_created_event(row: Mapping[str, Any], received_at: datetime) -> NewEvent:
     """The SIGNAL_CREATED an MTF signal appends, shaped like the indicator's (SPEC §16)."""
     timestamp: datetime = row["timestamp"]
@@ -109,11 +102,23 @@ def signal_created_event(row: Mapping[str, Any], received_at: datetime) -> NewEv
     )
 
 
-def _is_active(connection: Connection, signal_id: str) -> bool:
-    status = connection.execute(
-        select(ai_signals_mtf.c.status).where(ai_signals_mtf.c.signal_id == signal_id)
-    ).scalar()
-    return status in ACTIVE_STATUSES
+def active_at(
+    connection: Connection, symbol: str, direction: str, at: datetime, signal_id: str | None = None
+) -> str | None:
+    """The signal of symbol+direction that was active at ``at`` (placed before it and not
+    yet closed or expired by then), if any. Time-aware so that re-running a historical
+    window sees the same history the live run saw. With ``signal_id`` (the id Redis named)
+    it is a primary-key lookup confirming that one signal."""
+    s = ai_signals_mtf.c
+    query = select(s.signal_id).where(
+        s.symbol == symbol,
+        s.direction == direction,
+        s.timestamp < at,
+        or_(s.status.in_(ACTIVE_STATUSES), s.resolved_at > at),
+    )
+    if signal_id is not None:
+        query = query.where(s.signal_id == signal_id)
+    return connection.execute(query.limit(1)).scalar()
 
 
 def _history_row(signal: Mapping[str, Any], signal_id: str | None, now: datetime) -> dict:
@@ -126,7 +131,7 @@ def _history_row(signal: Mapping[str, Any], signal_id: str | None, now: datetime
         "timestamp": signal["timestamp"],
         "entry_strategy": signal["entry_strategy"],
         "entry_pattern": signal["entry_pattern"],
-        "analysis": signal.get("analysis") or {},
+        "analysis": signal.get("entry_analysis") or {},
         "created_at": now,
     }
 
@@ -153,20 +158,37 @@ def store_signals(
     entry_valid_bars: int,
     timeframe_duration: Any,
 ) -> StoreStats:
-    """Store refined signals in time order. ``timeframe_duration(tf) -> timedelta`` gives the
-    entry bar length for the expiry (``timestamp + entry_valid_bars`` entry bars)."""
+    """Store refined signals (rows of :func:`signal_generation.generate_signals`) in time
+    order. ``timeframe_duration(tf) -> timedelta`` gives the entry bar length for the
+    expiry (``timestamp + entry_valid_bars`` entry bars)."""
     stats = StoreStats()
     for signal in sorted(signals, key=lambda s: (s["timestamp"], s["symbol"], s["direction"])):
         symbol, direction = signal["symbol"], signal["direction"]
-        signal_id = signal_uuid(symbol, direction, signal["signal_timeframe"], signal["timestamp"])
-        cached = cache.active_signal(symbol, direction)
+        # deterministic per signal bar (signal_generation.signal_id): re-runs are idempotent
+        signal_id = signal["signal_id"]
+        cached = cache.active_signal(symbol, direction)  # fast path; the database decides
         with engine.begin() as connection:
-            if cached and cached != signal_id and _is_active(connection, cached):
+            if connection.execute(
+                select(ai_signals_mtf.c.signal_id).where(ai_signals_mtf.c.signal_id == signal_id)
+            ).scalar():
+                stats.already_stored += 1
+                continue
+            at = signal["timestamp"]
+            blocking = (
+                cached
+                if cached
+                and cached != signal_id
+                and active_at(connection, symbol, direction, at, cached)
+                else active_at(connection, symbol, direction, at)
+            )
+            if blocking:
                 _record_history(connection, _history_row(signal, None, now))
                 stats.duplicates_skipped += 1
                 continue
             expiry: timedelta = entry_valid_bars * timeframe_duration(signal["entry_timeframe"])
             row = {field_: signal.get(field_) for field_ in SIGNAL_FIELDS}
+            if signal.get("refinement_error"):
+                row["fallback_reason"] = f"{row['fallback_reason']}: {signal['refinement_error']}"
             row.update(
                 signal_id=signal_id,
                 status="PENDING",

@@ -13,11 +13,8 @@ import dagster as dg
 import pandas as pd
 
 from alphapulse_dagster.clock import utcnow
-from alphapulse_dagster.mtf_lifecycle import advance_signals
 from alphapulse_dagster.mtf_metrics import mtf_metrics as compute_mtf_metrics
-from alphapulse_dagster.mtf_run import RAW_SIGNAL_COLUMNS, generate_window
-from alphapulse_dagster.signal_store import store_signals
-from alphapulse_dagster.timeframes import duration
+from alphapulse_dagster.mtf_run import RAW_SIGNAL_COLUMNS, generate_window, record_window
 from assets.contracts import contract_check
 from assets.partitions import hourly_partitions
 from resources import ConfigResource, DatabaseResource
@@ -105,20 +102,32 @@ def mtf_pipeline(
     raw = signals[RAW_SIGNAL_COLUMNS] if len(signals) else signals
     yield dg.MaterializeResult(asset_key="raw_signals", metadata=_raw_metadata(raw))
 
-    invariants = contract_check(
-        MtfEntryFrame, signals, asset_key="mtf_entries", check_name=ENTRY_INVARIANTS
-    ) if len(signals) else dg.AssetCheckResult(
-        asset_key="mtf_entries", check_name=ENTRY_INVARIANTS, passed=True, metadata={"rows_checked": 0}
+    invariants = (
+        contract_check(MtfEntryFrame, signals, asset_key="mtf_entries", check_name=ENTRY_INVARIANTS)
+        if len(signals)
+        else dg.AssetCheckResult(
+            asset_key="mtf_entries",
+            check_name=ENTRY_INVARIANTS,
+            passed=True,
+            metadata={"rows_checked": 0},
+        )
     )
-    sufficiency = contract_check(
-        entry_sufficiency_schema(config.mtf.max_fallback_share),
-        signals,
-        asset_key="mtf_entries",
-        check_name=ENTRY_DATA_SUFFICIENCY,
-        severity=dg.AssetCheckSeverity.WARN,
-    ) if len(signals) else dg.AssetCheckResult(
-        asset_key="mtf_entries", check_name=ENTRY_DATA_SUFFICIENCY, passed=True,
-        severity=dg.AssetCheckSeverity.WARN, metadata={"rows_checked": 0},
+    sufficiency = (
+        contract_check(
+            entry_sufficiency_schema(config.mtf.max_fallback_share),
+            signals,
+            asset_key="mtf_entries",
+            check_name=ENTRY_DATA_SUFFICIENCY,
+            severity=dg.AssetCheckSeverity.WARN,
+        )
+        if len(signals)
+        else dg.AssetCheckResult(
+            asset_key="mtf_entries",
+            check_name=ENTRY_DATA_SUFFICIENCY,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows_checked": 0},
+        )
     )
     yield dg.MaterializeResult(asset_key="mtf_entries", metadata=_entry_metadata(signals))
     yield invariants
@@ -130,18 +139,10 @@ def mtf_pipeline(
         )
 
     cache = signal_cache.get_cache()
-    now = utcnow()
-    # earlier signals first: a filled or expired signal frees its symbol+direction
-    lifecycle = advance_signals(engine, cache, window.start, config.mtf.entry.entry_valid_bars, now)
-    stats = store_signals(
-        engine,
-        signals.to_dict("records"),
-        cache,
-        now,
-        config.mtf.entry.entry_valid_bars,
-        duration,
+    record = record_window(
+        engine, cache, signals, window.end, config.mtf.entry.entry_valid_bars, utcnow()
     )
-    after = advance_signals(engine, cache, window.end, config.mtf.entry.entry_valid_bars, now)
+    stats, lifecycle = record.store, record.lifecycle
     context.log.info(
         "mtf window %s..%s: generated=%d stored=%d duplicates=%d already=%d "
         "confirmed=%d closed=%d expired=%d redis_errors=%d",
@@ -151,9 +152,9 @@ def mtf_pipeline(
         stats.stored,
         stats.duplicates_skipped,
         stats.already_stored,
-        lifecycle.confirmed + after.confirmed,
-        lifecycle.closed + after.closed,
-        lifecycle.expired + after.expired,
+        lifecycle.confirmed,
+        lifecycle.closed,
+        lifecycle.expired,
         cache.stats.errors,
     )
     yield dg.MaterializeResult(
@@ -163,9 +164,10 @@ def mtf_pipeline(
             "stored": stats.stored,
             "duplicates_skipped": stats.duplicates_skipped,
             "already_stored": stats.already_stored,
-            "confirmed": lifecycle.confirmed + after.confirmed,
-            "closed": lifecycle.closed + after.closed,
-            "expired": lifecycle.expired + after.expired,
+            "confirmed": lifecycle.confirmed,
+            "closed": lifecycle.closed,
+            "expired": lifecycle.expired,
+            "still_pending": lifecycle.still_pending,
             "redis_errors": cache.stats.errors,
         },
     )
@@ -179,7 +181,9 @@ def mtf_pipeline(
     partitions_def=hourly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def mtf_metrics(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+def mtf_metrics(
+    context: dg.AssetExecutionContext, database: DatabaseResource
+) -> dg.MaterializeResult:
     """The desk's MTF monitoring figures as of the window end (see ``mtf_metrics.py``)."""
     as_of: datetime = context.partition_time_window.end
     with database.get_engine().connect() as connection:
@@ -196,7 +200,9 @@ def mtf_metrics(context: dg.AssetExecutionContext, database: DatabaseResource) -
 
 mtf_signal_job = dg.define_asset_job(
     "mtf_signal_job",
-    selection=dg.AssetSelection.assets("candles", "raw_signals", "mtf_entries", "stored_signals", "mtf_metrics"),
+    selection=dg.AssetSelection.assets(
+        "candles", "raw_signals", "mtf_entries", "stored_signals", "mtf_metrics"
+    ),
     partitions_def=hourly_partitions,
     tags=MTF_RUN_TAGS,
 )

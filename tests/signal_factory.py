@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from alphapulse_dagster.signal_generation import signal_id
+
 T0 = datetime(2019, 6, 3, 4, tzinfo=UTC)
 
 
@@ -13,6 +15,7 @@ def refined_signal(
 ) -> dict[str, Any]:
     sign = 1 if direction == "LONG" else -1
     signal: dict[str, Any] = {
+        "signal_id": signal_id(symbol, "4h", timestamp, direction),
         "symbol": symbol,
         "direction": direction,
         "signal_timeframe": "4h",
@@ -34,7 +37,8 @@ def refined_signal(
         "fallback_reason": None,
         "htf_alignment": {"1d": "BULLISH" if direction == "LONG" else "BEARISH"},
         "htf_agreement": "ALIGNED",
-        "analysis": {"candidates": [], "chosen": "FIBONACCI_618"},
+        "refinement_error": None,
+        "entry_analysis": {"candidates": [], "chosen": "FIBONACCI_618"},
     }
     signal.update(overrides)
     return signal

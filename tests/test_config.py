@@ -99,3 +99,27 @@ def test_env_var_selects_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     config = load_config()
     assert [s.symbol for s in config.symbols.symbols] == ["ETHUSD"]
     assert config.mtf.min_entry_candles == 150
+
+
+def test_unknown_head_names_file_and_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "mtf_config.yaml",
+        "mtf_strategies:\n  signal:\n    heads: [trend, momentum, my_pkg.heads:nope, volume]\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    message = str(caught.value)
+    assert str(path) in message and "mtf_strategies.signal.heads.2" in message
+    assert "cannot import head 'my_pkg.heads:nope'" in message
+
+
+def test_custom_head_by_dotted_path_loads(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "mtf_config.yaml",
+        "mtf_strategies:\n  signal:\n    heads: [trend, momentum, "
+        "'alphapulse_dagster.example_heads:mean_reversion_head']\n    min_agreeing_heads: 2\n",
+    )
+    config = load_config(tmp_path)
+    assert config.mtf.signal.heads[-1] == "alphapulse_dagster.example_heads:mean_reversion_head"

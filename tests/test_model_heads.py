@@ -148,7 +148,7 @@ def test_model_heads_analysis_is_json_and_complete() -> None:
     res = evaluate_heads(bars, ConsensusRule(min_agreeing_heads=1, min_mean_confidence=0.0))
     doc = model_heads_analysis(res, 0, 5)  # early bar: NaN features become null
     json.dumps(doc, allow_nan=False)
-    assert set(doc["heads"]) == {"trend", "momentum", "breakout", "volume"}
+    assert set(doc["heads"]) == {"trend", "momentum", "volatility_breakout", "volume"}
     assert doc["heads"]["trend"]["features"]["ema_50"] is None
     late = model_heads_analysis(res, 0, 119)
     assert (

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import ai_signals_mtf, mtf_entry_analysis_history, signal_events
 from alphapulse_dagster.signal_cache import SignalCache
-from alphapulse_dagster.signal_store import signal_uuid, store_signals
+from alphapulse_dagster.signal_generation import signal_id
+from alphapulse_dagster.signal_store import store_signals
 from alphapulse_dagster.timeframes import duration
 from tests.signal_factory import T0, refined_signal
 from tests.test_signal_cache import closed_port
@@ -34,19 +35,19 @@ def table_count(engine: sa.Engine, table: sa.Table, *where) -> int:
 def test_store_writes_signal_history_and_event_together(engine: sa.Engine) -> None:
     stats = store(engine, [refined_signal()])
     assert (stats.stored, stats.duplicates_skipped, stats.already_stored) == (1, 0, 0)
-    signal_id = signal_uuid("BTCUSD", "LONG", "4h", T0)
-    assert stats.stored_ids == [signal_id]
+    expected_id = signal_id("BTCUSD", "4h", T0, "LONG")
+    assert stats.stored_ids == [expected_id]
     with engine.connect() as connection:
         row = connection.execute(sa.select(ai_signals_mtf)).one()
         event = connection.execute(sa.select(signal_events)).one()
         history = connection.execute(sa.select(mtf_entry_analysis_history)).one()
     assert row.status == "PENDING" and row.expires_at == T0 + timedelta(hours=12)
     assert row.take_profits == [8120.0, 8200.0, 8360.0]
-    assert event.event_type == "SIGNAL_CREATED" and event.signal_id == signal_id
+    assert event.event_type == "SIGNAL_CREATED" and event.signal_id == expected_id
     assert event.source == "alphapulse" and event.event_time == T0
     assert event.payload["htf_alignment"] == {"1d": "BULLISH"}
     assert event.payload["session"] == "ASIA"  # 04:00 UTC
-    assert history.signal_id == signal_id and history.analysis["chosen"] == "FIBONACCI_618"
+    assert history.signal_id == expected_id and history.analysis["chosen"] == "FIBONACCI_618"
 
 
 def test_rerun_is_idempotent_and_active_duplicates_are_skipped(engine: sa.Engine) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 02:38:31.626731
+Create Date: 2026-11-23 02:53:56.775175
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def upgrade() -> None:
     sa.Column('take_profits', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False, comment='prices, nearest first'),
     sa.Column('targets_r', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False, comment='R multiple of each target'),
     sa.Column('risk_reward_ratio', sa.Float(), nullable=False),
-    sa.Column('entry_strategy', sa.String(length=32), nullable=False),
-    sa.Column('entry_pattern', sa.String(length=32), nullable=False),
+    sa.Column('entry_strategy', sa.String(length=64), nullable=False),
+    sa.Column('entry_pattern', sa.String(length=64), nullable=False),
     sa.Column('entry_confidence', sa.Float(), nullable=False),
     sa.Column('atr', sa.Float(precision=53), nullable=False, comment='entry-TF ATR(14) at timestamp'),
     sa.Column('entry_improvement_bps', sa.Float(), nullable=False),
@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False, comment='PENDING|CONFIRMED|CLOSED|CANCELLED'),
     sa.Column('status_reason', sa.String(length=32), nullable=True, comment='e.g. EXPIRED'),
     sa.Column('filled_at', types_.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', types_.UtcDateTime(timezone=True), nullable=True, comment='when it left PENDING/CONFIRMED'),
     sa.Column('expires_at', types_.UtcDateTime(timezone=True), nullable=False),
     sa.Column('created_at', types_.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('signal_id', name=op.f('pk_ai_signals_mtf')),
@@ -76,8 +77,8 @@ def upgrade() -> None:
     sa.Column('signal_timeframe', sa.String(length=8), nullable=False),
     sa.Column('entry_timeframe', sa.String(length=8), nullable=False),
     sa.Column('timestamp', types_.UtcDateTime(timezone=True), nullable=False, comment='signal bar CLOSE time'),
-    sa.Column('entry_strategy', sa.String(length=32), nullable=False),
-    sa.Column('entry_pattern', sa.String(length=32), nullable=False),
+    sa.Column('entry_strategy', sa.String(length=64), nullable=False),
+    sa.Column('entry_pattern', sa.String(length=64), nullable=False),
     sa.Column('analysis', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False, comment='candidates, scores, choice, fallback'),
     sa.Column('created_at', types_.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('analysis_id', name=op.f('pk_mtf_entry_analysis_history')),
