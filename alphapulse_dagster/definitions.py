@@ -15,6 +15,7 @@ from assets import market_data, mtf_signals
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
+from sensors import operations
 
 resources = {
     "database": DatabaseResource(url=dg.EnvVar("ALPHAPULSE_DATABASE_URL")),
@@ -26,5 +27,6 @@ resources = {
 defs = dg.Definitions.merge(
     market_data.defs,
     mtf_signals.defs,
+    operations.defs,
     dg.Definitions(resources=resources),
 )
