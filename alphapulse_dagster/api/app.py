@@ -7,6 +7,7 @@ once when no webhook secret is configured.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,6 +59,11 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
         writer = EventWriter(app_engine, Spool(settings.spool_path))
         app.state.writer = writer
         await writer.start()
+        # Everything allocated so far (FastAPI, SQLAlchemy, pydantic) lives as long as the
+        # process: move it out of the collector's reach so full collections stay short
+        # (they stalled the writer for ~80 ms at a time under load).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

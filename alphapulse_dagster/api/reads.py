@@ -395,10 +395,20 @@ def get_health(request: Request) -> dict[str, Any]:
         return latest_health(connection)
 
 
-@router.get("/metrics/mtf", tags=["metrics"], summary="MTF monitoring metrics")
+@router.get(
+    "/metrics/mtf",
+    tags=["metrics"],
+    summary="MTF monitoring metrics",
+    description="Strategy distribution, average entry confidence, average R:R, average "
+    "signal confidence, refinement success rate, fill rate, mean entry improvement (bps), "
+    "signals in the last 24 h.",
+)
 def get_mtf_metrics(request: Request) -> dict[str, Any]:
     # imported here: the MTF metrics module belongs to the MTF pipeline and is heavier
-    from alphapulse_dagster.mtf_metrics import mtf_metrics
+    try:
+        from alphapulse_dagster.mtf_metrics import mtf_metrics
+    except ImportError:
+        raise HTTPException(status_code=503, detail="MTF metrics not available") from None
 
     with _engine(request).connect() as connection:
         return mtf_metrics(connection, utcnow())
