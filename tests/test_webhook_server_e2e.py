@@ -163,3 +163,16 @@ def test_served_openapi_never_answers_5xx(served_schema_url: str, mode: str) -> 
             # e.g. /healthz has no parameter that could be made invalid
             assert mode == "negative", operation.path
     assert not failures, "\n".join(failures[:10])
+
+
+def test_replay_webhooks_cli_posts_the_sample_to_a_running_server(served_schema_url: str) -> None:
+    from alphapulse_dagster.cli import main as cli_main
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample_webhooks.jsonl"
+    assert cli_main(["replay-webhooks", str(sample), "--url", served_schema_url]) == 0
+    signal_id = "BTCUSD:20190614_090000_BULLISH"
+    with httpx.Client(base_url=served_schema_url) as client:
+        # the registry is the sync's; the log has the events, resent as duplicates
+        again = client.post("/webhooks/tradingview", content=sample.read_bytes().splitlines()[0])
+        assert again.json()["status"] == "duplicate"
+        assert client.get(f"/signals/{signal_id}").status_code == 404  # not projected yet
