@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
 
-.PHONY: install dev demo test lint format typecheck migrations bench clean
+.PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ migrations: install
 
 bench: install
 	$(PY) bench/bench_signals.py
+
+## bench-webhooks: webhook ingest on loopback with Postgres (needs wrk), see bench/RESULTS.md
+bench-webhooks: install
+	$(PY) bench/bench_webhooks.py
 
 clean:
 	rm -rf .alphapulse .dagster_home .pytest_cache .mypy_cache .ruff_cache

@@ -73,10 +73,18 @@ def append_events(
 ) -> list[Appended]:
     """Append ``events`` in order inside the caller's transaction; duplicates (same
     idempotency key, already in the log or earlier in this batch) are not inserted and
-    report the existing ``event_id``."""
-    results: list[Appended] = []
+    report the existing ``event_id``.
+
+    One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` for the batch and one
+    ``SELECT`` for the keys it skipped: a group commit of hundreds of webhooks costs two
+    round trips, not hundreds."""
+    if not events:
+        return []
+    first_of_key: dict[str, NewEvent] = {}
     for event in events:
-        row = {
+        first_of_key.setdefault(event.idempotency_key, event)
+    rows = [
+        {
             "source": event.source,
             "event_type": event.event_type,
             "signal_id": event.signal_id,
@@ -87,20 +95,35 @@ def append_events(
             "payload": dict(event.payload),
             "idempotency_key": event.idempotency_key,
         }
-        statement = (
-            _insert(connection)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(signal_events.c.event_id)
+        for event in first_of_key.values()
+    ]
+    statement = (
+        _insert(connection)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(signal_events.c.event_id, signal_events.c.idempotency_key)
+    )
+    inserted: dict[str, int] = {
+        key: int(event_id) for event_id, key in connection.execute(statement, rows).all()
+    }
+    existing: dict[str, int] = {}
+    skipped = [key for key in first_of_key if key not in inserted]
+    for start in range(0, len(skipped), 500):
+        chunk = skipped[start : start + 500]
+        existing.update(
+            (key, int(event_id))
+            for event_id, key in connection.execute(
+                select(signal_events.c.event_id, signal_events.c.idempotency_key).where(
+                    signal_events.c.idempotency_key.in_(chunk)
+                )
+            ).all()
         )
-        inserted = connection.execute(statement).scalar()
-        if inserted is not None:
-            results.append(Appended(int(inserted), duplicate=False))
-            continue
-        existing = connection.execute(
-            select(signal_events.c.event_id).where(
-                signal_events.c.idempotency_key == event.idempotency_key
-            )
-        ).scalar_one()
-        results.append(Appended(int(existing), duplicate=True))
+    results: list[Appended] = []
+    seen: set[str] = set()
+    for event in events:
+        key = event.idempotency_key
+        if key in inserted and key not in seen:
+            results.append(Appended(inserted[key], duplicate=False))
+        else:
+            results.append(Appended(inserted.get(key) or existing[key], duplicate=True))
+        seen.add(key)
     return results

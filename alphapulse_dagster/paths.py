@@ -26,3 +26,12 @@ def bundled_dir(name: str) -> Path:
 def sample_market_data_dir() -> Path:
     """The bundled CSV market data folder (``{SYMBOL}_{timeframe}.csv``)."""
     return bundled_dir("sample")
+
+
+def sample_webhooks_file() -> Path:
+    """The bundled day of TradingView webhooks (``data/sample_webhooks.jsonl``), replayed by
+    ``make demo`` and the tests."""
+    installed = PACKAGE_DIR / "bundled" / "sample_webhooks.jsonl"
+    if installed.is_file():
+        return installed
+    return REPO_ROOT / "data" / "sample_webhooks.jsonl"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "alphapulse_dagster.cli.db",
     "alphapulse_dagster.cli.candles",
+    "alphapulse_dagster.cli.api",
 )
 
 

@@ -1,0 +1,435 @@
+"""The read API: All Signals, one signal's story, the health report, MTF metrics, liveness.
+
+Reads only — the registry (``signals``) is written by the lifecycle projection and the
+sync. ``GET /signals`` pages with a keyset on ``(first_event_id DESC, signal_id DESC)``:
+newest signals first, stable under concurrent inserts (a new signal sorts before the
+first page, so a walk that started earlier never loses or repeats an item). The cursor is
+opaque (base64 of the last item's key).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, text
+from starlette.concurrency import run_in_threadpool
+
+from alphapulse_dagster.api.auth import require_token
+from alphapulse_dagster.clock import as_utc, utcnow
+from alphapulse_dagster.db.tables import (
+    signal_events,
+    signal_gaps,
+    signal_health_metrics,
+    signals,
+    sync_audit_log,
+)
+
+router = APIRouter(dependencies=[Depends(require_token)])
+open_router = APIRouter()
+
+Status = Literal["PENDING", "CONFIRMED", "CLOSED", "CANCELLED"]
+MAX_LIMIT = 500
+_MAX_BIGINT = 2**63 - 1
+
+
+class SignalItem(BaseModel):
+    """One registry row. Prices in quote currency; ``mfe``/``mae`` in R; times UTC;
+    ``confirmation_time`` in seconds from SIGNAL_CREATED to ENTRY."""
+
+    signal_id: str
+    source: str
+    trade_id: str | None = None
+    symbol: str
+    direction: str | None = None
+    timeframe: str | None = None
+    status: str
+    status_reason: str | None = None
+    status_confidence: float | None = None
+    signal_time: datetime | None = None
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    confirmation_time: float | None = None
+    entry_price: float | None = None
+    stop_loss: float | None = None
+    targets: list[Any] | None = None
+    htf_alignment: dict[str, Any] | None = None
+    session: str | None = None
+    market_state: str | None = None
+    mfe: float | None = None
+    mae: float | None = None
+    mfe_price: float | None = None
+    mae_price: float | None = None
+    highest: float | None = None
+    lowest: float | None = None
+    target_hit: int | None = None
+    stop_hit: bool | None = None
+    last_mfe_update_at: datetime | None = None
+    exit_price: float | None = None
+    exit_reason: str | None = None
+    closed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    health_score: float | None = None
+    gaps: list[str] = Field(default_factory=list, description="open gap types")
+    field_provenance: dict[str, Any] = Field(
+        default_factory=dict, description="field -> {tier, confidence, source, …}"
+    )
+    updated_at: datetime | None = None
+
+
+class SignalPage(BaseModel):
+    items: list[SignalItem]
+    next_cursor: str | None = None
+
+
+class EventItem(BaseModel):
+    event_id: int
+    source: str
+    event_type: str
+    event_time: datetime
+    received_at: datetime
+    idempotency_key: str
+    payload: dict[str, Any]
+
+
+class AuditItem(BaseModel):
+    audit_id: int
+    sync_run_id: str
+    field: str
+    old_value: Any = None
+    new_value: Any = None
+    tier: str
+    confidence: float
+    reason: str
+    action_timestamp: datetime
+
+
+class GapItem(BaseModel):
+    gap_type: str
+    kind: str
+    weight: float
+    fillable: bool
+    detected_at: datetime
+
+
+class SignalDetail(SignalItem):
+    events: list[EventItem] = Field(description="the event timeline, in event_time order")
+    audit: list[AuditItem]
+    gap_details: list[GapItem] = Field(description="open gaps with kind, weight, fillable")
+
+
+class HealthReport(BaseModel):
+    """The latest persisted health report (SPEC §9, §16); zeros before the first sync."""
+
+    total_gaps: int
+    health_score: float
+    gap_breakdown: dict[str, Any]
+    signal_coverage: float | None = None
+    data_confidence: float | None = None
+    manual_intervention: int
+    signals: int
+    measured_at: datetime | None = None
+    sync_run_id: str | None = None
+
+
+class Liveness(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    spool_pending_bytes: int
+
+
+# --- cursor -------------------------------------------------------------------------------
+
+
+def encode_cursor(first_event_id: int, signal_id: str) -> str:
+    raw = json.dumps([first_event_id, signal_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ``HTTPException(422)`` for anything that is not one of our cursors."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        first_event_id, signal_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if (
+            isinstance(first_event_id, int)
+            and not isinstance(first_event_id, bool)
+            and 0 <= first_event_id <= _MAX_BIGINT
+            and isinstance(signal_id, str)
+            and "\x00" not in signal_id
+        ):
+            signal_id.encode("utf-8")
+            return first_event_id, signal_id
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        pass
+    raise HTTPException(status_code=422, detail=[_query_error("cursor", "invalid cursor")])
+
+
+def _query_error(name: str, message: str) -> dict[str, Any]:
+    return {"loc": ["query", name], "msg": message, "type": "value_error"}
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return as_utc(value)
+    except (OverflowError, ValueError):
+        raise HTTPException(
+            status_code=422, detail=[_query_error(name, "datetime out of range")]
+        ) from None
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise HTTPException(status_code=422, detail=[_query_error(name, "NUL character")])
+    return value
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+def _open_gaps(connection: Connection, signal_ids: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {signal_id: [] for signal_id in signal_ids}
+    if not signal_ids:
+        return found
+    rows = connection.execute(
+        select(signal_gaps.c.signal_id, signal_gaps.c.gap_type)
+        .where(signal_gaps.c.signal_id.in_(list(signal_ids)), signal_gaps.c.resolved_at.is_(None))
+        .order_by(signal_gaps.c.signal_id, signal_gaps.c.gap_type)
+    )
+    for signal_id, gap_type in rows:
+        if gap_type not in found[signal_id]:
+            found[signal_id].append(gap_type)
+    return found
+
+
+def _item(row: RowMapping, gaps: list[str]) -> dict[str, Any]:
+    item = {name: row[name] for name in SignalItem.model_fields if name in row}
+    item["gaps"] = gaps
+    item["field_provenance"] = row["field_provenance"] or {}
+    return item
+
+
+def list_signals(
+    connection: Connection,
+    *,
+    status: str | None = None,
+    symbol: str | None = None,
+    source: str | None = None,
+    direction: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    after: tuple[int, str] | None = None,
+) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+    """One page of the registry, newest first; returns the items and the key to continue
+    after (``None`` on the last page). ``since`` is inclusive and ``until`` exclusive, on
+    the signal time (the ENTRY time for a signal whose creation time is unknown)."""
+    query = select(signals)
+    signal_time = func.coalesce(signals.c.signal_time, signals.c.confirmed_at)
+    for column, value in (
+        (signals.c.status, status),
+        (signals.c.symbol, symbol),
+        (signals.c.source, source),
+        (signals.c.direction, direction),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(signal_time >= since)
+    if until is not None:
+        query = query.where(signal_time < until)
+    if after is not None:
+        first_event_id, signal_id = after
+        query = query.where(
+            or_(
+                signals.c.first_event_id < first_event_id,
+                and_(signals.c.first_event_id == first_event_id, signals.c.signal_id < signal_id),
+            )
+        )
+    query = query.order_by(signals.c.first_event_id.desc(), signals.c.signal_id.desc())
+    rows = connection.execute(query.limit(limit + 1)).mappings().all()
+    page, more = rows[:limit], len(rows) > limit
+    gaps = _open_gaps(connection, [row["signal_id"] for row in page])
+    items = [_item(row, gaps[row["signal_id"]]) for row in page]
+    last = (int(page[-1]["first_event_id"]), str(page[-1]["signal_id"])) if more else None
+    return items, last
+
+
+def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | None:
+    """The registry row with its event timeline (event_time order), open gaps and audit
+    trail; ``None`` when the registry does not know the signal."""
+    row = connection.execute(select(signals).where(signals.c.signal_id == signal_id)).mappings()
+    found = row.first()
+    if found is None:
+        return None
+    gap_rows = connection.execute(
+        select(signal_gaps)
+        .where(signal_gaps.c.signal_id == signal_id, signal_gaps.c.resolved_at.is_(None))
+        .order_by(signal_gaps.c.gap_type)
+    ).mappings()
+    gap_details = [dict(gap) for gap in gap_rows]
+    item = _item(found, sorted({gap["gap_type"] for gap in gap_details}))
+    item["gap_details"] = gap_details
+    item["events"] = [
+        dict(event)
+        for event in connection.execute(
+            select(signal_events)
+            .where(signal_events.c.signal_id == signal_id)
+            .order_by(signal_events.c.event_time, signal_events.c.event_id)
+        ).mappings()
+    ]
+    item["audit"] = [
+        dict(audit)
+        for audit in connection.execute(
+            select(sync_audit_log)
+            .where(sync_audit_log.c.signal_id == signal_id)
+            .order_by(sync_audit_log.c.audit_id)
+        ).mappings()
+    ]
+    return item
+
+
+def latest_health(connection: Connection) -> dict[str, Any]:
+    """The latest persisted health report, or the zero report before the first sync."""
+    row = (
+        connection.execute(
+            select(signal_health_metrics)
+            .order_by(
+                signal_health_metrics.c.measured_at.desc(),
+                signal_health_metrics.c.metric_id.desc(),
+            )
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return {
+            "total_gaps": 0,
+            "health_score": 100.0,
+            "gap_breakdown": {},
+            "signal_coverage": None,
+            "data_confidence": None,
+            "manual_intervention": 0,
+            "signals": 0,
+            "measured_at": None,
+            "sync_run_id": None,
+        }
+    return {
+        "total_gaps": row["total_gaps"],
+        "health_score": row["health_score"],
+        "gap_breakdown": row["gap_breakdown"] or {},
+        "signal_coverage": row["signal_coverage"],
+        "data_confidence": row["data_confidence"],
+        "manual_intervention": row["manual_intervention"],
+        "signals": row["total_signals"],
+        "measured_at": row["measured_at"],
+        "sync_run_id": row["sync_run_id"],
+    }
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+@router.get("/signals", response_model=SignalPage, tags=["signals"], summary="All Signals")
+def get_signals(
+    request: Request,
+    status: Status | None = None,
+    symbol: Annotated[str | None, Query(max_length=40)] = None,
+    source: Annotated[str | None, Query(max_length=16)] = None,
+    direction: Literal["LONG", "SHORT"] | None = None,
+    since: Annotated[datetime | None, Query(description="inclusive, UTC")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive, UTC")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400, description="from next_cursor")] = None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor) if cursor else None
+    with _engine(request).connect() as connection:
+        items, last = list_signals(
+            connection,
+            status=status,
+            symbol=_text(symbol, "symbol"),
+            source=_text(source, "source"),
+            direction=direction,
+            since=_utc(since, "since"),
+            until=_utc(until, "until"),
+            limit=limit,
+            after=after,
+        )
+    return {"items": items, "next_cursor": encode_cursor(*last) if last else None}
+
+
+@router.get(
+    "/signals/{signal_id:path}",
+    response_model=SignalDetail,
+    tags=["signals"],
+    summary="One signal: registry row, event timeline, gaps, provenance, audit trail",
+    responses={404: {"description": "not in the registry"}},
+)
+def get_signal(request: Request, signal_id: str) -> dict[str, Any]:
+    if "\x00" in signal_id or len(signal_id) > 128:
+        raise HTTPException(status_code=404, detail="signal not found")
+    with _engine(request).connect() as connection:
+        detail = signal_detail(connection, signal_id)
+    if detail is None:
+        raise HTTPException(status_code=404, detail="signal not found")
+    return detail
+
+
+@router.get("/health", response_model=HealthReport, tags=["health"], summary="Health report")
+def get_health(request: Request) -> dict[str, Any]:
+    with _engine(request).connect() as connection:
+        return latest_health(connection)
+
+
+@router.get(
+    "/metrics/mtf",
+    tags=["metrics"],
+    summary="MTF monitoring metrics",
+    description="Strategy distribution, average entry confidence, average R:R, average "
+    "signal confidence, refinement success rate, fill rate, mean entry improvement (bps), "
+    "signals in the last 24 h.",
+)
+def get_mtf_metrics(request: Request) -> dict[str, Any]:
+    # imported here: the MTF metrics module belongs to the MTF pipeline and is heavier
+    try:
+        from alphapulse_dagster.mtf_metrics import mtf_metrics
+    except ImportError:
+        raise HTTPException(status_code=503, detail="MTF metrics not available") from None
+
+    with _engine(request).connect() as connection:
+        return mtf_metrics(connection, utcnow())
+
+
+@open_router.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness")
+async def healthz(request: Request) -> dict[str, Any]:
+    """Always 200 while the process serves; ``degraded`` when the database is unreachable
+    (webhooks are then spooled, not lost)."""
+
+    def ping() -> bool:
+        try:
+            with _engine(request).connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    database_ok = await run_in_threadpool(ping)
+    return {
+        "status": "ok" if database_ok else "degraded",
+        "database": "ok" if database_ok else "unavailable",
+        "spool_pending_bytes": request.app.state.writer.spool.pending(),
+    }

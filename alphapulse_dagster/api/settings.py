@@ -1,0 +1,81 @@
+"""Settings of the HTTP server, from ``ALPHAPULSE_*`` environment variables (SPEC §16).
+
+Read when the app is created (``alphapulse serve``), never at import time. Secrets are
+held here and compared in constant time; they are never logged or rendered in ``repr``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alphapulse_dagster.db.engine import database_url
+from alphapulse_dagster.ingest import MAX_BODY_BYTES
+from alphapulse_dagster.spool import DEFAULT_SPOOL_PATH
+
+# TradingView's documented webhook source addresses.
+TRADINGVIEW_IPS: tuple[str, ...] = (
+    "52.89.214.238",
+    "34.212.75.30",
+    "54.218.53.128",
+    "52.32.178.7",
+)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str | None) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDRs; the word ``tradingview`` expands to
+    :data:`TRADINGVIEW_IPS`. Raises ``ValueError`` naming a bad entry."""
+    networks: list[Network] = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.lower() == "tradingview":
+            networks += [ipaddress.ip_network(ip) for ip in TRADINGVIEW_IPS]
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {item!r}") from None
+    return tuple(networks)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """``allowed_ips`` empty ⇒ any source may post (the secret still applies);
+    ``trusted_proxies`` empty ⇒ ``X-Forwarded-For`` is ignored."""
+
+    database_url: str
+    webhook_secret: str | None = field(default=None, repr=False)
+    api_token: str | None = field(default=None, repr=False)
+    allowed_ips: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
+    spool_path: Path = DEFAULT_SPOOL_PATH
+    max_body_bytes: int = MAX_BODY_BYTES
+    enable_noop: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """``ALPHAPULSE_DATABASE_URL``, ``ALPHAPULSE_WEBHOOK_SECRET``,
+        ``ALPHAPULSE_API_TOKEN``, ``ALPHAPULSE_WEBHOOK_ALLOWED_IPS`` (e.g. ``tradingview``),
+        ``ALPHAPULSE_TRUSTED_PROXIES`` (e.g. ``127.0.0.1``), ``ALPHAPULSE_SPOOL_PATH``,
+        ``ALPHAPULSE_BENCH_NOOP`` (adds ``POST /webhooks/noop`` for the benchmark)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=database_url(env.get("ALPHAPULSE_DATABASE_URL")),
+            webhook_secret=env.get("ALPHAPULSE_WEBHOOK_SECRET") or None,
+            api_token=env.get("ALPHAPULSE_API_TOKEN") or None,
+            allowed_ips=parse_networks(env.get("ALPHAPULSE_WEBHOOK_ALLOWED_IPS")),
+            trusted_proxies=parse_networks(env.get("ALPHAPULSE_TRUSTED_PROXIES")),
+            spool_path=Path(env.get("ALPHAPULSE_SPOOL_PATH") or DEFAULT_SPOOL_PATH),
+            enable_noop=_flag(env.get("ALPHAPULSE_BENCH_NOOP")),
+        )

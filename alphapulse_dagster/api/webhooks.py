@@ -1,0 +1,200 @@
+"""``POST /webhooks/tradingview`` — land a TradingView alert durably, answer fast.
+
+Order of checks: body size (413) → source address allow-list (403) → JSON object (422) →
+secret (401) → payload model (422) → group commit (200 accepted / duplicate) or spool
+(503). Every refusal writes a ``webhook_rejects`` row; nothing here raises a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import replace
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
+
+from alphapulse_dagster.api.settings import ApiSettings, Network
+from alphapulse_dagster.api.writer import EventWriter
+from alphapulse_dagster.clock import utcnow
+from alphapulse_dagster.ingest import (
+    Rejection,
+    check_secret,
+    parse_body,
+    reject_row,
+    webhook_event,
+)
+from alphapulse_dagster.webhook_payload import WebhookPayload
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["webhooks"])
+
+
+class WebhookAnswer(BaseModel):
+    status: Literal["accepted", "duplicate"]
+    event_id: int
+
+
+class ErrorAnswer(BaseModel):
+    detail: Any
+
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The alert message. TradingView sends `application/json` when the "
+        "message parses as JSON and `text/plain` otherwise; both are accepted.",
+        "content": {
+            "application/json": {"schema": WebhookPayload.model_json_schema()},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": WebhookAnswer, "description": "committed (`accepted`) or already in the log"},
+    401: {"model": ErrorAnswer, "description": "missing or wrong secret"},
+    403: {"model": ErrorAnswer, "description": "source address not in the allow-list"},
+    413: {"model": ErrorAnswer, "description": "body larger than 64 KiB"},
+    422: {"model": ErrorAnswer, "description": "invalid payload; `detail` names the field"},
+    503: {"model": ErrorAnswer, "description": "storage unavailable; event spooled for replay"},
+}
+
+
+def _contains(networks: tuple[Network, ...], address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def source_address(request: Request, settings: ApiSettings) -> str | None:
+    """The client's address. ``X-Forwarded-For`` is believed only when the direct peer is a
+    configured trusted proxy, and then its right-most hop that is not itself a trusted
+    proxy (the left part of the header is whatever the client chose to send)."""
+    peer = request.client.host if request.client else None
+    if not settings.trusted_proxies or not _contains(settings.trusted_proxies, peer):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    for hop in reversed(hops):
+        if not _contains(settings.trusted_proxies, hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it exceeds ``limit`` bytes — without reading a
+    declared-too-large body at all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejection(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejection(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refusal(rejection: Rejection) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Secret"} if rejection.status_code == 401 else None
+    return JSONResponse(
+        {"detail": rejection.detail()}, status_code=rejection.status_code, headers=headers
+    )
+
+
+@router.post(
+    "/webhooks/tradingview",
+    summary="Receive a TradingView alert (SPEC §16 payload)",
+    response_model=WebhookAnswer,
+    responses=_RESPONSES,
+    openapi_extra=_REQUEST_BODY,
+)
+async def tradingview_webhook(request: Request) -> Response:
+    received_at = utcnow()
+    settings: ApiSettings = request.app.state.settings
+    writer: EventWriter = request.app.state.writer
+    address = source_address(request, settings)
+    body = b""
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+        if settings.allowed_ips and not _contains(settings.allowed_ips, address):
+            raise Rejection(403, f"source address {address} is not allowed", "source_address")
+        raw = parse_body(body)
+        check_secret(raw, settings.webhook_secret)
+        event = replace(webhook_event(raw), received_at=received_at)
+    except ClientDisconnect:
+        return Response(status_code=400)
+    except Rejection as rejection:
+        return await _refuse(writer, rejection, body, received_at, address, settings)
+    except Exception:  # a payload must never produce a 500
+        log.exception("unexpected error validating a webhook")
+        unexpected = Rejection(422, "unprocessable payload", "body")
+        return await _refuse(writer, unexpected, body, received_at, address, settings)
+
+    outcome = await writer.submit(event)
+    if outcome.appended is not None:
+        status = "duplicate" if outcome.appended.duplicate else "accepted"
+        return JSONResponse({"status": status, "event_id": outcome.appended.event_id})
+    if outcome.refused:
+        unstorable = Rejection(422, f"payload could not be stored ({outcome.error})", "body")
+        return await _refuse(writer, unstorable, body, received_at, address, settings)
+    detail = (
+        "storage unavailable; event spooled and will be replayed"
+        if outcome.spooled
+        else "storage unavailable"
+    )
+    return JSONResponse(
+        {"detail": detail, "status": "spooled" if outcome.spooled else "unavailable"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _refuse(
+    writer: EventWriter,
+    rejection: Rejection,
+    body: bytes,
+    received_at: Any,
+    address: str | None,
+    settings: ApiSettings,
+) -> JSONResponse:
+    log.info(
+        "webhook refused %d from %s: %s", rejection.status_code, address, rejection.field or "-"
+    )
+    await writer.record_reject(
+        reject_row(
+            rejection,
+            body,
+            received_at=received_at,
+            source_address=address,
+            secret=settings.webhook_secret,
+        )
+    )
+    return _refusal(rejection)
+
+
+@router.post("/webhooks/noop", include_in_schema=False)
+async def noop_webhook(request: Request) -> Response:
+    """Benchmark baseline (only with ``ALPHAPULSE_BENCH_NOOP=1``): the same request path —
+    read, parse, check the secret, validate — without touching storage."""
+    settings: ApiSettings = request.app.state.settings
+    if not settings.enable_noop:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    try:
+        raw = parse_body(await read_body(request, settings.max_body_bytes))
+        check_secret(raw, settings.webhook_secret)
+        webhook_event(raw)
+    except Rejection as rejection:
+        return _refusal(rejection)
+    return JSONResponse({"status": "accepted", "event_id": 0})
