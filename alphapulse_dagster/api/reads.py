@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alphapulse_dagster.api.auth import require_token
 from alphapulse_dagster.clock import as_utc, utcnow
+from alphapulse_dagster.mtf_metrics import mtf_metrics
 from alphapulse_dagster.db.tables import (
     signal_events,
     signal_gaps,
@@ -404,12 +405,6 @@ def get_health(request: Request) -> dict[str, Any]:
     "signals in the last 24 h.",
 )
 def get_mtf_metrics(request: Request) -> dict[str, Any]:
-    # imported here: the MTF metrics module belongs to the MTF pipeline and is heavier
-    try:
-        from alphapulse_dagster.mtf_metrics import mtf_metrics
-    except ImportError:
-        raise HTTPException(status_code=503, detail="MTF metrics not available") from None
-
     with _engine(request).connect() as connection:
         return mtf_metrics(connection, utcnow())
 
