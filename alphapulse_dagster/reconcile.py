@@ -461,6 +461,10 @@ def _needs_candles(row: Mapping[str, Any]) -> bool:
         return False
     if row["direction"] not in ("LONG", "SHORT"):
         return False
+    return _not_final(row)
+
+
+def _not_final(row: Mapping[str, Any]) -> bool:
     if row["closed_at"] is None:
         return True
     held = (row["field_provenance"] or {}).get("mfe") or {}
@@ -496,31 +500,39 @@ def reconcile_rows(
     created = latest_events(conn, ids, "SIGNAL_CREATED")
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
     snapshots = latest_events(conn, confirmed, "MFE_UPDATE") if confirmed else {}
-    to_measure = [r for r in rows if _needs_candles(r)]
+    to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
     candle_data = _load_candles(conn, to_measure, now) if to_measure else {}
     stamp = now.isoformat()
     updates: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     for row in rows:
         signal_id = row["signal_id"]
-        measured = None
-        if _needs_candles(row):
-            measured = candle_excursion(row, candle_data.get(row["symbol"]), now)
-        proposals = candidates(row, created.get(signal_id), snapshots.get(signal_id), measured)
-        changes = plan_changes(row, proposals)
         result.signals_seen += 1
+        work = dict(row)
+        work["field_provenance"] = dict(row["field_provenance"] or {})
+        changes: list[FieldChange] = []
+        # phase 1: identity, levels and metadata; phase 2: excursions, which need the
+        # targets / stop that phase 1 may just have filled
+        for measuring in (False, True):
+            measured = None
+            if measuring and _needs_candles(work):
+                measured = candle_excursion(work, candle_data.get(work["symbol"]), now)
+            snapshot = snapshots.get(signal_id) if measuring else None
+            proposals = candidates(work, created.get(signal_id), snapshot, measured)
+            for change in plan_changes(work, proposals):
+                work[change.field] = change.new
+                work["field_provenance"][change.field] = {
+                    "tier": change.tier,
+                    "confidence": change.confidence,
+                    "source": change.source,
+                    "at": stamp,
+                }
+                changes.append(change)
         if not changes:
             continue
-        provenance = dict(row["field_provenance"] or {})
-        values = {name: row[name] for name in SYNC_FIELDS}
+        provenance = work["field_provenance"]
+        values = {name: work[name] for name in SYNC_FIELDS}
         for change in changes:
-            values[change.field] = change.new
-            provenance[change.field] = {
-                "tier": change.tier,
-                "confidence": change.confidence,
-                "source": change.source,
-                "at": stamp,
-            }
             audits.append(
                 {
                     "sync_run_id": sync_run_id,
