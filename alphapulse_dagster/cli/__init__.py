@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # module name -> registers its sub-commands
-COMMAND_MODULES: tuple[str, ...] = ("alphapulse_dagster.cli.db",)
+COMMAND_MODULES: tuple[str, ...] = ("alphapulse_dagster.cli.db", "alphapulse_dagster.cli.sync")
 
 
 def build_parser() -> argparse.ArgumentParser:
