@@ -35,13 +35,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from alphapulse_dagster.config import HybridSyncConfig
-from alphapulse_dagster.db.tables import signal_gaps, signals
+from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import CLOSED, CONFIRMED, chunked, price, price_list
 from alphapulse_dagster.reconcile import (
     LatestEvent,
@@ -146,6 +146,34 @@ class GapResult:
             self.by_type = dict.fromkeys(GAP_TYPES, 0)
 
 
+def _needs_payload(row: Mapping[str, Any]) -> bool:
+    # the payload only decides fillability of gaps Tier 0 could fill
+    if not row["htf_alignment"] or any(row[name] in (None, "") for name in METADATA_FIELDS):
+        return True
+    return ever_confirmed(row) and (
+        row["entry_price"] is None or row["stop_loss"] is None or not row["targets"]
+    )
+
+
+def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, LatestEvent]:
+    """Latest SIGNAL_CREATED per row: ids from the partial index for all, payloads only
+    where a gap's fillability depends on them."""
+    ids = [r["signal_id"] for r in rows]
+    query = (
+        select(signal_events.c.signal_id, func.max(signal_events.c.event_id))
+        .where(signal_events.c.event_type == "SIGNAL_CREATED", signal_events.c.signal_id.in_(ids))
+        .group_by(signal_events.c.signal_id)
+    )
+    found = {signal_id: int(event_id) for signal_id, event_id in conn.execute(query)}
+    wanted = [r["signal_id"] for r in rows if r["signal_id"] in found and _needs_payload(r)]
+    full = latest_events(conn, wanted, "SIGNAL_CREATED") if wanted else {}
+    epoch = datetime.fromtimestamp(0, tz=UTC)
+    return {
+        signal_id: full.get(signal_id) or LatestEvent(event_id, epoch, {})
+        for signal_id, event_id in found.items()
+    }
+
+
 def refresh_gap_rows(
     conn: Connection,
     rows: Sequence[Mapping[str, Any]],
@@ -157,7 +185,7 @@ def refresh_gap_rows(
     """Detect the gaps of ``rows`` and bring ``signal_gaps`` (open = ``resolved_at`` IS
     NULL) and ``signals.health_score`` in line, writing only differences."""
     ids = [r["signal_id"] for r in rows]
-    created = latest_events(conn, ids, "SIGNAL_CREATED")
+    created = _created_events(conn, rows)
     open_rows = conn.execute(
         select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
             signal_gaps.c.signal_id.in_(ids), signal_gaps.c.resolved_at.is_(None)

@@ -7,8 +7,10 @@ is within ``hybrid_sync.health_window_days`` of ``now``:
 - ``health_score``: the mean of the per-signal scores (100 − Σ weights of open gaps,
   floored at 0), so 100 = every signal complete; no signals ⇒ 100;
 - ``signal_coverage``: of the signals ever confirmed (status CONFIRMED or CLOSED), the
-  share with a SIGNAL_CREATED event; None when none was confirmed;
-- ``data_confidence``: the mean confidence over every field's provenance; None when empty;
+  share with a SIGNAL_CREATED event (i.e. without an open ``no_signal_created`` gap);
+  None when none was confirmed;
+- ``data_confidence``: the mean of the per-signal mean field confidence
+  (``signals.data_confidence``, kept with ``field_provenance``); None when empty;
 - ``manual_intervention``: open gaps that no tier can fill (``fillable`` false);
 - ``signals``: how many signals are in the window.
 """
@@ -19,11 +21,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select
 
 from alphapulse_dagster.config import HybridSyncConfig
-from alphapulse_dagster.db.tables import signal_events, signal_gaps, signal_health_metrics, signals
-from alphapulse_dagster.db.types import UtcDateTime
+from alphapulse_dagster.db.tables import signal_gaps, signal_health_metrics, signals
 from alphapulse_dagster.gaps import GAP_TYPES
 
 
@@ -65,25 +66,6 @@ def _signal_moment():  # type: ignore[no-untyped-def]
     return func.coalesce(signals.c.signal_time, signals.c.created_at, signals.c.confirmed_at)
 
 
-def _mean_confidence(conn: Connection, since: datetime) -> float | None:
-    # one aggregate over every provenance entry (json_each / jsonb_each), no Python loop
-    if conn.dialect.name == "postgresql":
-        sql = text(
-            "SELECT avg((p.value ->> 'confidence')::float) FROM signals s, "
-            "jsonb_each(s.field_provenance) AS p "
-            "WHERE coalesce(s.signal_time, s.created_at, s.confirmed_at) >= :since"
-        )
-    else:
-        sql = text(
-            "SELECT avg(json_extract(p.value, '$.confidence')) FROM signals s, "
-            "json_each(s.field_provenance) AS p "
-            "WHERE coalesce(s.signal_time, s.created_at, s.confirmed_at) >= :since"
-        )
-    sql = sql.bindparams(bindparam("since", type_=UtcDateTime))
-    value = conn.execute(sql, {"since": since}).scalar()
-    return None if value is None else round(float(value), 4)
-
-
 def health_report(
     conn: Connection,
     now: datetime,
@@ -95,10 +77,12 @@ def health_report(
     ``signal_health_metrics`` row (the API serves the latest one as ``/health``)."""
     since = now - timedelta(days=config.health_window_days)
     in_window = _signal_moment() >= since
-    count, mean_score = conn.execute(
-        select(func.count(), func.avg(func.coalesce(signals.c.health_score, 100.0))).where(
-            in_window
-        )
+    count, mean_score, mean_confidence = conn.execute(
+        select(
+            func.count(),
+            func.avg(func.coalesce(signals.c.health_score, 100.0)),
+            func.avg(signals.c.data_confidence),
+        ).where(in_window)
     ).one()
     count = int(count or 0)
     health_score = round(float(mean_score), 2) if count else 100.0
@@ -118,17 +102,15 @@ def health_report(
         if not fillable:
             manual += int(n)
 
-    has_created = exists().where(
-        signal_events.c.signal_id == signals.c.signal_id,
-        signal_events.c.event_type == "SIGNAL_CREATED",
+    # ever confirmed without SIGNAL_CREATED == an open no_signal_created gap (gaps.py)
+    confirmed = int(
+        conn.execute(
+            select(func.count()).where(in_window, signals.c.status.in_(("CONFIRMED", "CLOSED")))
+        ).scalar()
+        or 0
     )
-    confirmed, covered = conn.execute(
-        select(func.count(), func.count().filter(has_created)).where(
-            in_window, signals.c.status.in_(("CONFIRMED", "CLOSED"))
-        )
-    ).one()
-    confirmed = int(confirmed or 0)
-    coverage = round(int(covered or 0) / confirmed, 4) if confirmed else None
+    uncovered = by_type.get("no_signal_created", 0)
+    coverage = round((confirmed - uncovered) / confirmed, 4) if confirmed else None
 
     report = HealthReport(
         measured_at=now,
@@ -136,7 +118,7 @@ def health_report(
         total_gaps=sum(by_type.values()),
         health_score=health_score,
         signal_coverage=coverage,
-        data_confidence=_mean_confidence(conn, since),
+        data_confidence=None if mean_confidence is None else round(float(mean_confidence), 4),
         manual_intervention=manual,
         gap_breakdown=by_type,
         kind_breakdown=by_kind,

@@ -261,7 +261,14 @@ def fold(events: Sequence[EventRow]) -> dict[str, Any]:
     row["first_event_id"] = first.event_id
     row["last_event_id"] = max(e.event_id for e in ordered)
     row["field_provenance"] = provenance
+    row["data_confidence"] = mean_confidence(provenance)
     return row
+
+
+def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
+    """The mean confidence over a row's field provenance (``signals.data_confidence``)."""
+    values = [float(v["confidence"]) for v in provenance.values() if "confidence" in v]
+    return sum(values) / len(values) if values else None
 
 
 def merge_with_existing(
@@ -283,6 +290,7 @@ def merge_with_existing(
                 provenance[column] = kept
     provenance.update(projected["field_provenance"])
     merged["field_provenance"] = provenance
+    merged["data_confidence"] = mean_confidence(provenance)
     return merged
 
 
@@ -419,7 +427,7 @@ def refold_signals(
             conn.execute(insert(signals), new_rows)
             inserted += len(new_rows)
         if changed_rows:
-            columns = (*PROJECTED_COLUMNS, "field_provenance", "updated_at")
+            columns = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence", "updated_at")
             statement = (
                 update(signals)
                 .where(signals.c.signal_id == bindparam("b_signal_id"))
@@ -488,4 +496,6 @@ def rebuild_registry(conn: Connection, now: datetime) -> ProjectionResult:
     return ProjectionResult(len(ids), inserted, 0, 0, head)
 
 
-_NOT_SYNC_OWNED = frozenset((*PROJECTED_COLUMNS, "signal_id", "field_provenance", "updated_at"))
+_NOT_SYNC_OWNED = frozenset(
+    (*PROJECTED_COLUMNS, "signal_id", "field_provenance", "data_confidence", "updated_at")
+)

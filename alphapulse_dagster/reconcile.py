@@ -47,7 +47,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
-from alphapulse_dagster.lifecycle import CONFIRMED, chunked, normalise_direction, price, price_list
+from alphapulse_dagster.lifecycle import (
+    CONFIRMED,
+    chunked,
+    mean_confidence,
+    normalise_direction,
+    price,
+    price_list,
+)
 from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
@@ -208,12 +215,22 @@ def candle_excursion(
 
 
 def _load_candles(
-    conn: Connection, trades: Sequence[Mapping[str, Any]], now: datetime
+    conn: Connection,
+    trades: Sequence[Mapping[str, Any]],
+    now: datetime,
+    known: dict[str, bool] | None = None,
 ) -> dict[str, _SymbolCandles]:
-    """One query per symbol with trades to measure, over the union of their windows."""
+    """One query per symbol with trades to measure, over the union of their windows.
+    ``known`` caches, for the whole pass, which symbols have any candles at all."""
+    known = {} if known is None else known
     by_symbol: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in trades:
         by_symbol[row["symbol"]].append(row)
+    for symbol in by_symbol:
+        if symbol not in known:
+            probe = select(candles.c.symbol).where(candles.c.symbol == symbol).limit(1)
+            known[symbol] = conn.execute(probe).first() is not None
+    by_symbol = {s: rows for s, rows in by_symbol.items() if known[s]}
     loaded: dict[str, _SymbolCandles] = {}
     for symbol, rows in by_symbol.items():
         start = min(r["confirmed_at"] for r in rows) - timedelta(days=7)
@@ -456,6 +473,31 @@ def latest_events(
     }
 
 
+TIER0_FIELDS: tuple[str, ...] = (
+    "htf_alignment",
+    "session",
+    "market_state",
+    "signal_time",
+    "direction",
+    "entry_price",
+    "stop_loss",
+    "targets",
+)
+
+
+def needs_tier0(row: Mapping[str, Any]) -> bool:
+    """Whether a SIGNAL_CREATED could still improve a field of ``row`` (some Tier-0 field
+    empty or held below 1.0). Lets a warm sync skip reading payloads it cannot use."""
+    provenance: Mapping[str, Any] = row["field_provenance"] or {}
+    for name in (*TIER0_FIELDS, "confirmation_time"):
+        if name == "confirmation_time" and row["confirmed_at"] is None:
+            continue
+        held = provenance.get(name)
+        if row[name] is None or held is None or float(held.get("confidence", 0)) < 1.0:
+            return True
+    return False
+
+
 def _needs_candles(row: Mapping[str, Any]) -> bool:
     if row["confirmed_at"] is None or row["entry_price"] is None:
         return False
@@ -486,6 +528,7 @@ class ReconcileResult:
     fields_changed: int = 0
     by_field: dict[str, int] = field(default_factory=dict)
     by_tier: dict[str, int] = field(default_factory=dict)
+    symbols_with_candles: dict[str, bool] = field(default_factory=dict, repr=False)
 
 
 def reconcile_rows(
@@ -496,12 +539,12 @@ def reconcile_rows(
     result: ReconcileResult,
 ) -> None:
     """Reconcile already-loaded registry rows inside the caller's transaction."""
-    ids = [r["signal_id"] for r in rows]
-    created = latest_events(conn, ids, "SIGNAL_CREATED")
+    ids = [r["signal_id"] for r in rows if needs_tier0(r)]
+    created = latest_events(conn, ids, "SIGNAL_CREATED") if ids else {}
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
     snapshots = latest_events(conn, confirmed, "MFE_UPDATE") if confirmed else {}
     to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
-    candle_data = _load_candles(conn, to_measure, now) if to_measure else {}
+    candle_data = _load_candles(conn, to_measure, now, result.symbols_with_candles)
     stamp = now.isoformat()
     updates: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
@@ -550,7 +593,13 @@ def reconcile_rows(
             result.by_field[change.field] = result.by_field.get(change.field, 0) + 1
             result.by_tier[change.tier] = result.by_tier.get(change.tier, 0) + 1
         updates.append(
-            {**values, "field_provenance": provenance, "updated_at": now, "b_id": signal_id}
+            {
+                **values,
+                "field_provenance": provenance,
+                "data_confidence": mean_confidence(provenance),
+                "updated_at": now,
+                "b_id": signal_id,
+            }
         )
         row.update(values)
         row["field_provenance"] = provenance
@@ -560,7 +609,12 @@ def reconcile_rows(
         statement = (
             update(signals)
             .where(signals.c.signal_id == bindparam("b_id"))
-            .values({c: bindparam(c) for c in (*SYNC_FIELDS, "field_provenance", "updated_at")})
+            .values(
+                {
+                    c: bindparam(c)
+                    for c in (*SYNC_FIELDS, "field_provenance", "data_confidence", "updated_at")
+                }
+            )
         )
         conn.execute(statement, updates)
         conn.execute(insert(sync_audit_log), audits)

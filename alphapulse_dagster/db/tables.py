@@ -197,6 +197,7 @@ signals = Table(
     Column("cancelled_at", UtcDateTime, nullable=True),
     Column("health_score", Float, nullable=True),
     Column("field_provenance", JsonDoc, nullable=False, comment="field -> {tier, confidence, …}"),
+    Column("data_confidence", Float, nullable=True, comment="mean confidence of field_provenance"),
     Column("first_event_id", BigId, nullable=False),
     Column("last_event_id", BigId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
