@@ -190,10 +190,7 @@ def test_incremental_projection_equals_rebuild(engine: sa.Engine) -> None:
             assert row[column] == other[column], (signal_id, column)
         assert row["field_provenance"] == other["field_provenance"]
     statuses = {r["status"] for r in incremental.values()}
-    assert statuses == {"PENDING", "CONFIRMED", "CLOSED", "CANCELLED"} or statuses >= {
-        "CLOSED",
-        "CANCELLED",
-    }
+    assert {"CONFIRMED", "CLOSED", "CANCELLED"} <= statuses  # every lifecycle is exercised
 
 
 def test_rebuild_gives_identical_whole_rows_without_sync(engine: sa.Engine) -> None:
