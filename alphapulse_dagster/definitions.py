@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import market_data, mtf_signals
+from assets import hybrid_sync, market_data, mtf_signals
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
@@ -27,6 +27,7 @@ resources = {
 defs = dg.Definitions.merge(
     market_data.defs,
     mtf_signals.defs,
+    hybrid_sync.defs,
     operations.defs,
     dg.Definitions(resources=resources),
 )

@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alphapulse_dagster.cli.db",
     "alphapulse_dagster.cli.candles",
     "alphapulse_dagster.cli.api",
+    "alphapulse_dagster.cli.sync",
 )
 
 

@@ -198,6 +198,7 @@ signals = Table(
     Column("cancelled_at", UtcDateTime, nullable=True),
     Column("health_score", Float, nullable=True),
     Column("field_provenance", JsonDoc, nullable=False, comment="field -> {tier, confidence, …}"),
+    Column("data_confidence", Float, nullable=True, comment="mean confidence of field_provenance"),
     Column("first_event_id", BigId, nullable=False),
     Column("last_event_id", BigId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
@@ -249,8 +250,28 @@ sync_audit_log = Table(
     Column("new_value", JsonDoc, nullable=True),
     Column("tier", String(8), nullable=False),
     Column("confidence", Float, nullable=False),
+    Column("old_confidence", Float, nullable=True, comment="confidence before the change"),
     Column("reason", Text, nullable=False),
     Column("action_timestamp", UtcDateTime, nullable=False),
     Index("ix_sync_audit_log_signal_id", "signal_id"),
     Index("ix_sync_audit_log_sync_run_id", "sync_run_id"),
+)
+
+# The hybrid sync's bookkeeping: how far into ``signal_events`` each consumer has read
+# (``name`` = ``lifecycle`` for the registry projection).
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_event_id", BigId, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A lease that keeps two syncs from overlapping on SQLite (Postgres uses an advisory lock).
+sync_locks = Table(
+    "sync_locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=True),
+    Column("locked_until", UtcDateTime, nullable=True),
 )

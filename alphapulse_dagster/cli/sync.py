@@ -1,0 +1,96 @@
+"""``alphapulse sync`` (one hybrid-sync cycle, outside Dagster — the same code path) and
+``alphapulse health [--json]`` (the system health report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from alphapulse_dagster.clock import utcnow
+from alphapulse_dagster.config import load_config
+from alphapulse_dagster.db.engine import make_engine
+from alphapulse_dagster.health import format_health, health_report
+from alphapulse_dagster.sync_cycle import SyncBusy, run_sync
+
+# exit status when another sync holds the lock for longer than --wait (EX_TEMPFAIL)
+EXIT_BUSY = 75
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = load_config()
+    engine = make_engine()
+    try:
+        report = run_sync(
+            engine,
+            config,
+            utcnow(),
+            full=not args.incremental,
+            lock_wait_seconds=args.wait,
+        )
+    except SyncBusy as exc:
+        print(f"alphapulse sync: skipped — {exc}; try again later", file=sys.stderr)
+        return EXIT_BUSY
+    finally:
+        engine.dispose()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sync_run_id": report.sync_run_id,
+                    "seconds": round(report.seconds, 3),
+                    "signals_projected": report.lifecycle.projection.signals_touched,
+                    "expired": len(report.lifecycle.expired),
+                    "signals_scanned": report.gaps.signals_scanned,
+                    "fields_changed": report.reconcile.fields_changed,
+                    "gaps_opened": report.gaps.opened,
+                    "gaps_resolved": report.gaps.resolved,
+                    "health": report.health.as_api(),
+                }
+            )
+        )
+    else:
+        print(
+            f"sync {report.sync_run_id}: {report.lifecycle.projection.signals_touched} signals "
+            f"projected, {len(report.lifecycle.expired)} expired, "
+            f"{report.reconcile.fields_changed} fields filled, {report.gaps.opened} gaps opened, "
+            f"{report.gaps.resolved} resolved in {report.seconds:.2f}s\n"
+        )
+        print(format_health(report.health))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    config = load_config()
+    engine = make_engine()
+    try:
+        with engine.connect() as conn:
+            report = health_report(conn, utcnow(), config.hybrid_sync)
+    finally:
+        engine.dispose()
+    print(json.dumps(report.as_api()) if args.json else format_health(report))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sync = subparsers.add_parser(
+        "sync",
+        help="run one hybrid-sync cycle (projection, cancellations, tiers, gaps, health)",
+    )
+    sync.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only signals with new events and active signals (default: every signal)",
+    )
+    sync.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a running sync to finish (default 30); then exit 75",
+    )
+    sync.add_argument("--json", action="store_true", help="print a JSON summary")
+    sync.set_defaults(handler=_sync)
+
+    health = subparsers.add_parser("health", help="print the signal health report")
+    health.add_argument("--json", action="store_true", help="the GET /health JSON shape")
+    health.set_defaults(handler=_health)

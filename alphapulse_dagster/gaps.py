@@ -1,0 +1,259 @@
+"""Gap detection: what each signal is missing, how much it matters, and who can fill it.
+
+The nine gap types of SPEC §9 (weight and kind — actionable / expected — from
+``hybrid_sync.gap_rules``). "Ever confirmed" means ``confirmed_at`` is set or the status is
+CONFIRMED / CLOSED.
+
+======================  ======================================  ==========================
+gap                     open when                               fillable by
+======================  ======================================  ==========================
+no_signal_created       ever confirmed, no SIGNAL_CREATED        nobody (the indicator
+                        event                                    must send it) → manual
+no_htf_alignment        ``htf_alignment`` empty                  Tier 0 (SIGNAL_CREATED
+                                                                 carrying it)
+no_confirmation_time    ever confirmed, ``confirmation_time``    Tier 0 (needs a
+                        empty                                    SIGNAL_CREATED)
+no_entry_price          ever confirmed, no entry price           Tier 0 (payload has it)
+no_stop_loss            ever confirmed, no stop                  Tier 0 (payload has it)
+no_targets              ever confirmed, no targets               Tier 0, or Tier 2 from
+                                                                 entry + stop + direction
+no_mfe_update           CONFIRMED (active), MFE not measured     expected: the next
+                        from candles, and no MFE_UPDATE within   MFE_UPDATE or candles
+                        ``mfe_update_window_minutes``            (Tier 1 / Tier 2)
+no_mae                  ever confirmed, ``mae`` empty            expected while active
+                                                                 (Tier 1 / Tier 2); a
+                                                                 closed trade → manual
+no_metadata             session, market_state, signal_time or    Tier 0; Tier 3 when only
+                        direction empty                          time/direction missing
+======================  ======================================  ==========================
+
+A gap nobody can fill counts toward ``manual_intervention`` in the health report.
+Per-signal health score = 100 − Σ weights of its open gaps, floored at 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+
+from alphapulse_dagster.config import HybridSyncConfig
+from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
+from alphapulse_dagster.lifecycle import CLOSED, CONFIRMED, chunked, price, price_list
+from alphapulse_dagster.reconcile import (
+    LatestEvent,
+    all_signal_ids,
+    latest_events,
+    load_signal_rows,
+    parse_trade_id,
+)
+
+GAP_TYPES: tuple[str, ...] = (
+    "no_signal_created",
+    "no_htf_alignment",
+    "no_confirmation_time",
+    "no_entry_price",
+    "no_stop_loss",
+    "no_targets",
+    "no_mfe_update",
+    "no_mae",
+    "no_metadata",
+)
+METADATA_FIELDS: tuple[str, ...] = ("session", "market_state", "signal_time", "direction")
+
+
+@dataclass(frozen=True)
+class Gap:
+    signal_id: str
+    gap_type: str
+    kind: str  # actionable | expected
+    weight: float
+    fillable: bool
+
+
+def ever_confirmed(row: Mapping[str, Any]) -> bool:
+    return row["confirmed_at"] is not None or row["status"] in (CONFIRMED, CLOSED)
+
+
+def detect_gaps(
+    row: Mapping[str, Any],
+    created: LatestEvent | None,
+    now: datetime,
+    config: HybridSyncConfig,
+) -> list[Gap]:
+    """The open gaps of one registry row. ``created`` is the signal's latest SIGNAL_CREATED
+    event (None when it has none)."""
+    payload: Mapping[str, Any] = created.payload if created is not None else {}
+    confirmed = ever_confirmed(row)
+    provenance: Mapping[str, Any] = row["field_provenance"] or {}
+    found: list[tuple[str, bool]] = []
+
+    if confirmed and created is None:
+        found.append(("no_signal_created", False))
+    if not row["htf_alignment"]:
+        found.append(("no_htf_alignment", bool(payload.get("htf_alignment"))))
+    if confirmed and row["confirmation_time"] is None:
+        found.append(("no_confirmation_time", created is not None))
+    if confirmed and row["entry_price"] is None:
+        found.append(("no_entry_price", price(payload.get("entry_price")) is not None))
+    if confirmed and row["stop_loss"] is None:
+        found.append(("no_stop_loss", price(payload.get("stop_loss")) is not None))
+    if confirmed and not row["targets"]:
+        computable = (
+            row["entry_price"] is not None
+            and row["stop_loss"] is not None
+            and row["direction"] in ("LONG", "SHORT")
+        )
+        found.append(("no_targets", computable or price_list(payload.get("targets")) is not None))
+    if row["status"] == CONFIRMED and (provenance.get("mfe") or {}).get("tier") != "1":
+        reference = row["last_mfe_update_at"] or row["confirmed_at"] or row["created_at"]
+        window = timedelta(minutes=config.mfe_update_window_minutes)
+        if reference is None or now - reference > window:
+            found.append(("no_mfe_update", True))
+    if confirmed and row["mae"] is None:
+        found.append(("no_mae", row["status"] == CONFIRMED))
+    missing = {name for name in METADATA_FIELDS if row[name] in (None, "")}
+    if missing:
+        parseable = parse_trade_id(row["trade_id"]) is not None
+        fillable = created is not None or (parseable and missing <= {"signal_time", "direction"})
+        found.append(("no_metadata", fillable))
+
+    gaps = []
+    for gap_type, fillable in found:
+        rule = config.gap_rules[gap_type]
+        gaps.append(Gap(row["signal_id"], gap_type, rule.kind, rule.weight, fillable))
+    return gaps
+
+
+def signal_health_score(gaps: Iterable[Gap]) -> float:
+    """100 − Σ weights of the open gaps, floored at 0."""
+    return max(0.0, 100.0 - sum(g.weight for g in gaps))
+
+
+@dataclass
+class GapResult:
+    signals_scanned: int = 0
+    opened: int = 0
+    resolved: int = 0
+    open_total: int = 0  # open gaps of the scanned signals after this pass
+    by_type: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.by_type is None:
+            self.by_type = dict.fromkeys(GAP_TYPES, 0)
+
+
+def _needs_payload(row: Mapping[str, Any]) -> bool:
+    # the payload only decides fillability of gaps Tier 0 could fill
+    if not row["htf_alignment"] or any(row[name] in (None, "") for name in METADATA_FIELDS):
+        return True
+    return ever_confirmed(row) and (
+        row["entry_price"] is None or row["stop_loss"] is None or not row["targets"]
+    )
+
+
+def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, LatestEvent]:
+    """Latest SIGNAL_CREATED per row: ids from the partial index for all, payloads only
+    where a gap's fillability depends on them."""
+    ids = [r["signal_id"] for r in rows]
+    query = (
+        select(signal_events.c.signal_id, func.max(signal_events.c.event_id))
+        .where(signal_events.c.event_type == "SIGNAL_CREATED", signal_events.c.signal_id.in_(ids))
+        .group_by(signal_events.c.signal_id)
+    )
+    found = {signal_id: int(event_id) for signal_id, event_id in conn.execute(query)}
+    wanted = [r["signal_id"] for r in rows if r["signal_id"] in found and _needs_payload(r)]
+    full = latest_events(conn, wanted, "SIGNAL_CREATED") if wanted else {}
+    epoch = datetime.fromtimestamp(0, tz=UTC)
+    return {
+        signal_id: full.get(signal_id) or LatestEvent(event_id, epoch, {})
+        for signal_id, event_id in found.items()
+    }
+
+
+def refresh_gap_rows(
+    conn: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+    sync_run_id: str,
+    config: HybridSyncConfig,
+    result: GapResult,
+) -> None:
+    """Detect the gaps of ``rows`` and bring ``signal_gaps`` (open = ``resolved_at`` IS
+    NULL) and ``signals.health_score`` in line, writing only differences."""
+    ids = [r["signal_id"] for r in rows]
+    created = _created_events(conn, rows)
+    open_rows = conn.execute(
+        select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
+            signal_gaps.c.signal_id.in_(ids), signal_gaps.c.resolved_at.is_(None)
+        )
+    ).all()
+    existing: dict[str, dict[str, int]] = {}
+    for r in open_rows:
+        existing.setdefault(r.signal_id, {})[r.gap_type] = int(r.gap_id)
+    inserts: list[dict[str, Any]] = []
+    resolved: list[int] = []
+    scores: list[dict[str, Any]] = []
+    assert result.by_type is not None
+    for row in rows:
+        gaps = detect_gaps(row, created.get(row["signal_id"]), now, config)
+        held = existing.get(row["signal_id"], {})
+        current = {g.gap_type for g in gaps}
+        for gap in gaps:
+            result.by_type[gap.gap_type] += 1
+            if gap.gap_type not in held:
+                inserts.append(
+                    {
+                        "signal_id": gap.signal_id,
+                        "gap_type": gap.gap_type,
+                        "kind": gap.kind,
+                        "weight": gap.weight,
+                        "fillable": gap.fillable,
+                        "detected_at": now,
+                        "resolved_at": None,
+                        "sync_run_id": sync_run_id,
+                    }
+                )
+        resolved.extend(gap_id for gap_type, gap_id in held.items() if gap_type not in current)
+        score = signal_health_score(gaps)
+        if row["health_score"] is None or float(row["health_score"]) != score:
+            scores.append({"b_id": row["signal_id"], "health_score": score})
+        result.open_total += len(gaps)
+        result.signals_scanned += 1
+    if inserts:
+        conn.execute(insert(signal_gaps), inserts)
+        result.opened += len(inserts)
+    for chunk in chunked(resolved):
+        conn.execute(
+            update(signal_gaps).where(signal_gaps.c.gap_id.in_(chunk)).values(resolved_at=now)
+        )
+        result.resolved += len(chunk)
+    if scores:
+        conn.execute(
+            update(signals)
+            .where(signals.c.signal_id == bindparam("b_id"))
+            .values(health_score=bindparam("health_score")),
+            scores,
+        )
+
+
+def refresh_gaps(
+    engine: Engine,
+    signal_ids: Sequence[str] | None,
+    now: datetime,
+    sync_run_id: str,
+    config: HybridSyncConfig,
+    chunk_size: int = 2000,
+) -> GapResult:
+    """Detect and persist the gaps of ``signal_ids`` (None = every signal), one
+    transaction per chunk."""
+    result = GapResult()
+    with engine.connect() as conn:
+        ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
+    for chunk in chunked(sorted(set(ids)), chunk_size):
+        with engine.begin() as conn:
+            refresh_gap_rows(conn, load_signal_rows(conn, chunk), now, sync_run_id, config, result)
+    return result

@@ -1,0 +1,501 @@
+"""The signal lifecycle: the ``signals`` registry as a pure fold of ``signal_events``.
+
+States (SPEC §8)::
+
+    PENDING --ENTRY--> CONFIRMED --EXIT--> CLOSED (TARGET | STOP | BREAKEVEN | MANUAL)
+    PENDING --CANCELLED--> CANCELLED (explicit, or inferred EXPIRED)
+
+Rules of the fold, applied to one signal's events in ``(event_time, event_id)`` order —
+whatever order they arrived in:
+
+- SIGNAL_CREATED opens a signal as PENDING (an ENTRY that arrived first already made it
+  CONFIRMED; the SIGNAL_CREATED then only adds ``created_at``).
+- ENTRY confirms a PENDING signal, and re-opens one cancelled by an *inferred* expiry
+  (the expiry event carries the expiry moment as its ``event_time``, so only an ENTRY
+  timed after it can be "late"). An ENTRY after an *explicit* CANCELLED is ignored.
+- An explicit CANCELLED outranks an inferred one in either order: it replaces an inferred
+  expiry (confidence 1.0), and an inferred expiry never touches a non-PENDING signal.
+- EXIT closes the trade; MFE_UPDATE only stamps ``last_mfe_update_at``.
+
+Inferred expiries are events too (``cancellations.py`` appends them), so rebuilding the
+registry from the log (:func:`rebuild_registry`) gives the same projection-owned columns
+as the incremental path (:func:`project_log`). Sync-owned columns (``reconcile.py``) and
+their provenance survive both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
+from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
+
+PENDING, CONFIRMED, CLOSED, CANCELLED = "PENDING", "CONFIRMED", "CLOSED", "CANCELLED"
+EXIT_REASONS: tuple[str, ...] = ("TARGET", "STOP", "BREAKEVEN", "MANUAL")
+EXPIRED = "EXPIRED"
+# how sure we are that a PENDING signal past its window really expired (no explicit event)
+INFERRED_STATUS_CONFIDENCE = 0.8
+LIFECYCLE_CURSOR = "lifecycle"
+
+# Columns the fold owns (rewritten on every re-fold).
+PROJECTED_COLUMNS: tuple[str, ...] = (
+    "source",
+    "trade_id",
+    "symbol",
+    "timeframe",
+    "direction",
+    "status",
+    "status_reason",
+    "status_confidence",
+    "created_at",
+    "confirmed_at",
+    "entry_price",
+    "stop_loss",
+    "targets",
+    "last_mfe_update_at",
+    "exit_price",
+    "exit_reason",
+    "closed_at",
+    "cancelled_at",
+    "first_event_id",
+    "last_event_id",
+)
+# Projection-owned, but the sync may fill them while no event carries them; an event value
+# always wins, an empty fold result keeps the sync's value.
+SHARED_COLUMNS: tuple[str, ...] = ("direction", "entry_price", "stop_loss", "targets")
+# Fields whose provenance the fold writes (tier "event").
+PROVENANCED_COLUMNS: tuple[str, ...] = (
+    "timeframe",
+    "direction",
+    "status",
+    "created_at",
+    "confirmed_at",
+    "entry_price",
+    "stop_loss",
+    "targets",
+    "last_mfe_update_at",
+    "exit_price",
+    "exit_reason",
+    "closed_at",
+    "cancelled_at",
+)
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: int
+    source: str
+    event_type: str
+    signal_id: str
+    trade_id: str | None
+    symbol: str
+    event_time: datetime
+    payload: Mapping[str, Any]
+
+    @property
+    def inferred(self) -> bool:
+        return self.event_type == "CANCELLED" and self.payload.get("inferred") is True
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """What one projection pass did."""
+
+    signals_touched: int
+    rows_inserted: int
+    rows_updated: int
+    reopened: int
+    last_event_id: int
+
+
+# --- payload parsing ----------------------------------------------------------------------
+
+
+def normalise_direction(value: Any) -> str | None:
+    """LONG / SHORT from LONG, SHORT, BULLISH, BEARISH (any case); else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    return {"LONG": "LONG", "BULLISH": "LONG", "SHORT": "SHORT", "BEARISH": "SHORT"}.get(text)
+
+
+def price(value: Any) -> float | None:
+    """A finite positive price, or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def price_list(value: Any) -> list[float] | None:
+    if not isinstance(value, list | tuple):
+        return None
+    prices = [price(v) for v in value]
+    clean = [p for p in prices if p is not None]
+    return clean or None
+
+
+def timeframe_of(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return normalise_interval(str(value))
+    except UnknownTimeframe:
+        return None
+
+
+# --- the fold -----------------------------------------------------------------------------
+
+
+def fold(events: Sequence[EventRow]) -> dict[str, Any]:
+    """Project one signal's events into its registry columns (``PROJECTED_COLUMNS``) plus
+    ``field_provenance`` for them. ``events`` may be in any order."""
+    ordered = sorted(events, key=lambda e: (e.event_time, e.event_id))
+    row: dict[str, Any] = dict.fromkeys(PROJECTED_COLUMNS)
+    provenance: dict[str, dict[str, Any]] = {}
+    explicit_cancel = False
+
+    def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
+        row[column] = value
+        if column in PROVENANCED_COLUMNS:
+            provenance[column] = {
+                "tier": "event",
+                "confidence": confidence,
+                "source": f"{event.event_type}#{event.event_id}",
+            }
+
+    def clear(*columns: str) -> None:
+        for column in columns:
+            row[column] = None
+            provenance.pop(column, None)
+
+    for event in ordered:
+        payload = event.payload
+        kind = event.event_type
+        status = row["status"]
+        direction = normalise_direction(payload.get("direction"))
+        timeframe = timeframe_of(payload.get("timeframe"))
+        if kind == "SIGNAL_CREATED":
+            if row["created_at"] is None:
+                put("created_at", event.event_time, event)
+            if status is None:
+                put("status", PENDING, event)
+            if direction and row["direction"] is None:
+                put("direction", direction, event)
+            if timeframe and row["timeframe"] is None:
+                put("timeframe", timeframe, event)
+        elif kind == "ENTRY":
+            reopenable = status == CANCELLED and not explicit_cancel
+            if status in (None, PENDING) or reopenable:
+                put("status", CONFIRMED, event)
+                row["status_reason"] = None
+                row["status_confidence"] = 1.0
+                clear("cancelled_at")
+                put("confirmed_at", event.event_time, event)
+                for column in ("entry_price", "stop_loss"):
+                    value = price(payload.get(column))
+                    if value is not None:
+                        put(column, value, event)
+                targets = price_list(payload.get("targets"))
+                if targets is not None:
+                    put("targets", targets, event)
+                if direction:
+                    put("direction", direction, event)
+                if timeframe:
+                    put("timeframe", timeframe, event)
+        elif kind == "MFE_UPDATE":
+            if status in (None, PENDING):  # the trade is evidently live; ENTRY was missed
+                put("status", CONFIRMED, event)
+                row["status_confidence"] = 1.0
+            put("last_mfe_update_at", event.event_time, event)
+        elif kind == "EXIT":
+            if status != CLOSED:
+                reason = str(payload.get("exit_reason") or "MANUAL").strip().upper()[:16]
+                put("status", CLOSED, event)
+                row["status_reason"] = reason
+                row["status_confidence"] = 1.0
+                put("exit_reason", reason, event)
+                exit_price = price(payload.get("exit_price"))
+                if exit_price is not None:
+                    put("exit_price", exit_price, event)
+                put("closed_at", event.event_time, event)
+        elif kind == "CANCELLED":
+            if event.inferred:
+                if status in (None, PENDING):
+                    put("status", CANCELLED, event, INFERRED_STATUS_CONFIDENCE)
+                    row["status_reason"] = EXPIRED
+                    row["status_confidence"] = INFERRED_STATUS_CONFIDENCE
+                    put("cancelled_at", event.event_time, event, INFERRED_STATUS_CONFIDENCE)
+            elif status in (None, PENDING) or (status == CANCELLED and not explicit_cancel):
+                explicit_cancel = True
+                reason = str(payload.get("reason") or CANCELLED).strip().upper()[:32]
+                put("status", CANCELLED, event)
+                row["status_reason"] = reason
+                row["status_confidence"] = 1.0
+                put("cancelled_at", event.event_time, event)
+
+    if row["status"] is None:  # only events that do not open a signal (never expected)
+        row["status"] = PENDING
+        row["status_confidence"] = 1.0
+    if row["status_confidence"] is None:
+        row["status_confidence"] = 1.0
+    first = min(ordered, key=lambda e: e.event_id)
+    authored = [e for e in ordered if not e.inferred] or ordered
+    creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
+    row["source"] = creator.source
+    row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
+    row["symbol"] = first.symbol
+    row["first_event_id"] = first.event_id
+    row["last_event_id"] = max(e.event_id for e in ordered)
+    row["field_provenance"] = provenance
+    row["data_confidence"] = mean_confidence(provenance)
+    return row
+
+
+def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
+    """The mean confidence over a row's field provenance (``signals.data_confidence``)."""
+    values = [float(v["confidence"]) for v in provenance.values() if "confidence" in v]
+    return sum(values) / len(values) if values else None
+
+
+def merge_with_existing(
+    projected: Mapping[str, Any], existing: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The projected row with the sync-owned columns and provenance of ``existing`` kept.
+
+    A shared column (``SHARED_COLUMNS``) that no event carries keeps the sync's value."""
+    merged = dict(projected)
+    if existing is None:
+        return merged
+    old_provenance: Mapping[str, Any] = existing.get("field_provenance") or {}
+    provenance = {k: v for k, v in old_provenance.items() if k not in PROVENANCED_COLUMNS}
+    for column in SHARED_COLUMNS:
+        if merged[column] is None and existing.get(column) is not None:
+            kept = old_provenance.get(column)
+            if kept is not None and kept.get("tier") != "event":
+                merged[column] = existing[column]
+                provenance[column] = kept
+    provenance.update(projected["field_provenance"])
+    merged["field_provenance"] = provenance
+    merged["data_confidence"] = mean_confidence(provenance)
+    return merged
+
+
+# --- storage ------------------------------------------------------------------------------
+
+
+def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
+    grouped: dict[str, list[EventRow]] = defaultdict(list)
+    columns = [
+        signal_events.c.event_id,
+        signal_events.c.source,
+        signal_events.c.event_type,
+        signal_events.c.signal_id,
+        signal_events.c.trade_id,
+        signal_events.c.symbol,
+        signal_events.c.event_time,
+        signal_events.c.payload,
+    ]
+    for chunk in chunked(signal_ids):
+        result = conn.execute(select(*columns).where(signal_events.c.signal_id.in_(chunk)))
+        for r in result:
+            grouped[r.signal_id].append(
+                EventRow(
+                    int(r.event_id),
+                    r.source,
+                    r.event_type,
+                    r.signal_id,
+                    r.trade_id,
+                    r.symbol,
+                    r.event_time,
+                    r.payload or {},
+                )
+            )
+    return grouped
+
+
+def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Registry rows of ``signal_ids`` as dicts."""
+    rows: dict[str, dict[str, Any]] = {}
+    for chunk in chunked(signal_ids):
+        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(chunk))).mappings():
+            rows[r["signal_id"]] = dict(r)
+    return rows
+
+
+def read_cursor(conn: Connection, name: str = LIFECYCLE_CURSOR) -> int:
+    value = conn.execute(
+        select(sync_cursors.c.last_event_id).where(sync_cursors.c.name == name)
+    ).scalar()
+    return int(value or 0)
+
+
+def write_cursor(conn: Connection, last_event_id: int, now: datetime, name: str = LIFECYCLE_CURSOR):  # type: ignore[no-untyped-def]
+    values = {"name": name, "last_event_id": last_event_id, "updated_at": now}
+    statement = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(sync_cursors)
+    conn.execute(
+        statement.values(**values).on_conflict_do_update(
+            index_elements=["name"],
+            set_={"last_event_id": last_event_id, "updated_at": now},
+        )
+    )
+
+
+def _comparable(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {c: row.get(c) for c in PROJECTED_COLUMNS}
+    out["field_provenance"] = row.get("field_provenance") or {}
+    for shared in SHARED_COLUMNS:
+        out[shared] = row.get(shared)
+    return out
+
+
+def _is_inferred_cancel(row: Mapping[str, Any]) -> bool:
+    return (
+        row.get("status") == CANCELLED
+        and row.get("status_reason") == EXPIRED
+        and float(row.get("status_confidence") or 1.0) < 1.0
+    )
+
+
+def refold_signals(
+    conn: Connection,
+    signal_ids: Iterable[str],
+    now: datetime,
+    sync_run_id: str | None = None,
+) -> tuple[int, int, int]:
+    """Re-fold ``signal_ids`` from all their events and write the rows that changed.
+
+    A late ENTRY that re-opens an inferred expiry is audited when ``sync_run_id`` is given.
+    Returns (inserted, updated, reopened)."""
+    ids = sorted(set(signal_ids))
+    inserted = updated = reopened = 0
+    for chunk in chunked(ids):
+        events = load_events(conn, chunk)
+        existing = load_rows(conn, chunk)
+        new_rows: list[dict[str, Any]] = []
+        changed_rows: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        for signal_id in chunk:
+            if signal_id not in events:
+                continue
+            old = existing.get(signal_id)
+            row = merge_with_existing(fold(events[signal_id]), old)
+            if old is None:
+                new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
+                continue
+            if _comparable(row) == _comparable(old):
+                continue
+            changed_rows.append({**row, "b_signal_id": signal_id, "updated_at": now})
+            if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
+                reopened += 1
+                if sync_run_id is not None:
+                    audits.append(
+                        {
+                            "sync_run_id": sync_run_id,
+                            "signal_id": signal_id,
+                            "field": "status",
+                            "old_value": {"status": old["status"], "reason": EXPIRED},
+                            "new_value": {"status": row["status"]},
+                            "tier": "event",
+                            "confidence": 1.0,
+                            "old_confidence": float(old["status_confidence"]),
+                            "reason": "late ENTRY re-opens an inferred expiry "
+                            f"({row['field_provenance']['status']['source']})",
+                            "action_timestamp": now,
+                        }
+                    )
+        if new_rows:
+            conn.execute(insert(signals), new_rows)
+            inserted += len(new_rows)
+        if changed_rows:
+            columns = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence", "updated_at")
+            statement = (
+                update(signals)
+                .where(signals.c.signal_id == bindparam("b_signal_id"))
+                .values({c: bindparam(c) for c in columns})
+            )
+            conn.execute(statement, changed_rows)
+            updated += len(changed_rows)
+        if audits:
+            conn.execute(insert(sync_audit_log), audits)
+    return inserted, updated, reopened
+
+
+def project_log(
+    conn: Connection, now: datetime, sync_run_id: str | None = None
+) -> ProjectionResult:
+    """Catch the registry up with the log: re-fold every signal with events past the
+    ``lifecycle`` cursor, then advance the cursor (same transaction as the rows).
+
+    Cost grows with the number of new events' signals, not with the log's length."""
+    cursor = read_cursor(conn)
+    head = conn.execute(select(func.max(signal_events.c.event_id))).scalar()
+    head = int(head or 0)
+    if head <= cursor:
+        return ProjectionResult(0, 0, 0, 0, cursor)
+    ids = [
+        r[0]
+        for r in conn.execute(
+            select(signal_events.c.signal_id)
+            .where(signal_events.c.event_id > cursor, signal_events.c.event_id <= head)
+            .distinct()
+        )
+    ]
+    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id)
+    write_cursor(conn, head, now)
+    return ProjectionResult(len(ids), inserted, updated, reopened, head)
+
+
+def rebuild_registry(conn: Connection, now: datetime) -> ProjectionResult:
+    """Rebuild the registry from the whole log, from scratch: every row is deleted and
+    re-folded. Sync-owned columns (and their provenance) of the old rows are carried over —
+    they are enrichments, not facts of the log."""
+    head = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
+    ids = sorted(r[0] for r in conn.execute(select(signal_events.c.signal_id).distinct()))
+    sync_owned = [c.name for c in signals.columns if c.name not in _NOT_SYNC_OWNED]
+    inserted = 0
+    for chunk in chunked(ids):
+        old_rows = load_rows(conn, chunk)
+        conn.execute(delete(signals).where(signals.c.signal_id.in_(chunk)))
+        events = load_events(conn, chunk)
+        rows = []
+        for signal_id in chunk:
+            old = old_rows.get(signal_id)
+            row = merge_with_existing(fold(events[signal_id]), old)
+            if old is not None:
+                for column in sync_owned:
+                    if column not in SHARED_COLUMNS:
+                        row[column] = old[column]
+            rows.append({**row, "signal_id": signal_id, "updated_at": now})
+        conn.execute(insert(signals), rows)
+        inserted += len(rows)
+    # registry rows whose events are gone (never expected in an append-only log)
+    conn.execute(
+        delete(signals).where(signals.c.signal_id.not_in(select(signal_events.c.signal_id)))
+    )
+    write_cursor(conn, head, now)
+    return ProjectionResult(len(ids), inserted, 0, 0, head)
+
+
+_NOT_SYNC_OWNED = frozenset(
+    (*PROJECTED_COLUMNS, "signal_id", "field_provenance", "data_confidence", "updated_at")
+)

@@ -1,0 +1,670 @@
+"""Tiered reconciliation: fill each signal's missing fields from the best source available.
+
+Tiers, tried from the highest confidence down, field by field (SPEC §9):
+
+====  ==========  ==========================================================================
+tier  confidence  source and fields
+====  ==========  ==========================================================================
+0     1.0         the signal's latest SIGNAL_CREATED event: ``htf_alignment``, ``session``,
+                  ``market_state``, ``signal_time``, ``direction`` and, when the payload
+                  carries them (AlphaPulse MTF signals), ``entry_price`` / ``stop_loss`` /
+                  ``targets``; ``confirmation_time`` = ``confirmed_at`` − created event
+                  time, in seconds
+1     1.0         candles covering the trade at its timeframe or finer: ``mfe`` / ``mae``
+                  (R), ``mfe_price`` / ``mae_price`` (price), ``highest`` / ``lowest``
+                  since entry, ``target_hit`` / ``stop_hit``
+3     0.9         ``trade_id`` parsing (``YYYYMMDD_HHMMSS_<DIR>[_<symbol>]``, UTC):
+                  ``signal_time``, ``direction``
+2     0.8         database calculation: ``targets`` at 1R/2R/3R from entry and stop; MFE /
+                  MAE from the latest MFE_UPDATE snapshot when no candles cover the trade
+====  ==========  ==========================================================================
+
+A field is written only when it is empty or the new confidence is strictly higher, so a
+confidence never goes down. One exception keeps running measures honest: the trade
+extremes (``REFRESHABLE``) are re-measured by the *same* tier while a trade runs (more
+candles, a newer MFE_UPDATE) and change when the measurement changes. Every write records
+``field_provenance[field] = {tier, confidence, source, at}`` and a ``sync_audit_log`` row.
+Nothing changes ⇒ nothing is written (a second sync with no new data is a no-op).
+
+MFE / MAE (price units, both ≥ 0): LONG MFE = max(high since entry) − entry, MAE = entry −
+min(low since entry); SHORT MFE = entry − min(low), MAE = max(high) − entry. In R: ÷ |entry −
+stop|. Candles are selected by bar *open* time: bars opening in ``[floor(entry time), end)``
+that have closed by ``now`` (``end`` = exit time, or ``now`` for an active trade); the bar
+containing the fill counts whole (bar resolution).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+
+from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
+from alphapulse_dagster.lifecycle import (
+    CONFIRMED,
+    chunked,
+    mean_confidence,
+    normalise_direction,
+    price,
+    price_list,
+)
+from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
+
+TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
+TIER_ORDER: tuple[str, ...] = ("0", "1", "3", "2")
+R_MULTIPLES: tuple[float, ...] = (1.0, 2.0, 3.0)
+
+# The columns the sync owns (plus direction / entry / stop / targets while no event has them).
+SYNC_FIELDS: tuple[str, ...] = (
+    "htf_alignment",
+    "session",
+    "market_state",
+    "signal_time",
+    "confirmation_time",
+    "direction",
+    "entry_price",
+    "stop_loss",
+    "targets",
+    "mfe",
+    "mae",
+    "mfe_price",
+    "mae_price",
+    "highest",
+    "lowest",
+    "target_hit",
+    "stop_hit",
+)
+REFRESHABLE: frozenset[str] = frozenset(
+    ("mfe", "mae", "mfe_price", "mae_price", "highest", "lowest", "target_hit", "stop_hit")
+)
+_EXCURSION_FIELDS = ("mfe", "mae", "mfe_price", "mae_price", "highest", "lowest")
+
+
+# --- Tier 3: trade_id ---------------------------------------------------------------------
+
+_TRADE_ID = re.compile(
+    r"^(?P<date>\d{8})_(?P<time>\d{6})_(?P<dir>BULLISH|BEARISH|LONG|SHORT)(?:_(?P<symbol>.+))?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ParsedTradeId:
+    signal_time: datetime  # UTC
+    direction: str  # LONG | SHORT
+    symbol: str | None
+
+
+def parse_trade_id(trade_id: str | None) -> ParsedTradeId | None:
+    """Parse the indicator's ``YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>[_<symbol>]``
+    (time in UTC). Anything else — including impossible dates — is not parseable: None."""
+    if not trade_id:
+        return None
+    match = _TRADE_ID.match(trade_id.strip())
+    if match is None:
+        return None
+    try:
+        when = datetime.strptime(match["date"] + match["time"], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    direction = normalise_direction(match["dir"])
+    assert direction is not None
+    return ParsedTradeId(when.replace(tzinfo=UTC), direction, match["symbol"] or None)
+
+
+# --- Tier 1: excursions from candles ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Excursion:
+    """Trade extremes since entry. ``mfe``/``mae`` in R (None without a usable stop)."""
+
+    highest: float
+    lowest: float
+    mfe_price: float
+    mae_price: float
+    mfe: float | None
+    mae: float | None
+    target_hit: int | None  # highest target index touched, 1-based; 0 = none
+    stop_hit: bool | None
+
+
+def excursion(
+    direction: str,
+    entry: float,
+    stop: float | None,
+    targets: Sequence[float] | None,
+    highs: Sequence[float],
+    lows: Sequence[float],
+) -> Excursion:
+    """MFE / MAE of a trade from the highs and lows of the bars since entry (SPEC §9)."""
+    highest, lowest = max(highs), min(lows)
+    if direction == "LONG":
+        mfe_price, mae_price = max(highest - entry, 0.0), max(entry - lowest, 0.0)
+    else:
+        mfe_price, mae_price = max(entry - lowest, 0.0), max(highest - entry, 0.0)
+    risk = abs(entry - stop) if stop is not None else 0.0
+    mfe = mfe_price / risk if risk > 0 else None
+    mae = mae_price / risk if risk > 0 else None
+    target_hit: int | None = None
+    if targets:
+        target_hit = 0
+        for index, target in enumerate(targets, start=1):
+            touched = highest >= target if direction == "LONG" else lowest <= target
+            if touched:
+                target_hit = max(target_hit, index)
+    stop_hit: bool | None = None
+    if stop is not None:
+        stop_hit = lowest <= stop if direction == "LONG" else highest >= stop
+    return Excursion(highest, lowest, mfe_price, mae_price, mfe, mae, target_hit, stop_hit)
+
+
+def _floor(moment: datetime, step: int) -> datetime:
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % step, tz=UTC)
+
+
+@dataclass
+class _SymbolCandles:
+    # timeframe -> (open_time epochs, highs, lows), ascending
+    by_timeframe: dict[str, tuple[list[int], list[float], list[float]]]
+
+
+def candle_excursion(
+    row: Mapping[str, Any], data: _SymbolCandles | None, now: datetime
+) -> tuple[Excursion, str] | None:
+    """Tier 1 for one trade: the finest timeframe (at or below the trade's) whose bars
+    cover the trade without a hole. None when nothing covers it."""
+    if data is None:
+        return None
+    start, end = row["confirmed_at"], row["closed_at"] or now
+    trade_tf = row["timeframe"]
+    limit = TIMEFRAME_SECONDS.get(trade_tf or "", max(TIMEFRAME_SECONDS.values()))
+    for timeframe in sorted(data.by_timeframe, key=TIMEFRAME_SECONDS.__getitem__):
+        step = TIMEFRAME_SECONDS[timeframe]
+        if step > limit:
+            break
+        first = int(_floor(start, step).timestamp())
+        last_open = min(int(end.timestamp()) - 1, int(now.timestamp()) - step)
+        last_open -= last_open % step
+        if last_open < first:
+            continue
+        opens, highs, lows = data.by_timeframe[timeframe]
+        lo = bisect.bisect_left(opens, first)
+        hi = bisect.bisect_right(opens, last_open)
+        expected = (last_open - first) // step + 1
+        if hi - lo != expected:
+            continue  # a missing bar: this timeframe does not cover the trade
+        result = excursion(
+            row["direction"],
+            row["entry_price"],
+            row["stop_loss"],
+            row["targets"],
+            highs[lo:hi],
+            lows[lo:hi],
+        )
+        return result, timeframe
+    return None
+
+
+def _load_candles(
+    conn: Connection,
+    trades: Sequence[Mapping[str, Any]],
+    now: datetime,
+    known: dict[str, bool] | None = None,
+) -> dict[str, _SymbolCandles]:
+    """One query per symbol with trades to measure, over the union of their windows.
+    ``known`` caches, for the whole pass, which symbols have any candles at all."""
+    known = {} if known is None else known
+    by_symbol: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in trades:
+        by_symbol[row["symbol"]].append(row)
+    for symbol in by_symbol:
+        if symbol not in known:
+            probe = select(candles.c.symbol).where(candles.c.symbol == symbol).limit(1)
+            known[symbol] = conn.execute(probe).first() is not None
+    by_symbol = {s: rows for s, rows in by_symbol.items() if known[s]}
+    loaded: dict[str, _SymbolCandles] = {}
+    for symbol, rows in by_symbol.items():
+        start = min(r["confirmed_at"] for r in rows) - timedelta(days=7)
+        end = max((r["closed_at"] or now) for r in rows)
+        result = conn.execute(
+            select(candles.c.timeframe, candles.c.open_time, candles.c.high, candles.c.low)
+            .where(
+                candles.c.symbol == symbol,
+                candles.c.open_time >= start,
+                candles.c.open_time <= end,
+            )
+            .order_by(candles.c.timeframe, candles.c.open_time)
+        )
+        series: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        for r in result:
+            if r.timeframe not in TIMEFRAME_SECONDS:
+                continue
+            opens, highs, lows = series.setdefault(r.timeframe, ([], [], []))
+            opens.append(int(r.open_time.timestamp()))
+            highs.append(float(r.high))
+            lows.append(float(r.low))
+        if series:
+            loaded[symbol] = _SymbolCandles(series)
+    return loaded
+
+
+# --- candidates and the write rule --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tier: str
+    value: Any
+    source: str
+    reason: str
+
+    @property
+    def confidence(self) -> float:
+        return TIER_CONFIDENCE[self.tier]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    signal_id: str
+    field: str
+    old: Any
+    new: Any
+    tier: str
+    confidence: float
+    old_confidence: float | None
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LatestEvent:
+    event_id: int
+    event_time: datetime
+    payload: Mapping[str, Any]
+
+
+def _nonempty_mapping(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) and value else None
+
+
+def _text(value: Any) -> str | None:
+    return value.strip()[:32] if isinstance(value, str) and value.strip() else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def candidates(
+    row: Mapping[str, Any],
+    created: LatestEvent | None,
+    mfe_snapshot: LatestEvent | None,
+    measured: tuple[Excursion, str] | None,
+) -> dict[str, list[Candidate]]:
+    """Every tier's proposal for every field of one signal, best tier first."""
+    out: dict[str, list[Candidate]] = defaultdict(list)
+
+    def offer(field_name: str, tier: str, value: Any, source: str, reason: str) -> None:
+        if value is not None:
+            out[field_name].append(Candidate(tier, value, source, reason))
+
+    if created is not None:
+        p, src = created.payload, f"SIGNAL_CREATED#{created.event_id}"
+        offer("htf_alignment", "0", _nonempty_mapping(p.get("htf_alignment")), src, "Tier 0")
+        offer("session", "0", _text(p.get("session")), src, "Tier 0")
+        offer("market_state", "0", _text(p.get("market_state")), src, "Tier 0")
+        signal_time = _parse_time(p.get("signal_time")) or created.event_time
+        offer("signal_time", "0", signal_time, src, "Tier 0")
+        offer("direction", "0", normalise_direction(p.get("direction")), src, "Tier 0")
+        offer("entry_price", "0", price(p.get("entry_price")), src, "Tier 0")
+        offer("stop_loss", "0", price(p.get("stop_loss")), src, "Tier 0")
+        offer("targets", "0", price_list(p.get("targets")), src, "Tier 0")
+        if row["confirmed_at"] is not None:
+            seconds = (row["confirmed_at"] - created.event_time).total_seconds()
+            if seconds >= 0:
+                offer("confirmation_time", "0", seconds, src, "Tier 0: confirmed_at - created")
+
+    if measured is not None:
+        ex, timeframe = measured
+        src = f"candles:{timeframe}"
+        for name in _EXCURSION_FIELDS:
+            offer(name, "1", getattr(ex, name), src, "Tier 1: candles since entry")
+        offer("target_hit", "1", ex.target_hit, src, "Tier 1: candles since entry")
+        offer("stop_hit", "1", ex.stop_hit, src, "Tier 1: candles since entry")
+
+    parsed = parse_trade_id(row["trade_id"])
+    if parsed is not None:
+        offer("signal_time", "3", parsed.signal_time, "trade_id", "Tier 3: trade_id parsed")
+        offer("direction", "3", parsed.direction, "trade_id", "Tier 3: trade_id parsed")
+
+    direction = row["direction"] or (parsed.direction if parsed else None)
+    entry, stop = row["entry_price"], row["stop_loss"]
+    if entry is not None and stop is not None and direction in ("LONG", "SHORT"):
+        risk = abs(entry - stop)
+        sign = 1.0 if direction == "LONG" else -1.0
+        if risk > 0 and (entry - stop) * sign > 0:
+            targets = [entry + sign * k * risk for k in R_MULTIPLES]
+            if all(t > 0 for t in targets):
+                offer("targets", "2", targets, "calc:1R/2R/3R", "Tier 2: targets from entry/stop")
+    if mfe_snapshot is not None and measured is None:
+        p, src = mfe_snapshot.payload, f"MFE_UPDATE#{mfe_snapshot.event_id}"
+        mfe, mae = _nonnegative(p.get("mfe")), _nonnegative(p.get("mae"))
+        offer("mfe", "2", mfe, src, "Tier 2: last MFE_UPDATE")
+        offer("mae", "2", mae, src, "Tier 2: last MFE_UPDATE")
+        risk = abs(entry - stop) if entry is not None and stop is not None else 0.0
+        if risk > 0:
+            offer("mfe_price", "2", None if mfe is None else mfe * risk, src, "Tier 2: R x risk")
+            offer("mae_price", "2", None if mae is None else mae * risk, src, "Tier 2: R x risk")
+        offer("highest", "2", price(p.get("highest")), src, "Tier 2: last MFE_UPDATE")
+        offer("lowest", "2", price(p.get("lowest")), src, "Tier 2: last MFE_UPDATE")
+
+    for proposals in out.values():
+        proposals.sort(key=lambda c: TIER_ORDER.index(c.tier))
+    return out
+
+
+def _nonnegative(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def plan_changes(
+    row: Mapping[str, Any], proposals: Mapping[str, list[Candidate]]
+) -> list[FieldChange]:
+    """Apply the write rule to one signal: per field, the best candidate wins if the field
+    is empty, if it is strictly more confident, or (``REFRESHABLE``) if the same tier
+    measured a different value."""
+    provenance: Mapping[str, Any] = row["field_provenance"] or {}
+    changes: list[FieldChange] = []
+    for name in SYNC_FIELDS:
+        options = proposals.get(name)
+        if not options:
+            continue
+        best = options[0]
+        current = row[name]
+        held = provenance.get(name) or {}
+        held_confidence = held.get("confidence")
+        if current is None:
+            write = True
+        elif held_confidence is None:
+            write = False  # a value with no provenance: written by hand, leave it alone
+        elif best.confidence > float(held_confidence):
+            write = True
+        elif name in REFRESHABLE and held.get("tier") == best.tier:
+            write = not _same(current, best.value)
+        else:
+            write = False
+        if not write:
+            continue
+        changes.append(
+            FieldChange(
+                row["signal_id"],
+                name,
+                current,
+                best.value,
+                best.tier,
+                best.confidence,
+                None if held_confidence is None else float(held_confidence),
+                best.source,
+                best.reason,
+            )
+        )
+    return changes
+
+
+# --- loading and writing ------------------------------------------------------------------
+
+
+def latest_events(
+    conn: Connection, signal_ids: Sequence[str], event_type: str
+) -> dict[str, LatestEvent]:
+    """The latest ``event_type`` event of each signal (for SIGNAL_CREATED an index-only
+    max over the partial index, then a primary-key fetch)."""
+    latest = (
+        select(signal_events.c.signal_id, func.max(signal_events.c.event_id).label("event_id"))
+        .where(signal_events.c.event_type == event_type, signal_events.c.signal_id.in_(signal_ids))
+        .group_by(signal_events.c.signal_id)
+        .subquery()
+    )
+    query = select(
+        signal_events.c.signal_id,
+        signal_events.c.event_id,
+        signal_events.c.event_time,
+        signal_events.c.payload,
+    ).join(latest, signal_events.c.event_id == latest.c.event_id)
+    return {
+        r.signal_id: LatestEvent(int(r.event_id), r.event_time, r.payload or {})
+        for r in conn.execute(query)
+    }
+
+
+TIER0_FIELDS: tuple[str, ...] = (
+    "htf_alignment",
+    "session",
+    "market_state",
+    "signal_time",
+    "direction",
+    "entry_price",
+    "stop_loss",
+    "targets",
+)
+
+
+def needs_tier0(row: Mapping[str, Any]) -> bool:
+    """Whether a SIGNAL_CREATED could still improve a field of ``row`` (some Tier-0 field
+    empty or held below 1.0). Lets a warm sync skip reading payloads it cannot use."""
+    provenance: Mapping[str, Any] = row["field_provenance"] or {}
+    for name in (*TIER0_FIELDS, "confirmation_time"):
+        if name == "confirmation_time" and row["confirmed_at"] is None:
+            continue
+        held = provenance.get(name)
+        if row[name] is None or held is None or float(held.get("confidence", 0)) < 1.0:
+            return True
+    return False
+
+
+def _needs_candles(row: Mapping[str, Any]) -> bool:
+    if row["confirmed_at"] is None or row["entry_price"] is None:
+        return False
+    if row["direction"] not in ("LONG", "SHORT"):
+        return False
+    return _not_final(row)
+
+
+def _not_final(row: Mapping[str, Any]) -> bool:
+    if row["closed_at"] is None:
+        return True
+    held = (row["field_provenance"] or {}).get("mfe") or {}
+    # a closed trade measured after its exit from candles is final: skip its candles
+    measured_at = _parse_time(held.get("at"))
+    return not (held.get("tier") == "1" and measured_at and measured_at >= row["closed_at"])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class ReconcileResult:
+    signals_seen: int = 0
+    signals_changed: int = 0
+    fields_changed: int = 0
+    by_field: dict[str, int] = field(default_factory=dict)
+    by_tier: dict[str, int] = field(default_factory=dict)
+    symbols_with_candles: dict[str, bool] = field(default_factory=dict, repr=False)
+
+
+def reconcile_rows(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+    sync_run_id: str,
+    result: ReconcileResult,
+) -> None:
+    """Reconcile already-loaded registry rows inside the caller's transaction."""
+    ids = [r["signal_id"] for r in rows if needs_tier0(r)]
+    created = latest_events(conn, ids, "SIGNAL_CREATED") if ids else {}
+    confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
+    snapshots = latest_events(conn, confirmed, "MFE_UPDATE") if confirmed else {}
+    to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
+    candle_data = _load_candles(conn, to_measure, now, result.symbols_with_candles)
+    stamp = now.isoformat()
+    updates: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    for row in rows:
+        signal_id = row["signal_id"]
+        result.signals_seen += 1
+        work = dict(row)
+        work["field_provenance"] = dict(row["field_provenance"] or {})
+        changes: list[FieldChange] = []
+        # phase 1: identity, levels and metadata; phase 2: excursions, which need the
+        # targets / stop that phase 1 may just have filled
+        for measuring in (False, True):
+            measured = None
+            if measuring and _needs_candles(work):
+                measured = candle_excursion(work, candle_data.get(work["symbol"]), now)
+            snapshot = snapshots.get(signal_id) if measuring else None
+            proposals = candidates(work, created.get(signal_id), snapshot, measured)
+            for change in plan_changes(work, proposals):
+                work[change.field] = change.new
+                work["field_provenance"][change.field] = {
+                    "tier": change.tier,
+                    "confidence": change.confidence,
+                    "source": change.source,
+                    "at": stamp,
+                }
+                changes.append(change)
+        if not changes:
+            continue
+        provenance = work["field_provenance"]
+        values = {name: work[name] for name in SYNC_FIELDS}
+        for change in changes:
+            audits.append(
+                {
+                    "sync_run_id": sync_run_id,
+                    "signal_id": signal_id,
+                    "field": change.field,
+                    "old_value": _jsonable(change.old),
+                    "new_value": _jsonable(change.new),
+                    "tier": change.tier,
+                    "confidence": change.confidence,
+                    "old_confidence": change.old_confidence,
+                    "reason": change.reason,
+                    "action_timestamp": now,
+                }
+            )
+            result.by_field[change.field] = result.by_field.get(change.field, 0) + 1
+            result.by_tier[change.tier] = result.by_tier.get(change.tier, 0) + 1
+        updates.append(
+            {
+                **values,
+                "field_provenance": provenance,
+                "data_confidence": mean_confidence(provenance),
+                "updated_at": now,
+                "b_id": signal_id,
+            }
+        )
+        row.update(values)
+        row["field_provenance"] = provenance
+        result.signals_changed += 1
+        result.fields_changed += len(changes)
+    if updates:
+        statement = (
+            update(signals)
+            .where(signals.c.signal_id == bindparam("b_id"))
+            .values(
+                {
+                    c: bindparam(c)
+                    for c in (*SYNC_FIELDS, "field_provenance", "data_confidence", "updated_at")
+                }
+            )
+        )
+        conn.execute(statement, updates)
+        conn.execute(insert(sync_audit_log), audits)
+
+
+def reconcile(
+    engine: Engine,
+    signal_ids: Sequence[str] | None,
+    now: datetime,
+    sync_run_id: str,
+    chunk_size: int = 2000,
+) -> ReconcileResult:
+    """Reconcile ``signal_ids`` (None = every signal). Each chunk of signals commits in its
+    own transaction: a signal's fields, provenance and audit rows land together or not."""
+    result = ReconcileResult()
+    with engine.connect() as conn:
+        ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
+    for chunk in chunked(sorted(set(ids)), chunk_size):
+        with engine.begin() as conn:
+            rows = load_signal_rows(conn, chunk)
+            reconcile_rows(conn, rows, now, sync_run_id, result)
+    return result
+
+
+def all_signal_ids(conn: Connection) -> list[str]:
+    return [r[0] for r in conn.execute(select(signals.c.signal_id).order_by(signals.c.signal_id))]
+
+
+def load_signal_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(signal_ids))).mappings()
+    ]
+
+
+def active_signal_ids(conn: Connection) -> list[str]:
+    """PENDING and CONFIRMED signals: the ones whose data changes with time alone."""
+    return [
+        r[0]
+        for r in conn.execute(
+            select(signals.c.signal_id).where(signals.c.status.in_(("PENDING", CONFIRMED)))
+        )
+    ]
+
+
+def signals_after(conn: Connection, last_event_id: int) -> list[str]:
+    """Signals whose latest event is newer than ``last_event_id`` (indexed)."""
+    return [
+        r[0]
+        for r in conn.execute(
+            select(signals.c.signal_id).where(and_(signals.c.last_event_id > last_event_id))
+        )
+    ]

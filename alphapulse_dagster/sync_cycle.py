@@ -1,0 +1,241 @@
+"""One hybrid-sync cycle — the single code path of the Dagster job, the sensor's runs and
+``alphapulse sync``.
+
+Steps, in order (each also callable alone, which is what the Dagster assets do):
+
+1. :func:`lifecycle_step` — catch the registry up with the log (``lifecycle`` cursor),
+   then append inferred expiries for PENDING signals past their window and re-fold them.
+2. :func:`reconcile_step` — tiered reconciliation of the signals in scope.
+3. :func:`gap_step` — detect the open gaps of the signals in scope, persist differences
+   and per-signal health scores.
+4. :func:`health_step` — the system report, appended to ``signal_health_metrics``.
+
+Scope: ``full`` = every signal; otherwise the given ``signal_ids`` (the sensor's batch)
+plus every signal whose latest event is past the step's cursor; a scheduled incremental
+cycle (no ids) also takes the active signals (PENDING / CONFIRMED), whose data changes
+with time alone. Cost therefore grows with changes and open trades, not with history.
+
+Cycles never overlap: :func:`sync_lock` (Postgres advisory lock; SQLite lease row). Each
+chunk of signals commits atomically — a signal's fields, provenance and audit rows land
+together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from alphapulse_dagster.cancellations import cancel_expired
+from alphapulse_dagster.clock import utcnow
+from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.db.tables import signals, sync_locks
+from alphapulse_dagster.gaps import GapResult, refresh_gaps
+from alphapulse_dagster.health import HealthReport, health_report
+from alphapulse_dagster.lifecycle import ProjectionResult, project_log, read_cursor, write_cursor
+from alphapulse_dagster.reconcile import (
+    ReconcileResult,
+    active_signal_ids,
+    reconcile,
+    signals_after,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "hybrid_sync"
+# pg_advisory_lock key: a fixed 64-bit number ("ALPHSYNC")
+PG_LOCK_KEY = 0x414C50485359_4E43 & 0x7FFFFFFFFFFFFFFF
+SQLITE_LEASE = timedelta(minutes=10)
+RECONCILE_CURSOR = "reconcile"
+GAPS_CURSOR = "gaps"
+
+
+class SyncBusy(RuntimeError):
+    """Another sync holds the lock and did not release it within the wait."""
+
+
+@contextmanager
+def sync_lock(engine: Engine, holder: str, wait_seconds: float = 30.0) -> Iterator[None]:
+    """Hold the hybrid-sync lock for the block; wait up to ``wait_seconds`` for it, then
+    raise :class:`SyncBusy`. Postgres: a session advisory lock on a dedicated connection
+    (released even if the process dies). SQLite: a lease row in ``sync_locks``."""
+    deadline = time.monotonic() + wait_seconds
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect()
+        try:
+            while True:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY})
+                acquired = bool(got.scalar())
+                conn.commit()
+                if acquired:
+                    break
+                if time.monotonic() >= deadline:
+                    raise SyncBusy("another hybrid sync is running (advisory lock held)")
+                time.sleep(0.1)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                conn.commit()
+        finally:
+            conn.close()
+        return
+
+    insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    while True:
+        now = utcnow()
+        with engine.begin() as conn:
+            conn.execute(insert(sync_locks).values(name=LOCK_NAME).on_conflict_do_nothing())
+            taken = conn.execute(
+                update(sync_locks)
+                .where(
+                    sync_locks.c.name == LOCK_NAME,
+                    (sync_locks.c.holder.is_(None)) | (sync_locks.c.locked_until < now),
+                )
+                .values(holder=holder, locked_until=now + SQLITE_LEASE)
+            ).rowcount
+        if taken:
+            break
+        if time.monotonic() >= deadline:
+            raise SyncBusy("another hybrid sync is running (lease held)")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                update(sync_locks)
+                .where(sync_locks.c.name == LOCK_NAME, sync_locks.c.holder == holder)
+                .values(holder=None, locked_until=None)
+            )
+
+
+@dataclass
+class LifecycleResult:
+    projection: ProjectionResult
+    expired: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    sync_run_id: str
+    lifecycle: LifecycleResult
+    reconcile: ReconcileResult
+    gaps: GapResult
+    health: HealthReport
+    scope: int
+    seconds: float
+
+
+def lifecycle_step(
+    engine: Engine,
+    config: AppConfig,
+    now: datetime,
+    sync_run_id: str,
+    signal_ids: Sequence[str] | None = None,
+    full: bool = False,
+) -> LifecycleResult:
+    """Project new events, then expire PENDING signals past their window (of ``signal_ids``
+    when given and not ``full``; else every PENDING signal)."""
+    with engine.begin() as conn:
+        projection = project_log(conn, now, sync_run_id)
+    with engine.begin() as conn:
+        scope = None if full or signal_ids is None else signal_ids
+        expired = cancel_expired(conn, config, now, sync_run_id, scope)
+    return LifecycleResult(projection, expired)
+
+
+def _scope(
+    engine: Engine, cursor_name: str, signal_ids: Sequence[str] | None, full: bool
+) -> tuple[list[str] | None, int]:
+    with engine.connect() as conn:
+        head = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
+        if full:
+            return None, head
+        cursor = read_cursor(conn, cursor_name)
+        ids = set(signals_after(conn, cursor))
+        if signal_ids is not None:
+            ids.update(signal_ids)
+        else:
+            ids.update(active_signal_ids(conn))
+    return sorted(ids), head
+
+
+def _advance(engine: Engine, cursor_name: str, head: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        if read_cursor(conn, cursor_name) < head:
+            write_cursor(conn, head, now, cursor_name)
+
+
+def reconcile_step(
+    engine: Engine,
+    now: datetime,
+    sync_run_id: str,
+    signal_ids: Sequence[str] | None = None,
+    full: bool = False,
+) -> ReconcileResult:
+    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full)
+    result = reconcile(engine, ids, now, sync_run_id)
+    _advance(engine, RECONCILE_CURSOR, head, now)
+    return result
+
+
+def gap_step(
+    engine: Engine,
+    config: AppConfig,
+    now: datetime,
+    sync_run_id: str,
+    signal_ids: Sequence[str] | None = None,
+    full: bool = False,
+) -> GapResult:
+    ids, head = _scope(engine, GAPS_CURSOR, signal_ids, full)
+    result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync)
+    _advance(engine, GAPS_CURSOR, head, now)
+    return result
+
+
+def health_step(engine: Engine, config: AppConfig, now: datetime, sync_run_id: str) -> HealthReport:
+    with engine.begin() as conn:
+        return health_report(conn, now, config.hybrid_sync, sync_run_id, persist=True)
+
+
+def run_sync(
+    engine: Engine,
+    config: AppConfig,
+    now: datetime,
+    sync_run_id: str | None = None,
+    signal_ids: Sequence[str] | None = None,
+    full: bool = False,
+    lock_wait_seconds: float = 30.0,
+) -> SyncReport:
+    """One whole cycle under the sync lock. Raises :class:`SyncBusy` when another cycle
+    holds the lock for longer than ``lock_wait_seconds``."""
+    run_id = sync_run_id or f"sync-{uuid.uuid4().hex[:12]}"
+    started = time.perf_counter()
+    with sync_lock(engine, run_id, lock_wait_seconds):
+        lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full)
+        scope_ids = None if signal_ids is None else [*signal_ids, *lifecycle.expired]
+        reconciled = reconcile_step(engine, now, run_id, scope_ids, full)
+        gaps = gap_step(engine, config, now, run_id, scope_ids, full)
+        health = health_step(engine, config, now, run_id)
+    seconds = time.perf_counter() - started
+    log.info(
+        "sync %s: %d signals projected, %d expired, %d fields changed, %d open gaps, "
+        "health %.1f in %.2fs",
+        run_id,
+        lifecycle.projection.signals_touched,
+        len(lifecycle.expired),
+        reconciled.fields_changed,
+        health.total_gaps,
+        health.health_score,
+        seconds,
+    )
+    return SyncReport(run_id, lifecycle, reconciled, gaps, health, gaps.signals_scanned, seconds)

@@ -1,0 +1,84 @@
+"""The hybrid sync's triggers: every two minutes, and on every new SIGNAL_CREATED."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from sqlalchemy import select
+
+from alphapulse_dagster.db.tables import signal_events
+from resources import ConfigResource, DatabaseResource
+
+SYNC_JOB_NAME = "hybrid_sync_job"
+SYNC_ASSETS: tuple[str, ...] = (
+    "signal_lifecycle",
+    "reconciled_signals",
+    "gap_report",
+    "signal_health",
+)
+# the assets whose run config carries the scope (signal_health always reports on everything)
+SCOPED_ASSETS: tuple[str, ...] = SYNC_ASSETS[:3]
+SYNC_RUN_TAG = "alphapulse/sync"
+
+hybrid_sync_schedule = dg.ScheduleDefinition(
+    name="hybrid_sync_schedule",
+    cron_schedule="*/2 * * * *",
+    execution_timezone="UTC",
+    job_name=SYNC_JOB_NAME,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Incremental hybrid sync every two minutes (UTC): new events, active signals.",
+)
+
+
+def new_signal_created(
+    database: DatabaseResource, after_event_id: int, limit: int
+) -> list[tuple[int, str]]:
+    """(event_id, signal_id) of SIGNAL_CREATED events past ``after_event_id``, oldest first,
+    at most ``limit`` — a range scan of the (event_type, event_id) index."""
+    query = (
+        select(signal_events.c.event_id, signal_events.c.signal_id)
+        .where(
+            signal_events.c.event_type == "SIGNAL_CREATED",
+            signal_events.c.event_id > after_event_id,
+        )
+        .order_by(signal_events.c.event_id)
+        .limit(limit)
+    )
+    with database.get_engine().connect() as conn:
+        return [(int(r.event_id), r.signal_id) for r in conn.execute(query)]
+
+
+@dg.sensor(
+    name="signal_created_sensor",
+    job_name=SYNC_JOB_NAME,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New SIGNAL_CREATED rows past the cursor => one sync run for the batch.",
+)
+def signal_created_sensor(
+    context: dg.SensorEvaluationContext, database: DatabaseResource, app_config: ConfigResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Cursor: ``{"last_event_id": N}``. One run request per tick for up to
+    ``sensor_batch_limit`` events (the rest follow on the next tick); ``run_key`` is the id
+    range, so a re-evaluated tick never launches the batch twice."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    after = int(cursor.get("last_event_id", 0))
+    limit = app_config.load().hybrid_sync.sensor_batch_limit
+    rows = new_signal_created(database, after, limit)
+    if not rows:
+        return dg.SkipReason(f"no SIGNAL_CREATED after event {after}")
+    first, last = rows[0][0], rows[-1][0]
+    signal_ids = sorted({signal_id for _, signal_id in rows})
+    scope = {"signal_ids": signal_ids, "full": False}
+    request = dg.RunRequest(
+        run_key=f"signal_created:{first}-{last}",
+        run_config={"ops": {name: {"config": scope} for name in SCOPED_ASSETS}},
+        tags={
+            SYNC_RUN_TAG: "true",
+            "alphapulse/trigger": "signal_created",
+            "alphapulse/event_range": f"{first}-{last}",
+            "alphapulse/signal_count": str(len(signal_ids)),
+        },
+    )
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps({"last_event_id": last}))
