@@ -279,9 +279,18 @@ hybrid_sync_job = dg.define_asset_job(
     description="One hybrid-sync cycle: projection, reconciliation, gaps, health.",
 )
 
+SYNC_ASSETS = [
+    signal_events_source,
+    signal_lifecycle,
+    reconciled_signals,
+    gap_report,
+    signal_health,
+]
+SYNC_CHECKS = [gap_report_contract, health_thresholds, reconciliation_monotonicity]
+
 defs = dg.Definitions(
-    assets=[signal_events_source, signal_lifecycle, reconciled_signals, gap_report, signal_health],
-    asset_checks=[gap_report_contract, health_thresholds, reconciliation_monotonicity],
+    assets=SYNC_ASSETS,
+    asset_checks=SYNC_CHECKS,
     jobs=[hybrid_sync_job],
     schedules=[hybrid_sync_schedule],
     sensors=[signal_created_sensor],

@@ -3,8 +3,6 @@ token enforcement, OpenAPI — on SQLite and on the real Postgres."""
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,23 +240,36 @@ def test_health_zero_report_then_latest(client: TestClient, db: sa.Engine) -> No
         assert key in report
 
 
-def test_mtf_metrics_route_calls_the_mtf_module(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[datetime] = []
+def test_mtf_metrics_route_serves_the_metrics(client: TestClient, db: sa.Engine) -> None:
+    from alphapulse_dagster.signal_cache import SignalCache
+    from alphapulse_dagster.signal_store import store_signals
+    from alphapulse_dagster.timeframes import duration
+    from tests.signal_factory import refined_signal
 
-    def fake(connection: sa.Connection, now: datetime) -> dict[str, Any]:
-        calls.append(now)
-        assert connection.execute(sa.text("SELECT 1")).scalar() == 1
-        return {"strategy_distribution": {"FIBONACCI_618": 2}, "signals_last_24h": 2}
-
-    module = types.ModuleType("alphapulse_dagster.mtf_metrics")
-    module.mtf_metrics = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "alphapulse_dagster.mtf_metrics", module)
+    now = datetime.now(UTC)
+    signals = [
+        refined_signal(timestamp=now - timedelta(hours=30)),
+        refined_signal(
+            direction="SHORT",
+            timestamp=now - timedelta(hours=2),
+            entry_strategy="MARKET_ENTRY",
+            entry_pattern="INSUFFICIENT_DATA",
+            entry_improvement_bps=0.0,
+            entry_confidence=0.5,
+        ),
+    ]
+    store_signals(db, signals, SignalCache(None), now, 4, duration)
     answer = client.get("/metrics/mtf")
     assert answer.status_code == 200
-    assert answer.json()["signals_last_24h"] == 2
-    assert calls and calls[0].tzinfo is not None
+    body = answer.json()
+    assert body["total_signals"] == 2
+    assert body["strategy_distribution"] == {"FIBONACCI_618": 1, "MARKET_ENTRY": 1}
+    assert body["refinement_success_rate"] == 50.0
+    assert body["mean_entry_improvement_bps"] == 25.0  # (50 + 0) / 2
+    assert body["avg_entry_confidence"] == 0.58  # (0.66 + 0.5) / 2
+    assert body["signals_last_24h"] == 1
+    assert body["fallbacks"] == {"INSUFFICIENT_DATA": 1, "REFINEMENT_ERROR": 0}
+    assert body["fill_rate"] is None  # nothing resolved yet
 
 
 def test_token_enforcement(db: sa.Engine, db_url: str, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alphapulse_dagster.cli.candles",
     "alphapulse_dagster.cli.api",
     "alphapulse_dagster.cli.sync",
+    "alphapulse_dagster.cli.demo",
 )
 
 
