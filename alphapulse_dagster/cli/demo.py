@@ -105,7 +105,7 @@ def _run_demo(url: str, config_dir: str) -> str:
                     if line.strip():
                         ingest_body(connection, line, now=utcnow(), source_address="demo")
             result = dg.materialize(
-                [*hybrid_sync.SYNC_ASSETS, *hybrid_sync.SYNC_CHECKS],
+                [*hybrid_sync.SYNC_ASSETS, *hybrid_sync.SYNC_CHECKS],  # type: ignore[list-item]
                 resources=resources,
                 instance=instance,
             )
