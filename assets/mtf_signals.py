@@ -102,32 +102,15 @@ def mtf_pipeline(
     raw = signals[RAW_SIGNAL_COLUMNS] if len(signals) else signals
     yield dg.MaterializeResult(asset_key="raw_signals", metadata=_raw_metadata(raw))
 
-    invariants = (
-        contract_check(MtfEntryFrame, signals, asset_key="mtf_entries", check_name=ENTRY_INVARIANTS)
-        if len(signals)
-        else dg.AssetCheckResult(
-            asset_key="mtf_entries",
-            check_name=ENTRY_INVARIANTS,
-            passed=True,
-            metadata={"rows_checked": 0},
-        )
+    invariants = contract_check(
+        MtfEntryFrame, signals, asset_key="mtf_entries", check_name=ENTRY_INVARIANTS
     )
-    sufficiency = (
-        contract_check(
-            entry_sufficiency_schema(config.mtf.max_fallback_share),
-            signals,
-            asset_key="mtf_entries",
-            check_name=ENTRY_DATA_SUFFICIENCY,
-            severity=dg.AssetCheckSeverity.WARN,
-        )
-        if len(signals)
-        else dg.AssetCheckResult(
-            asset_key="mtf_entries",
-            check_name=ENTRY_DATA_SUFFICIENCY,
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rows_checked": 0},
-        )
+    sufficiency = contract_check(
+        entry_sufficiency_schema(config.mtf.max_fallback_share),
+        signals,
+        asset_key="mtf_entries",
+        check_name=ENTRY_DATA_SUFFICIENCY,
+        severity=dg.AssetCheckSeverity.WARN,
     )
     yield dg.MaterializeResult(asset_key="mtf_entries", metadata=_entry_metadata(signals))
     yield invariants
@@ -200,6 +183,7 @@ def mtf_metrics(
 
 mtf_signal_job = dg.define_asset_job(
     "mtf_signal_job",
+    executor_def=dg.in_process_executor,  # small hourly job: no process per step
     selection=dg.AssetSelection.assets(
         "candles", "raw_signals", "mtf_entries", "stored_signals", "mtf_metrics"
     ),
