@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,30 +99,46 @@ class SignalCache:
             self._down_until = 0.0
         return True, result
 
-    def active_signal(self, symbol: str, direction: str) -> str | None:
-        """The cached active signal id for symbol+direction; None when unknown."""
-        ok, value = self._call(lambda r: r.get(self.active_key(symbol, direction)))
-        if not ok or value is None:
-            self.stats.misses += 1
-            return None
-        self.stats.hits += 1
-        return value.decode() if isinstance(value, bytes) else str(value)
+    def active_signals(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """Active signal ids for many symbol+direction pairs in one MGET (None = unknown)."""
+        if not pairs:
+            return {}
+        keys = [self.active_key(symbol, direction) for symbol, direction in pairs]
+        ok, values = self._call(lambda r: r.mget(keys))
+        if not ok:
+            self.stats.misses += len(pairs)
+            return dict.fromkeys(pairs)
+        found: dict[tuple[str, str], str | None] = {}
+        for pair, value in zip(pairs, values, strict=True):
+            if value is None:
+                self.stats.misses += 1
+                found[pair] = None
+            else:
+                self.stats.hits += 1
+                found[pair] = value.decode() if isinstance(value, bytes) else str(value)
+        return found
 
-    def remember(
-        self, signal_id: str, symbol: str, direction: str, document: Mapping[str, Any]
-    ) -> bool:
-        """Cache the signal document and mark it active for its symbol+direction."""
-        body = json.dumps(document, default=str, sort_keys=True)
+    def remember_many(self, documents: Sequence[Mapping[str, Any]]) -> bool:
+        """Cache many signal documents (each with signal_id, symbol, direction) in one
+        pipeline and mark each active."""
+        if not documents:
+            return True
 
         def write(client: Any) -> None:
             pipe = client.pipeline(transaction=False)
-            pipe.set(self.signal_key(signal_id), body, ex=self.ttl_seconds)
-            pipe.set(self.active_key(symbol, direction), signal_id, ex=self.ttl_seconds)
+            for doc in documents:
+                body = json.dumps(doc, default=str, sort_keys=True)
+                pipe.set(self.signal_key(doc["signal_id"]), body, ex=self.ttl_seconds)
+                pipe.set(
+                    self.active_key(doc["symbol"], doc["direction"]),
+                    doc["signal_id"],
+                    ex=self.ttl_seconds,
+                )
             pipe.execute()
 
         ok, _ = self._call(write)
         if ok:
-            self.stats.writes += 1
+            self.stats.writes += len(documents)
         return ok
 
     def forget_active(self, symbol: str, direction: str, signal_id: str) -> bool:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, Engine, or_, select
@@ -29,6 +30,7 @@ from alphapulse_dagster.signal_cache import SignalCache
 from alphapulse_dagster.trading_session import market_session
 
 log = logging.getLogger(__name__)
+_INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite's bound-parameter limit)
 
 # the columns a refined signal carries into ai_signals_mtf (the store adds id, status,
 # expiry and created_at)
@@ -102,23 +104,25 @@ def signal_created_event(row: Mapping[str, Any], received_at: datetime) -> NewEv
     )
 
 
-def active_at(
-    connection: Connection, symbol: str, direction: str, at: datetime, signal_id: str | None = None
-) -> str | None:
-    """The signal of symbol+direction that was active at ``at`` (placed before it and not
-    yet closed or expired by then), if any. Time-aware so that re-running a historical
-    window sees the same history the live run saw. With ``signal_id`` (the id Redis named)
-    it is a primary-key lookup confirming that one signal."""
+def active_pairs_at(
+    connection: Connection, pairs: set[tuple[str, str]], at: datetime
+) -> set[tuple[str, str]]:
+    """The (symbol, direction) pairs among ``pairs`` that had an active signal at ``at``
+    (placed before it and not yet closed or expired by then). Time-aware, so re-running a
+    historical window sees the same history the live run saw; one indexed query."""
+    if not pairs:
+        return set()
     s = ai_signals_mtf.c
-    query = select(s.signal_id).where(
-        s.symbol == symbol,
-        s.direction == direction,
-        s.timestamp < at,
-        or_(s.status.in_(ACTIVE_STATUSES), s.resolved_at > at),
-    )
-    if signal_id is not None:
-        query = query.where(s.signal_id == signal_id)
-    return connection.execute(query.limit(1)).scalar()
+    rows = connection.execute(
+        select(s.symbol, s.direction)
+        .where(
+            s.symbol.in_(sorted({symbol for symbol, _ in pairs})),
+            s.timestamp < at,
+            or_(s.status.in_(ACTIVE_STATUSES), s.resolved_at > at),
+        )
+        .distinct()
+    ).all()
+    return {(symbol, direction) for symbol, direction in rows} & pairs
 
 
 def _history_row(signal: Mapping[str, Any], signal_id: str | None, now: datetime) -> dict:
@@ -136,18 +140,95 @@ def _history_row(signal: Mapping[str, Any], signal_id: str | None, now: datetime
     }
 
 
-def _record_history(connection: Connection, row: dict) -> None:
-    statement = _insert(connection, mtf_entry_analysis_history).values(**row)
-    update = {"signal_id": statement.excluded.signal_id}
-    if row["signal_id"] is None:  # a skipped signal never un-links a stored analysis
-        connection.execute(statement.on_conflict_do_nothing())
-        return
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["symbol", "direction", "signal_timeframe", "timestamp"],
-            set_=update,
+def _record_histories(connection: Connection, rows: list[dict]) -> None:
+    """Upsert analysis rows; a skipped signal (no id) never un-links a stored analysis."""
+    linked = [r for r in rows if r["signal_id"] is not None]
+    unlinked = [r for r in rows if r["signal_id"] is None]
+    if linked:
+        statement = _insert(connection, mtf_entry_analysis_history)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["symbol", "direction", "signal_timeframe", "timestamp"],
+                set_={"signal_id": statement.excluded.signal_id},
+            ),
+            linked,
         )
+    if unlinked:
+        connection.execute(
+            _insert(connection, mtf_entry_analysis_history).on_conflict_do_nothing(), unlinked
+        )
+
+
+def _signal_row(signal: Mapping[str, Any], now: datetime, expiry: timedelta) -> dict[str, Any]:
+    row = {field_: signal.get(field_) for field_ in SIGNAL_FIELDS}
+    if signal.get("refinement_error"):
+        row["fallback_reason"] = f"{row['fallback_reason']}: {signal['refinement_error']}"
+    row.update(
+        signal_id=signal["signal_id"],
+        status="PENDING",
+        expires_at=signal["timestamp"] + expiry,
+        created_at=now,
     )
+    return row
+
+
+def _store_bar(
+    engine: Engine,
+    bar_signals: list[Mapping[str, Any]],
+    cache: SignalCache,
+    now: datetime,
+    entry_valid_bars: int,
+    timeframe_duration: Any,
+    stats: StoreStats,
+) -> None:
+    """Store the signals of one signal time in one transaction, set-based."""
+    at = bar_signals[0]["timestamp"]
+    pairs = {(s["symbol"], s["direction"]) for s in bar_signals}
+    cached = cache.active_signals(sorted(pairs))  # Redis first: one MGET for the bar
+    with engine.begin() as connection:
+        ids = [s["signal_id"] for s in bar_signals]
+        existing = set(
+            connection.execute(
+                select(ai_signals_mtf.c.signal_id).where(ai_signals_mtf.c.signal_id.in_(ids))
+            ).scalars()
+        )
+        stats.already_stored += len(existing)
+        fresh = [s for s in bar_signals if s["signal_id"] not in existing]
+        blocked = active_pairs_at(connection, {(s["symbol"], s["direction"]) for s in fresh}, at)
+        # a Redis marker the database does not confirm is stale and ignored
+        stale = {pair for pair, sid in cached.items() if sid and pair not in blocked}
+        if stale:
+            log.debug("ignoring %d stale Redis active markers", len(stale))
+        candidates = [s for s in fresh if (s["symbol"], s["direction"]) not in blocked]
+        rows = [
+            _signal_row(s, now, entry_valid_bars * timeframe_duration(s["entry_timeframe"]))
+            for s in candidates
+        ]
+        inserted: set[str] = set()
+        for offset in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[offset : offset + _INSERT_CHUNK]
+            inserted.update(
+                connection.execute(
+                    _insert(connection, ai_signals_mtf)
+                    .values(chunk)
+                    .on_conflict_do_nothing()  # the partial unique index: a race lost
+                    .returning(ai_signals_mtf.c.signal_id)
+                ).scalars()
+            )
+        stored_rows = [r for r in rows if r["signal_id"] in inserted]
+        skipped = [s for s in fresh if s["signal_id"] not in inserted]
+        _record_histories(
+            connection,
+            [_history_row(s, s["signal_id"], now) for s in candidates if s["signal_id"] in inserted]
+            + [_history_row(s, None, now) for s in skipped],
+        )
+        append_events(
+            connection, [signal_created_event(r, now) for r in stored_rows], received_at=now
+        )
+    stats.duplicates_skipped += len(skipped)
+    stats.stored += len(stored_rows)
+    stats.stored_ids.extend(r["signal_id"] for r in stored_rows)
+    cache.remember_many(stored_rows)
 
 
 def store_signals(
@@ -158,66 +239,15 @@ def store_signals(
     entry_valid_bars: int,
     timeframe_duration: Any,
 ) -> StoreStats:
-    """Store refined signals (rows of :func:`signal_generation.generate_signals`) in time
-    order. ``timeframe_duration(tf) -> timedelta`` gives the entry bar length for the
-    expiry (``timestamp + entry_valid_bars`` entry bars)."""
+    """Store refined signals (rows of :func:`signal_generation.generate_signals`) in
+    signal-time order, one transaction per signal time (a crash leaves a bar's signals
+    all stored or none). ``timeframe_duration(tf) -> timedelta`` gives the entry bar
+    length for the expiry (``timestamp + entry_valid_bars`` entry bars). Signal ids are
+    deterministic per signal bar, so re-runs are idempotent."""
     stats = StoreStats()
-    for signal in sorted(signals, key=lambda s: (s["timestamp"], s["symbol"], s["direction"])):
-        symbol, direction = signal["symbol"], signal["direction"]
-        # deterministic per signal bar (signal_generation.signal_id): re-runs are idempotent
-        signal_id = signal["signal_id"]
-        cached = cache.active_signal(symbol, direction)  # fast path; the database decides
-        with engine.begin() as connection:
-            if connection.execute(
-                select(ai_signals_mtf.c.signal_id).where(ai_signals_mtf.c.signal_id == signal_id)
-            ).scalar():
-                stats.already_stored += 1
-                continue
-            at = signal["timestamp"]
-            blocking = (
-                cached
-                if cached
-                and cached != signal_id
-                and active_at(connection, symbol, direction, at, cached)
-                else active_at(connection, symbol, direction, at)
-            )
-            if blocking:
-                _record_history(connection, _history_row(signal, None, now))
-                stats.duplicates_skipped += 1
-                continue
-            expiry: timedelta = entry_valid_bars * timeframe_duration(signal["entry_timeframe"])
-            row = {field_: signal.get(field_) for field_ in SIGNAL_FIELDS}
-            if signal.get("refinement_error"):
-                row["fallback_reason"] = f"{row['fallback_reason']}: {signal['refinement_error']}"
-            row.update(
-                signal_id=signal_id,
-                status="PENDING",
-                expires_at=signal["timestamp"] + expiry,
-                created_at=now,
-            )
-            inserted = connection.execute(
-                _insert(connection, ai_signals_mtf)
-                .values(**row)
-                .on_conflict_do_nothing()
-                .returning(ai_signals_mtf.c.signal_id)
-            ).scalar()
-            if inserted is None:
-                exists = connection.execute(
-                    select(ai_signals_mtf.c.signal_id).where(
-                        ai_signals_mtf.c.signal_id == signal_id
-                    )
-                ).scalar()
-                if exists:
-                    stats.already_stored += 1
-                else:
-                    _record_history(connection, _history_row(signal, None, now))
-                    stats.duplicates_skipped += 1
-                continue
-            _record_history(connection, _history_row(signal, signal_id, now))
-            append_events(connection, [signal_created_event(row, now)], received_at=now)
-        stats.stored += 1
-        stats.stored_ids.append(signal_id)
-        cache.remember(signal_id, symbol, direction, row)
+    ordered = sorted(signals, key=lambda s: (s["timestamp"], s["symbol"], s["direction"]))
+    for _, bar in groupby(ordered, key=lambda s: s["timestamp"]):
+        _store_bar(engine, list(bar), cache, now, entry_valid_bars, timeframe_duration, stats)
     if stats.duplicates_skipped:
         log.info("skipped %d signals: an active signal already exists", stats.duplicates_skipped)
     return stats

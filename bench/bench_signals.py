@@ -1,7 +1,7 @@
 """Benchmark: MTF signal generation + entry refinement, 1,000 symbols x 500 entry bars.
 
 The symbols are SYNTHETIC: each is a 500-bar window of the real BTCUSD 1h sample
-(``/work/shared/data/BTCUSD_1h.csv``) starting at a different offset, scaled by a
+(``data/sample/BTCUSD_1h.csv``) starting at a different offset, scaled by a
 per-symbol factor and re-stamped onto one common hourly clock. Entry timeframe 1h
 (500 bars), signal timeframe 4h (125 bars), higher timeframe 1d, all resampled in memory.
 
@@ -34,7 +34,7 @@ from alphapulse_dagster.model_heads import ConsensusRule, evaluate_heads
 from alphapulse_dagster.resample import resample_ohlcv
 from alphapulse_dagster.signal_generation import generate_signals
 
-SAMPLE = Path("/work/shared/data/BTCUSD_1h.csv")
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "BTCUSD_1h.csv"
 
 
 def synthetic_universe(n_symbols: int, n_bars: int) -> pd.DataFrame:

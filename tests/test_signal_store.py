@@ -106,7 +106,7 @@ def test_redis_first_then_database_confirms(
     cache = SignalCache(redis_url, namespace=redis_namespace)
     stats = store(engine, [refined_signal()], cache)
     signal_id = stats.stored_ids[0]
-    assert cache.active_signal("BTCUSD", "LONG") == signal_id
+    assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] == signal_id
     assert 3590 <= (cache.ttl(signal_id) or 0) <= 3600
     # a stale marker (its signal is no longer active in the database) must not block
     with engine.begin() as connection:
@@ -115,7 +115,7 @@ def test_redis_first_then_database_confirms(
         )
     later = store(engine, [refined_signal(timestamp=T0 + timedelta(hours=8))], cache)
     assert later.stored == 1
-    assert cache.active_signal("BTCUSD", "LONG") == later.stored_ids[0]
+    assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] == later.stored_ids[0]
 
 
 def test_dead_redis_still_stores_and_never_duplicates(engine: sa.Engine) -> None:
