@@ -38,7 +38,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
@@ -48,6 +60,7 @@ from alphapulse_dagster.reconcile import (
     all_signal_ids,
     latest_events,
     load_signal_rows,
+    mfe_provenance,
     parse_trade_id,
 )
 
@@ -144,6 +157,60 @@ class GapResult:
     def __post_init__(self) -> None:
         if self.by_type is None:
             self.by_type = dict.fromkeys(GAP_TYPES, 0)
+
+
+def time_driven_gap_ids(conn: Connection, now: datetime, config: HybridSyncConfig) -> list[str]:
+    """Signals whose ``no_mfe_update`` gap (the only gap that opens with time alone) is due
+    to open, or is open but no longer due — the SQL twin of that rule in
+    :func:`detect_gaps`, compared with the open gap rows."""
+    reference = func.coalesce(
+        signals.c.last_mfe_update_at, signals.c.confirmed_at, signals.c.created_at
+    )
+    due = and_(
+        signals.c.status == CONFIRMED,
+        func.coalesce(mfe_provenance("tier"), "") != "1",
+        or_(
+            reference.is_(None),
+            reference < now - timedelta(minutes=config.mfe_update_window_minutes),
+        ),
+    )
+    is_open = exists(
+        select(signal_gaps.c.gap_id).where(
+            signal_gaps.c.signal_id == signals.c.signal_id,
+            signal_gaps.c.gap_type == "no_mfe_update",
+            signal_gaps.c.resolved_at.is_(None),
+        )
+    )
+    query = select(signals.c.signal_id).where(or_(and_(due, ~is_open), and_(~due, is_open)))
+    return [r[0] for r in conn.execute(query)]
+
+
+def stale_score_ids(conn: Connection, config: HybridSyncConfig) -> list[str]:
+    """Signals whose ``health_score`` does not match their open gaps under the current
+    weights: never scanned (NULL), or the weights changed. A full pass re-detects them."""
+    weight = case(
+        *((signal_gaps.c.gap_type == name, rule.weight) for name, rule in config.gap_rules.items()),
+        else_=signal_gaps.c.weight,
+    )
+    open_weight = (
+        select(signal_gaps.c.signal_id, func.sum(weight).label("w"))
+        .where(signal_gaps.c.resolved_at.is_(None))
+        .group_by(signal_gaps.c.signal_id)
+        .subquery()
+    )
+    expected = 100.0 - func.coalesce(open_weight.c.w, 0.0)
+    expected = case((expected < 0.0, 0.0), else_=expected)
+    query = (
+        select(signals.c.signal_id)
+        .select_from(signals.outerjoin(open_weight, open_weight.c.signal_id == signals.c.signal_id))
+        .where(
+            or_(
+                signals.c.health_score.is_(None),
+                func.abs(signals.c.health_score - expected) > 1e-6,
+            )
+        )
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def _needs_payload(row: Mapping[str, Any]) -> bool:
