@@ -42,7 +42,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    bindparam,
     case,
     exists,
     func,
@@ -54,7 +53,14 @@ from sqlalchemy import (
 
 from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
-from alphapulse_dagster.lifecycle import CLOSED, CONFIRMED, chunked, price, price_list
+from alphapulse_dagster.lifecycle import (
+    CLOSED,
+    CONFIRMED,
+    chunked,
+    price,
+    price_list,
+    update_by_id,
+)
 from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,
@@ -299,12 +305,7 @@ def refresh_gap_rows(
         )
         result.resolved += len(chunk)
     if scores:
-        conn.execute(
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values(health_score=bindparam("health_score")),
-            scores,
-        )
+        update_by_id(conn, scores)
 
 
 def refresh_gaps(

@@ -49,14 +49,12 @@ from sqlalchemy import (
     DateTime,
     Engine,
     and_,
-    bindparam,
     cast,
     exists,
     func,
     insert,
     or_,
     select,
-    update,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -67,6 +65,7 @@ from alphapulse_dagster.lifecycle import (
     normalise_direction,
     price,
     price_list,
+    update_by_id,
 )
 from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
@@ -587,7 +586,7 @@ def reconcile_rows(
         if not changes:
             continue
         provenance = work["field_provenance"]
-        values = {name: work[name] for name in SYNC_FIELDS}
+        values = {change.field: work[change.field] for change in changes}
         for change in changes:
             audits.append(
                 {
@@ -619,17 +618,7 @@ def reconcile_rows(
         result.signals_changed += 1
         result.fields_changed += len(changes)
     if updates:
-        statement = (
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values(
-                {
-                    c: bindparam(c)
-                    for c in (*SYNC_FIELDS, "field_provenance", "data_confidence", "updated_at")
-                }
-            )
-        )
-        conn.execute(statement, updates)
+        update_by_id(conn, updates)
         conn.execute(insert(sync_audit_log), audits)
 
 
