@@ -48,6 +48,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union,
     update,
 )
 
@@ -187,8 +188,18 @@ def time_driven_gap_ids(conn: Connection, now: datetime, config: HybridSyncConfi
             signal_gaps.c.resolved_at.is_(None),
         )
     )
-    query = select(signals.c.signal_id).where(or_(and_(due, ~is_open), and_(~due, is_open)))
-    return [r[0] for r in conn.execute(query)]
+    # two indexed halves: active trades (status index) and open no_mfe_update gaps
+    opening = select(signals.c.signal_id).where(signals.c.status == CONFIRMED, due, ~is_open)
+    closing = (
+        select(signals.c.signal_id)
+        .join(signal_gaps, signal_gaps.c.signal_id == signals.c.signal_id)
+        .where(
+            signal_gaps.c.gap_type == "no_mfe_update",
+            signal_gaps.c.resolved_at.is_(None),
+            ~due,
+        )
+    )
+    return [r[0] for r in conn.execute(union(opening, closing))]
 
 
 def stale_score_ids(conn: Connection, config: HybridSyncConfig) -> list[str]:
