@@ -38,16 +38,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+    update,
+)
 
 from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
-from alphapulse_dagster.lifecycle import CLOSED, CONFIRMED, chunked, price, price_list
+from alphapulse_dagster.lifecycle import (
+    CLOSED,
+    CONFIRMED,
+    chunked,
+    price,
+    price_list,
+    update_by_id,
+)
 from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,
     latest_events,
     load_signal_rows,
+    mfe_provenance,
     parse_trade_id,
 )
 
@@ -146,6 +166,70 @@ class GapResult:
             self.by_type = dict.fromkeys(GAP_TYPES, 0)
 
 
+def time_driven_gap_ids(conn: Connection, now: datetime, config: HybridSyncConfig) -> list[str]:
+    """Signals whose ``no_mfe_update`` gap (the only gap that opens with time alone) is due
+    to open, or is open but no longer due — the SQL twin of that rule in
+    :func:`detect_gaps`, compared with the open gap rows."""
+    reference = func.coalesce(
+        signals.c.last_mfe_update_at, signals.c.confirmed_at, signals.c.created_at
+    )
+    due = and_(
+        signals.c.status == CONFIRMED,
+        func.coalesce(mfe_provenance("tier"), "") != "1",
+        or_(
+            reference.is_(None),
+            reference < now - timedelta(minutes=config.mfe_update_window_minutes),
+        ),
+    )
+    is_open = exists(
+        select(signal_gaps.c.gap_id).where(
+            signal_gaps.c.signal_id == signals.c.signal_id,
+            signal_gaps.c.gap_type == "no_mfe_update",
+            signal_gaps.c.resolved_at.is_(None),
+        )
+    )
+    # two indexed halves: active trades (status index) and open no_mfe_update gaps
+    opening = select(signals.c.signal_id).where(signals.c.status == CONFIRMED, due, ~is_open)
+    closing = (
+        select(signals.c.signal_id)
+        .join(signal_gaps, signal_gaps.c.signal_id == signals.c.signal_id)
+        .where(
+            signal_gaps.c.gap_type == "no_mfe_update",
+            signal_gaps.c.resolved_at.is_(None),
+            ~due,
+        )
+    )
+    return [r[0] for r in conn.execute(union(opening, closing))]
+
+
+def stale_score_ids(conn: Connection, config: HybridSyncConfig) -> list[str]:
+    """Signals whose ``health_score`` does not match their open gaps under the current
+    weights: never scanned (NULL), or the weights changed. A full pass re-detects them."""
+    weight = case(
+        *((signal_gaps.c.gap_type == name, rule.weight) for name, rule in config.gap_rules.items()),
+        else_=signal_gaps.c.weight,
+    )
+    open_weight = (
+        select(signal_gaps.c.signal_id, func.sum(weight).label("w"))
+        .where(signal_gaps.c.resolved_at.is_(None))
+        .group_by(signal_gaps.c.signal_id)
+        .subquery()
+    )
+    expected = 100.0 - func.coalesce(open_weight.c.w, 0.0)
+    expected = case((expected < 0.0, 0.0), else_=expected)
+    query = (
+        select(signals.c.signal_id)
+        .select_from(signals.outerjoin(open_weight, open_weight.c.signal_id == signals.c.signal_id))
+        .where(
+            or_(
+                signals.c.health_score.is_(None),
+                func.abs(signals.c.health_score - expected) > 1e-6,
+            )
+        )
+    )
+    return [r[0] for r in conn.execute(query)]
+
+
 def _needs_payload(row: Mapping[str, Any]) -> bool:
     # the payload only decides fillability of gaps Tier 0 could fill
     if not row["htf_alignment"] or any(row[name] in (None, "") for name in METADATA_FIELDS):
@@ -232,12 +316,7 @@ def refresh_gap_rows(
         )
         result.resolved += len(chunk)
     if scores:
-        conn.execute(
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values(health_score=bindparam("health_score")),
-            scores,
-        )
+        update_by_id(conn, scores)
 
 
 def refresh_gaps(

@@ -77,23 +77,25 @@ def health_report(
     ``signal_health_metrics`` row (the API serves the latest one as ``/health``)."""
     since = now - timedelta(days=config.health_window_days)
     in_window = _signal_moment() >= since
-    count, mean_score, mean_confidence = conn.execute(
+    # one pass over the window's signals, one grouped pass over their open gaps
+    count, mean_score, mean_confidence, confirmed = conn.execute(
         select(
             func.count(),
             func.avg(func.coalesce(signals.c.health_score, 100.0)),
             func.avg(signals.c.data_confidence),
+            func.count().filter(signals.c.status.in_(("CONFIRMED", "CLOSED"))),
         ).where(in_window)
     ).one()
-    count = int(count or 0)
+    count, confirmed = int(count or 0), int(confirmed or 0)
     health_score = round(float(mean_score), 2) if count else 100.0
 
-    window_ids = select(signals.c.signal_id).where(in_window)
     by_type = dict.fromkeys(GAP_TYPES, 0)
     by_kind: dict[str, int] = {"actionable": 0, "expected": 0}
     manual = 0
     grouped = conn.execute(
         select(signal_gaps.c.gap_type, signal_gaps.c.kind, signal_gaps.c.fillable, func.count())
-        .where(signal_gaps.c.resolved_at.is_(None), signal_gaps.c.signal_id.in_(window_ids))
+        .select_from(signal_gaps.join(signals, signals.c.signal_id == signal_gaps.c.signal_id))
+        .where(signal_gaps.c.resolved_at.is_(None), in_window)
         .group_by(signal_gaps.c.gap_type, signal_gaps.c.kind, signal_gaps.c.fillable)
     )
     for gap_type, kind, fillable, n in grouped:
@@ -103,12 +105,6 @@ def health_report(
             manual += int(n)
 
     # ever confirmed without SIGNAL_CREATED == an open no_signal_created gap (gaps.py)
-    confirmed = int(
-        conn.execute(
-            select(func.count()).where(in_window, signals.c.status.in_(("CONFIRMED", "CLOSED")))
-        ).scalar()
-        or 0
-    )
     uncovered = by_type.get("no_signal_created", 0)
     coverage = round((confirmed - uncovered) / confirmed, 4) if confirmed else None
 

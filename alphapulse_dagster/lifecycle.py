@@ -302,6 +302,21 @@ def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def update_by_id(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``UPDATE signals`` by primary key (``b_id``), writing only the columns each row
+    carries: one executemany per distinct column set (a cycle has a handful)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(c for c in row if c != "b_id"))].append(row)
+    for columns, batch in groups.items():
+        statement = (
+            update(signals)
+            .where(signals.c.signal_id == bindparam("b_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        conn.execute(statement, batch)
+
+
 def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
     """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
     grouped: dict[str, list[EventRow]] = defaultdict(list)
@@ -404,7 +419,9 @@ def refold_signals(
                 continue
             if _comparable(row) == _comparable(old):
                 continue
-            changed_rows.append({**row, "b_signal_id": signal_id, "updated_at": now})
+            written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
+            changed = {c: row[c] for c in written if row[c] != old.get(c)}
+            changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
             if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
                 reopened += 1
                 if sync_run_id is not None:
@@ -427,13 +444,7 @@ def refold_signals(
             conn.execute(insert(signals), new_rows)
             inserted += len(new_rows)
         if changed_rows:
-            columns = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence", "updated_at")
-            statement = (
-                update(signals)
-                .where(signals.c.signal_id == bindparam("b_signal_id"))
-                .values({c: bindparam(c) for c in columns})
-            )
-            conn.execute(statement, changed_rows)
+            update_by_id(conn, changed_rows)
             updated += len(changed_rows)
         if audits:
             conn.execute(insert(sync_audit_log), audits)

@@ -44,16 +44,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    and_,
+    cast,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.sql.elements import ColumnElement
 
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
-    CONFIRMED,
     chunked,
     mean_confidence,
     normalise_direction,
     price,
     price_list,
+    update_by_id,
 )
 from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
@@ -574,7 +586,7 @@ def reconcile_rows(
         if not changes:
             continue
         provenance = work["field_provenance"]
-        values = {name: work[name] for name in SYNC_FIELDS}
+        values = {change.field: work[change.field] for change in changes}
         for change in changes:
             audits.append(
                 {
@@ -606,17 +618,7 @@ def reconcile_rows(
         result.signals_changed += 1
         result.fields_changed += len(changes)
     if updates:
-        statement = (
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values(
-                {
-                    c: bindparam(c)
-                    for c in (*SYNC_FIELDS, "field_provenance", "data_confidence", "updated_at")
-                }
-            )
-        )
-        conn.execute(statement, updates)
+        update_by_id(conn, updates)
         conn.execute(insert(sync_audit_log), audits)
 
 
@@ -650,14 +652,34 @@ def load_signal_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[s
     ]
 
 
-def active_signal_ids(conn: Connection) -> list[str]:
-    """PENDING and CONFIRMED signals: the ones whose data changes with time alone."""
-    return [
-        r[0]
-        for r in conn.execute(
-            select(signals.c.signal_id).where(signals.c.status.in_(("PENDING", CONFIRMED)))
-        )
-    ]
+def mfe_provenance(key: str) -> ColumnElement[Any]:
+    """``field_provenance.mfe.<key>`` as text (SQL)."""
+    return signals.c.field_provenance["mfe"][key].as_string()
+
+
+def _iso_time(conn: Connection, value: ColumnElement[Any]) -> ColumnElement[Any]:
+    # the provenance stamp is an ISO string; both sides comparable on either dialect
+    if conn.dialect.name == "sqlite":
+        return func.julianday(value)
+    return cast(value, DateTime(timezone=True))
+
+
+def tier1_signal_ids(conn: Connection) -> list[str]:
+    """Trades Tier 1 may (re)measure — the only reconciliation input that changes with time
+    alone: confirmed, not final (:func:`_not_final`), on a symbol that has candles."""
+    closed_at = signals.c.closed_at
+    measured_before_close = _iso_time(conn, mfe_provenance("at")) < _iso_time(conn, closed_at)
+    query = select(signals.c.signal_id).where(
+        signals.c.confirmed_at.is_not(None),
+        or_(
+            closed_at.is_(None),
+            func.coalesce(mfe_provenance("tier"), "") != "1",
+            mfe_provenance("at").is_(None),
+            measured_before_close,
+        ),
+        exists(select(candles.c.symbol).where(candles.c.symbol == signals.c.symbol)),
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def signals_after(conn: Connection, last_event_id: int) -> list[str]:
@@ -668,3 +690,13 @@ def signals_after(conn: Connection, last_event_id: int) -> list[str]:
             select(signals.c.signal_id).where(and_(signals.c.last_event_id > last_event_id))
         )
     ]
+
+
+def signals_audited_after(conn: Connection, audit_id: int, head: int) -> list[str]:
+    """Signals with an audit row in ``(audit_id, head]`` (primary-key range)."""
+    query = (
+        select(sync_audit_log.c.signal_id)
+        .where(sync_audit_log.c.audit_id > audit_id, sync_audit_log.c.audit_id <= head)
+        .distinct()
+    )
+    return [r[0] for r in conn.execute(query)]

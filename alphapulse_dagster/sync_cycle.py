@@ -10,10 +10,23 @@ Steps, in order (each also callable alone, which is what the Dagster assets do):
    and per-signal health scores.
 4. :func:`health_step` — the system report, appended to ``signal_health_metrics``.
 
-Scope: ``full`` = every signal; otherwise the given ``signal_ids`` (the sensor's batch)
-plus every signal whose latest event is past the step's cursor; a scheduled incremental
-cycle (no ids) also takes the active signals (PENDING / CONFIRMED), whose data changes
-with time alone. Cost therefore grows with changes and open trades, not with history.
+Scope — the signals whose inputs can have changed since the step last ran; a signal
+outside it would reproduce its stored fields and gaps exactly (the steps are idempotent):
+
+- always: every signal whose latest event is past the step's cursor (new events, also
+  the inferred expiries of step 1), plus the given ``signal_ids`` (the sensor's batch);
+- a scheduled cycle (no ids) and ``full`` add the inputs that change with time alone,
+  selected in SQL over every signal: trades Tier 1 may re-measure (confirmed, not final,
+  on a symbol with candles — :func:`reconcile.tier1_signal_ids`) and, for gaps, signals
+  whose ``no_mfe_update`` window has just been crossed (:func:`gaps.time_driven_gap_ids`);
+- the gap step also takes every signal the reconciliation changed since its last pass
+  (each change has a ``sync_audit_log`` row; ``gaps_audit`` cursor);
+- ``full`` also re-detects every signal whose ``health_score`` disagrees with its open
+  gaps under the current weights (never scanned, or the config changed —
+  :func:`gaps.stale_score_ids`).
+
+So "full" still considers every signal, but as set-based predicates; only the signals
+that can change are loaded into Python. Cost grows with changes, not with history.
 
 Cycles never overlap: :func:`sync_lock` (Postgres advisory lock; SQLite lease row). Each
 chunk of signals commits atomically — a signal's fields, provenance and audit rows land
@@ -25,27 +38,33 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.cancellations import cancel_expired
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import AppConfig
-from alphapulse_dagster.db.tables import signals, sync_locks
-from alphapulse_dagster.gaps import GapResult, refresh_gaps
+from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_locks
+from alphapulse_dagster.gaps import (
+    GapResult,
+    refresh_gaps,
+    stale_score_ids,
+    time_driven_gap_ids,
+)
 from alphapulse_dagster.health import HealthReport, health_report
 from alphapulse_dagster.lifecycle import ProjectionResult, project_log, read_cursor, write_cursor
 from alphapulse_dagster.reconcile import (
     ReconcileResult,
-    active_signal_ids,
     reconcile,
     signals_after,
+    signals_audited_after,
+    tier1_signal_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +75,8 @@ PG_LOCK_KEY = 0x414C50485359_4E43 & 0x7FFFFFFFFFFFFFFF
 SQLITE_LEASE = timedelta(minutes=10)
 RECONCILE_CURSOR = "reconcile"
 GAPS_CURSOR = "gaps"
+# the gap pass also follows ``sync_audit_log`` (its ``last_event_id`` holds an audit_id)
+GAPS_AUDIT_CURSOR = "gaps_audit"
 
 
 class SyncBusy(RuntimeError):
@@ -154,18 +175,23 @@ def lifecycle_step(
 
 
 def _scope(
-    engine: Engine, cursor_name: str, signal_ids: Sequence[str] | None, full: bool
-) -> tuple[list[str] | None, int]:
+    engine: Engine,
+    cursor_name: str,
+    signal_ids: Sequence[str] | None,
+    full: bool,
+    time_driven: Callable[[Connection], Iterable[str]],
+    full_extra: Callable[[Connection], Iterable[str]] | None = None,
+    changed: Iterable[str] = (),
+) -> tuple[list[str], int]:
     with engine.connect() as conn:
         head = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
-        if full:
-            return None, head
-        cursor = read_cursor(conn, cursor_name)
-        ids = set(signals_after(conn, cursor))
-        if signal_ids is not None:
-            ids.update(signal_ids)
-        else:
-            ids.update(active_signal_ids(conn))
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name)))
+        ids.update(signal_ids or ())
+        ids.update(changed)
+        if signal_ids is None or full:
+            ids.update(time_driven(conn))
+        if full and full_extra is not None:
+            ids.update(full_extra(conn))
     return sorted(ids), head
 
 
@@ -182,7 +208,7 @@ def reconcile_step(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
 ) -> ReconcileResult:
-    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full)
+    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids)
     result = reconcile(engine, ids, now, sync_run_id)
     _advance(engine, RECONCILE_CURSOR, head, now)
     return result
@@ -196,9 +222,22 @@ def gap_step(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
 ) -> GapResult:
-    ids, head = _scope(engine, GAPS_CURSOR, signal_ids, full)
+    # rows the reconciliation changed since the last gap pass: each change has an audit row
+    with engine.connect() as conn:
+        audit_head = int(conn.execute(select(func.max(sync_audit_log.c.audit_id))).scalar() or 0)
+        audited = signals_audited_after(conn, read_cursor(conn, GAPS_AUDIT_CURSOR), audit_head)
+    ids, head = _scope(
+        engine,
+        GAPS_CURSOR,
+        signal_ids,
+        full,
+        lambda conn: time_driven_gap_ids(conn, now, config.hybrid_sync),
+        lambda conn: stale_score_ids(conn, config.hybrid_sync),
+        audited,
+    )
     result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync)
     _advance(engine, GAPS_CURSOR, head, now)
+    _advance(engine, GAPS_AUDIT_CURSOR, audit_head, now)
     return result
 
 

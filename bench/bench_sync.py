@@ -9,7 +9,7 @@ COPY (not timed), then times, at two history sizes (10k signals / ~100k events a
 - a warm full sync (every signal again, nothing new: reads everything, writes nothing);
 - an incremental sync with 1,000 changed signals (new MFE_UPDATE / SIGNAL_CREATED events;
   the sensor's path: ``run_sync(signal_ids=…)``), repeated, median reported;
-- the scheduled incremental sync (cursor + every active signal).
+- the scheduled incremental sync (cursor + the signals whose inputs change with time).
 
 Usage::
 
