@@ -102,6 +102,9 @@ class SignalThresholds(_Model):
     heads: tuple[str, ...] = ("trend", "momentum", "volatility_breakout", "volume")
     min_agreeing_heads: int = Field(default=3, ge=1)
     min_mean_confidence: float = Field(default=0.6, ge=0, le=1)
+    # "change": a signal only on the bar where the consensus turns or flips (no repeats
+    # while it holds); "every_bar": on every bar with a consensus
+    fire_on: Literal["change", "every_bar"] = "change"
 
 
 class MtfStrategies(_Model):

@@ -71,6 +71,7 @@ def consensus_rule(config: AppConfig) -> ConsensusRule:
         min_agreeing_heads=signal.min_agreeing_heads,
         min_mean_confidence=signal.min_mean_confidence,
         heads=tuple(signal.heads),
+        fire_on=signal.fire_on,
     )
 
 
