@@ -23,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 
 from alphapulse_dagster.api.auth import require_token
 from alphapulse_dagster.clock import as_utc, utcnow
-from alphapulse_dagster.mtf_metrics import mtf_metrics
 from alphapulse_dagster.db.tables import (
     signal_events,
     signal_gaps,
@@ -31,6 +30,7 @@ from alphapulse_dagster.db.tables import (
     signals,
     sync_audit_log,
 )
+from alphapulse_dagster.mtf_metrics import mtf_metrics
 
 router = APIRouter(dependencies=[Depends(require_token)])
 open_router = APIRouter()
