@@ -225,3 +225,138 @@ class DaemonStack:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+@contextmanager
+def instance_env(env: dict[str, str]) -> Iterator[None]:
+    """Temporarily export the stack's DAGSTER_* so ``DagsterInstance.get()`` in this process
+    opens the same (Postgres) instance as the daemon."""
+    keys = [k for k in env if k.startswith("DAGSTER_")]
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: env[k] for k in keys})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def wait_daemon_healthy(stack: DaemonStack, timeout: float = 60.0) -> None:
+    """Until the scheduler, sensor and run-queue daemons have all sent heartbeats."""
+    import dagster as dg
+
+    wanted = ["SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"]
+    deadline = time.monotonic() + timeout
+    with instance_env(stack.env), dg.DagsterInstance.get() as instance:
+        while time.monotonic() < deadline:
+            if stack.processes["daemon"].poll() is not None:
+                raise RuntimeError(f"daemon exited:\n{stack.log_tail('daemon')}")
+            statuses = instance.get_daemon_statuses(wanted)
+            if all(s.healthy for s in statuses.values()):
+                return
+            time.sleep(0.5)
+    raise RuntimeError(f"daemons not healthy:\n{stack.log_tail('daemon')}")
+
+
+def webhook(event: str, trade_id: str, at: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event": event,
+        "trade_id": trade_id,
+        "symbol": "BTCUSDT",
+        "time": at,
+        "timeframe": "60",
+    }
+    body.update(extra)
+    return body
+
+
+def reconciled(doc: dict[str, Any]) -> bool:
+    """``GET /signals/{id}`` shows the Tier 0 fields the SIGNAL_CREATED carried."""
+    provenance = doc.get("field_provenance") or {}
+    return (
+        bool(doc.get("htf_alignment"))
+        and doc.get("confirmation_time") is not None
+        and str((provenance.get("htf_alignment") or {}).get("tier")) == "0"
+        and str((provenance.get("confirmation_time") or {}).get("tier")) == "0"
+    )
+
+
+def entry_then_created_latency(
+    api: str, trade_id: str, timeout: float = 60.0
+) -> tuple[float, dict[str, Any]]:
+    """POST an ENTRY (the signal's earlier fields unknown), then its SIGNAL_CREATED
+    (htf_alignment, session, market_state); seconds from the SIGNAL_CREATED's 200 until
+    ``GET /signals/{id}`` shows htf_alignment and confirmation_time with Tier 0 provenance."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    created_at, entry_at = now - timedelta(minutes=30), now - timedelta(minutes=10)
+    signal_id = f"BTCUSDT:{trade_id}"
+    with httpx.Client(base_url=api, timeout=10) as client:
+        first = client.post(
+            "/webhooks/tradingview",
+            json=webhook(
+                "ENTRY",
+                trade_id,
+                entry_at.isoformat(),
+                direction="LONG",
+                entry_price=100.0,
+                stop_loss=95.0,
+            ),
+        )
+        first.raise_for_status()
+        second = client.post(
+            "/webhooks/tradingview",
+            json=webhook(
+                "SIGNAL_CREATED",
+                trade_id,
+                created_at.isoformat(),
+                direction="BULLISH",
+                htf_alignment={"4h": "BULLISH", "1d": "NEUTRAL"},
+                session="LONDON",
+                market_state="TRENDING",
+            ),
+        )
+        second.raise_for_status()
+        started = time.monotonic()
+        deadline = started + timeout
+        doc: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            response = client.get(f"/signals/{signal_id}")
+            if response.status_code == 200:
+                doc = response.json()
+                if reconciled(doc):
+                    return time.monotonic() - started, doc
+            time.sleep(0.1)
+    raise TimeoutError(f"{signal_id} not reconciled after {timeout}s: {doc}")
+
+
+def run_timings(stack: DaemonStack) -> list[dict[str, Any]]:
+    """Per sync run of the instance: trigger, queued → started and started → ended seconds."""
+    import dagster as dg
+
+    out = []
+    with instance_env(stack.env), dg.DagsterInstance.get() as instance:
+        for record in reversed(instance.get_run_records()):
+            run = record.dagster_run
+            out.append(
+                {
+                    "run_id": run.run_id[:8],
+                    "job": run.job_name,
+                    "trigger": run.tags.get(
+                        "alphapulse/trigger", run.tags.get("dagster/schedule_name", "")
+                    ),
+                    "status": run.status.value,
+                    "queued_to_start": (record.start_time or 0)
+                    - record.create_timestamp.timestamp()
+                    if record.start_time
+                    else None,
+                    "run_seconds": (record.end_time - record.start_time)
+                    if record.end_time and record.start_time
+                    else None,
+                }
+            )
+    return out
