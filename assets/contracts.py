@@ -11,7 +11,7 @@ MAX_CASES_SHOWN = 20
 
 
 def contract_check(
-    schema: type[pa.DataFrameModel],
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema,
     frame: pd.DataFrame,
     *,
     asset_key: str,

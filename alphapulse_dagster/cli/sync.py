@@ -50,22 +50,21 @@ def _sync(args: argparse.Namespace) -> int:
         return EXIT_DATABASE
     finally:
         engine.dispose()
+    summary = {
+        "sync_run_id": report.sync_run_id,
+        "seconds": round(report.seconds, 3),
+        "signals_projected": report.lifecycle.projection.signals_touched,
+        "expired": len(report.lifecycle.expired),
+        "signals_scanned": report.gaps.signals_scanned,
+        "fields_changed": report.reconcile.fields_changed,
+        "gaps_opened": report.gaps.opened,
+        "gaps_resolved": report.gaps.resolved,
+        "health": report.health.as_api(),
+    }
+    # the run's one structured summary line, on the log (stderr) whatever the output format
+    log.info(json.dumps({"event": "sync_run_summary", **summary}, sort_keys=True))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sync_run_id": report.sync_run_id,
-                    "seconds": round(report.seconds, 3),
-                    "signals_projected": report.lifecycle.projection.signals_touched,
-                    "expired": len(report.lifecycle.expired),
-                    "signals_scanned": report.gaps.signals_scanned,
-                    "fields_changed": report.reconcile.fields_changed,
-                    "gaps_opened": report.gaps.opened,
-                    "gaps_resolved": report.gaps.resolved,
-                    "health": report.health.as_api(),
-                }
-            )
-        )
+        print(json.dumps(summary))
     else:
         print(
             f"sync {report.sync_run_id}: {report.lifecycle.projection.signals_touched} signals "
