@@ -3,8 +3,6 @@ token enforcement, OpenAPI — on SQLite and on the real Postgres."""
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -252,9 +250,8 @@ def test_mtf_metrics_route_calls_the_mtf_module(
         assert connection.execute(sa.text("SELECT 1")).scalar() == 1
         return {"strategy_distribution": {"FIBONACCI_618": 2}, "signals_last_24h": 2}
 
-    module = types.ModuleType("alphapulse_dagster.mtf_metrics")
-    module.mtf_metrics = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "alphapulse_dagster.mtf_metrics", module)
+    # the route imports the MTF module at import time (no fallback): patch its binding
+    monkeypatch.setattr("alphapulse_dagster.api.reads.mtf_metrics", fake)
     answer = client.get("/metrics/mtf")
     assert answer.status_code == 200
     assert answer.json()["signals_last_24h"] == 2
