@@ -9,6 +9,9 @@ with numeric metadata; each step holds the sync lock while it writes, and the jo
 ``alphapulse/sync`` is limited to one run at a time by the run queue (see README).
 """
 
+import json
+import time
+
 import dagster as dg
 import pandas as pd
 import pandera.errors
@@ -156,6 +159,7 @@ def signal_health(
 ) -> dg.MaterializeResult:
     """The system health report (SPEC §9), appended to ``signal_health_metrics``."""
     report = health_step(database.get_engine(), app_config.load(), utcnow(), context.run_id)
+    context.log.info(json.dumps(sync_run_summary(context, report.as_api()), sort_keys=True))
     metadata: dict[str, float | int] = {
         "health_score": report.health_score,
         "total_gaps": report.total_gaps,
@@ -167,6 +171,36 @@ def signal_health(
     if report.data_confidence is not None:
         metadata["data_confidence"] = report.data_confidence
     return dg.MaterializeResult(metadata=metadata)
+
+
+def sync_run_summary(context: dg.AssetExecutionContext, health: dict) -> dict:
+    """The run's one structured summary line (logged by the last step): the numeric
+    metadata every earlier step of this run materialised, the health report, the trigger
+    and the seconds since the run started."""
+    summary: dict = {
+        "event": "sync_run_summary",
+        "run_id": context.run_id,
+        "trigger": context.run.tags.get("alphapulse/trigger")
+        or context.run.tags.get("dagster/schedule_name", "manual"),
+    }
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        step = materialization.asset_key.to_user_string()
+        summary[step] = {
+            key: value.value
+            for key, value in materialization.metadata.items()
+            if isinstance(value.value, int | float)
+        }
+    stats = context.instance.get_run_stats(context.run_id)
+    if stats.start_time:
+        summary["seconds"] = round(time.time() - stats.start_time, 3)
+    summary["health"] = health
+    return summary
 
 
 # --- checks -------------------------------------------------------------------------------

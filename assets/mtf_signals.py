@@ -7,6 +7,8 @@ its own numeric metadata, and the entry checks run before anything is stored: a 
 breaks the entry invariants is never written.
 """
 
+import json
+import time
 from datetime import datetime
 
 import dagster as dg
@@ -33,8 +35,8 @@ def _mean(frame: pd.DataFrame, column: str) -> float:
 def _raw_metadata(signals: pd.DataFrame) -> dict:
     return {
         "signals": len(signals),
-        "long": int((signals.get("direction") == "LONG").sum()) if len(signals) else 0,
-        "short": int((signals.get("direction") == "SHORT").sum()) if len(signals) else 0,
+        "long": int((signals["direction"] == "LONG").sum()) if len(signals) else 0,
+        "short": int((signals["direction"] == "SHORT").sum()) if len(signals) else 0,
         "avg_signal_confidence": _mean(signals, "signal_confidence"),
         "symbols": int(signals["symbol"].nunique()) if len(signals) else 0,
     }
@@ -95,10 +97,12 @@ def mtf_pipeline(
     signal_cache: SignalCacheResource,
 ):
     """Generate, refine and store the signals whose signal bar closes in the window."""
+    started = time.perf_counter()
     window = context.partition_time_window
     config = app_config.load()
     engine = database.get_engine()
     signals = generate_window(engine, config, window.start, window.end)
+    generated_at = time.perf_counter()
     raw = signals[RAW_SIGNAL_COLUMNS] if len(signals) else signals
     yield dg.MaterializeResult(asset_key="raw_signals", metadata=_raw_metadata(raw))
 
@@ -126,19 +130,34 @@ def mtf_pipeline(
         engine, cache, signals, window.end, config.mtf.entry.entry_valid_bars, utcnow()
     )
     stats, lifecycle = record.store, record.lifecycle
+    done = time.perf_counter()
+    entries = _entry_metadata(signals)
+    # one structured line per run: grep-able, parseable by the log pipeline
     context.log.info(
-        "mtf window %s..%s: generated=%d stored=%d duplicates=%d already=%d "
-        "confirmed=%d closed=%d expired=%d redis_errors=%d",
-        window.start,
-        window.end,
-        len(signals),
-        stats.stored,
-        stats.duplicates_skipped,
-        stats.already_stored,
-        lifecycle.confirmed,
-        lifecycle.closed,
-        lifecycle.expired,
-        cache.stats.errors,
+        json.dumps(
+            {
+                "event": "mtf_run_summary",
+                "run_id": context.run_id,
+                "window_start": window.start.isoformat(),
+                "window_end": window.end.isoformat(),
+                "generated": len(signals),
+                "stored": stats.stored,
+                "duplicates_skipped": stats.duplicates_skipped,
+                "already_stored": stats.already_stored,
+                "confirmed": lifecycle.confirmed,
+                "closed": lifecycle.closed,
+                "expired": lifecycle.expired,
+                "still_pending": lifecycle.still_pending,
+                "fallback_rate": round(entries["fallback_rate"], 4),
+                "avg_risk_reward_ratio": round(entries["avg_risk_reward_ratio"], 4),
+                "redis_configured": cache.configured,
+                "redis_errors": cache.stats.errors,
+                "generate_seconds": round(generated_at - started, 3),
+                "store_seconds": round(done - generated_at, 3),
+                "seconds": round(done - started, 3),
+            },
+            sort_keys=True,
+        )
     )
     yield dg.MaterializeResult(
         asset_key="stored_signals",

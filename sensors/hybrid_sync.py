@@ -52,7 +52,7 @@ def new_signal_created(
 @dg.sensor(
     name="signal_created_sensor",
     job_name=SYNC_JOB_NAME,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="New SIGNAL_CREATED rows past the cursor => one sync run for the batch.",
 )

@@ -14,7 +14,13 @@ import dagster as dg
 log = logging.getLogger("alphapulse.runs")
 
 
-@dg.run_failure_sensor(name="run_failure_logger", minimum_interval_seconds=30)
+# both on by default: a production instance must log failures and prune runs without an
+# operator having to remember to switch them on
+@dg.run_failure_sensor(
+    name="run_failure_logger",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def run_failure_logger(context: dg.RunFailureSensorContext) -> None:
     """One structured line per failed run: run id, job, the failure message."""
     run = context.dagster_run
@@ -70,6 +76,7 @@ purge_old_runs_schedule = dg.ScheduleDefinition(
     job=purge_old_runs,
     cron_schedule="17 3 * * *",
     execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 defs = dg.Definitions(

@@ -15,10 +15,13 @@ ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
-def test_definitions_validate_cli(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "target", [["-m", "alphapulse_dagster.definitions"], ["-w", "workspace.yaml"]]
+)
+def test_definitions_validate_cli(tmp_path: Path, target: list[str]) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
-        [str(BIN / "dagster"), "definitions", "validate", "-m", "alphapulse_dagster.definitions"],
+        [str(BIN / "dagster"), "definitions", "validate", *target],
         cwd=ROOT,
         env=env,
         capture_output=True,

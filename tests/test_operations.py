@@ -38,4 +38,9 @@ def test_purge_deletes_finished_runs_older_than_cutoff() -> None:
 
 def test_failure_sensor_and_purge_schedule_are_registered() -> None:
     assert defs.resolve_sensor_def("run_failure_logger") is not None
-    assert defs.resolve_schedule_def("purge_old_runs_schedule").cron_schedule == "17 3 * * *"
+    purge = defs.resolve_schedule_def("purge_old_runs_schedule")
+    assert purge.cron_schedule == "17 3 * * *"
+    # on without an operator: the retention the README promises depends on it
+    assert purge.default_status == dg.DefaultScheduleStatus.RUNNING
+    failure = defs.resolve_sensor_def("run_failure_logger")
+    assert failure.default_status == dg.DefaultSensorStatus.RUNNING

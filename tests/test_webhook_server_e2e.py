@@ -1,6 +1,9 @@
 """A real ``alphapulse serve`` (uvicorn) on loopback, backed by the real Postgres:
 a burst of posts, ``kill -9`` in the middle, restart — every 200 is in the log exactly once;
-and a bounded schemathesis run against the served OpenAPI (no 5xx)."""
+the same with the database taken away mid-burst (503s spooled, the server killed while the
+spool holds them, replayed on restart); hostile input on the real server (4xx + a reject
+row each, the server stays up); and a bounded schemathesis run against the served OpenAPI
+(no 5xx)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_events
 from tests.conftest import _drop_pg_database, _new_pg_database, _pg_url
 from tests.live_server import LiveServer
-from tests.webhook_helpers import SECRET, body, created
+from tests.test_webhook_spool import _set_connections
+from tests.webhook_helpers import SECRET, body, created, entry
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -107,6 +111,222 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_event(pg_url: str, tmp_path
         ).scalar()
     engine.dispose()
     assert total == distinct >= BURST // 2
+
+
+async def _burst_with_outage(
+    url: str, payloads: list[dict[str, Any]], outage_after: int, kill_after: int, outage, kill
+) -> tuple[dict[str, Any], set[str]]:  # type: ignore[no-untyped-def]
+    """Post everything; after ``outage_after`` 200s call ``outage`` (the database goes
+    away), after ``kill_after`` 503s call ``kill``. Returns (alert_id -> answer for every
+    200, alert_ids answered 503 "spooled")."""
+    answers: dict[str, Any] = {}
+    spooled: set[str] = set()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for payload in payloads:
+        queue.put_nowait(payload)
+    down, killed = asyncio.Event(), asyncio.Event()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty() and not killed.is_set():
+            payload = queue.get_nowait()
+            try:
+                response = await client.post("/webhooks/tradingview", content=body(payload))
+            except httpx.HTTPError:
+                if killed.is_set():
+                    return
+                continue
+            if response.status_code == 200:
+                answers[payload["alert_id"]] = response.json()
+                if len(answers) >= outage_after and not down.is_set():
+                    down.set()
+                    outage()
+            elif response.status_code == 503:
+                assert response.json()["status"] == "spooled", response.text
+                spooled.add(payload["alert_id"])
+                if len(spooled) >= kill_after and not killed.is_set():
+                    killed.set()
+                    kill()
+            else:
+                raise AssertionError(f"{response.status_code} {response.text}")
+
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(16)))
+    return answers, spooled
+
+
+def test_database_outage_then_kill_9_spools_and_replays_exactly_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Mid-burst the database refuses connections (503 + spool), then the server is killed
+    with ``kill -9`` while the spool holds those events; the database comes back and the
+    restarted server replays the spool. Every 200 and every spooled 503 is in the log
+    exactly once, with the event id the 200 named; resending everything adds nothing."""
+    from tests.conftest import PG_ADMIN_URL
+
+    database = sa.engine.make_url(pg_url).database
+    assert database
+    spool_path = tmp_path / "spool.jsonl"
+    env = {
+        "ALPHAPULSE_DATABASE_URL": pg_url,
+        "ALPHAPULSE_WEBHOOK_SECRET": SECRET,
+        "ALPHAPULSE_SPOOL_PATH": str(spool_path),
+    }
+    total = 1200
+    payloads = [
+        created(trade_id=f"20190614_{n:06d}_BULLISH", alert_id=f"outage-{n}") for n in range(total)
+    ]
+    server = LiveServer(env, tmp_path / "server.log").start()
+    try:
+        acknowledged, spooled = asyncio.run(
+            _burst_with_outage(
+                server.url,
+                payloads,
+                outage_after=300,
+                kill_after=100,
+                outage=lambda: _set_connections(PG_ADMIN_URL, database, allowed=False),
+                kill=server.kill9,
+            )
+        )
+    finally:
+        server.stop()
+        _set_connections(PG_ADMIN_URL, database, allowed=True)
+    assert len(acknowledged) >= 300 and len(spooled) >= 100
+    assert not acknowledged.keys() & spooled
+    assert spool_path.stat().st_size > 0  # the spooled events survived the kill on disk
+
+    server = LiveServer(env, tmp_path / "server2.log", port=server.port).start()  # replays
+    try:
+        engine = make_engine(pg_url)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(signal_events.c.idempotency_key, signal_events.c.event_id)
+            ).all()
+        logged = dict(rows)
+        assert len(logged) == len(rows)  # nothing twice
+        for alert_id, answer in acknowledged.items():
+            assert logged.get(f"alert:{alert_id}") == answer["event_id"], alert_id
+        missing = [a for a in spooled if f"alert:{a}" not in logged]
+        assert not missing, f"{len(missing)} spooled events not replayed, e.g. {missing[:3]}"
+
+        # the sender retries everything: the known ones are duplicates, the rest accepted
+        resent = asyncio.run(_burst(server.url, payloads, total + 1, lambda: None))
+        assert len(resent) == total
+        for alert_id in acknowledged.keys() | spooled:
+            assert resent[alert_id]["status"] == "duplicate", alert_id
+        with engine.connect() as connection:
+            count = connection.execute(sa.select(sa.func.count()).select_from(signal_events))
+            assert count.scalar() == total
+        engine.dispose()
+    finally:
+        server.stop()
+
+
+def _nested(depth: int) -> bytes:
+    """A valid SIGNAL_CREATED with an ``extra`` key nested ``depth`` objects deep (built
+    as text: encoders refuse such depth)."""
+    head = body(created(alert_id=f"nested-{depth}"))[:-1]
+    return head + b', "extra": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+
+
+HOSTILE: list[tuple[str, bytes | dict[str, Any], dict[str, str], set[int]]] = [
+    ("wrong secret", created(secret="guess"), {}, {401}),
+    ("secret as object", created(secret={"$ne": ""}), {}, {401}),
+    (
+        "form-encoded",
+        b"secret=x&event=ENTRY",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {422},
+    ),
+    ("event as list", created(event=["SIGNAL_CREATED"]), {}, {422}),
+    ("symbol as object", created(symbol={"$gt": ""}), {}, {422}),
+    ("time as bool", created(time=True), {}, {422}),
+    ("htf_alignment as string", created(htf_alignment="BULLISH"), {}, {422}),
+    ("entry_price overflow", entry(entry_price=1e308 * 10), {}, {422}),
+    (
+        "NaN literal",
+        b'{"event":"ENTRY","secret":"' + SECRET.encode() + b'","entry_price":NaN}',
+        {},
+        {422},
+    ),
+    ("symbol longer than its column", created(symbol="A" * 5000), {}, {422}),
+    ("trade_id longer than its column", created(trade_id="T" * 5000), {}, {422}),
+    ("nested object 5000 deep", _nested(5000), {}, {413, 422}),
+    ("nested object 200 deep", _nested(200), {}, {200, 422}),
+    ("sql in symbol", created(symbol="BTC'; DROP TABLE signals;--"), {}, {200, 422}),
+    ("unicode symbol", created(symbol="БИТ🚀"), {}, {200, 422}),
+    ("right-to-left override", created(trade_id="20190614_120000_\u202eLONG"), {}, {200, 422}),
+]
+
+
+def _hostile_body(payload: bytes | dict[str, Any]) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    import json
+
+    return json.dumps(payload, allow_nan=True).encode()
+
+
+def test_hostile_input_on_the_real_server(pg_url: str, tmp_path: Path) -> None:
+    """Each hostile request gets its 4xx (or is stored as plain data), a refusal writes one
+    reject row, nothing answers 5xx, and the server is still up and accepting afterwards —
+    including a chunked body over the limit (no Content-Length) and SQL in read queries."""
+    from tests.webhook_helpers import events, rejects
+
+    env = {
+        "ALPHAPULSE_DATABASE_URL": pg_url,
+        "ALPHAPULSE_WEBHOOK_SECRET": SECRET,
+        "ALPHAPULSE_SPOOL_PATH": str(tmp_path / "spool.jsonl"),
+    }
+    server = LiveServer(env, tmp_path / "server.log").start()
+    refused = accepted = 0
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for name, payload, headers, expected in HOSTILE:
+                response = client.post(
+                    "/webhooks/tradingview", content=_hostile_body(payload), headers=headers
+                )
+                assert response.status_code in expected, (
+                    name,
+                    response.status_code,
+                    response.text[:300],
+                )
+                if response.status_code == 200:
+                    accepted += 1
+                else:
+                    refused += 1
+                    assert "detail" in response.json(), name
+
+            def chunks():  # type: ignore[no-untyped-def]
+                for _ in range(100):
+                    yield b" " * 1024  # 100 KiB, streamed without a Content-Length
+
+            response = client.post(
+                "/webhooks/tradingview", content=chunks(), headers={"Content-Type": "text/plain"}
+            )
+            assert response.status_code == 413
+            refused += 1
+
+            for query in ("' OR '1'='1", "1; DROP TABLE signals", "БИТ🚀"):
+                listing = client.get("/signals", params={"symbol": query})
+                assert listing.status_code == 200 and listing.json()["items"] == []
+            assert client.get("/signals/x%27%3B%20DROP%20TABLE%20signals%3B--").status_code == 404
+            assert client.get("/signals", params={"limit": "1e9"}).status_code == 422
+            assert client.get("/signals", params={"cursor": "'; --"}).status_code == 422
+
+            assert server.process is not None and server.process.poll() is None
+            assert client.get("/healthz").status_code == 200
+            ok = client.post("/webhooks/tradingview", content=body(created(alert_id="after")))
+            assert ok.json()["status"] == "accepted"
+        engine = make_engine(pg_url)
+        assert len(rejects(engine)) == refused
+        assert len(events(engine)) == accepted + 1
+        engine.dispose()
+    finally:
+        server.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log and " 500 " not in log
+    assert SECRET not in log
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+from sqlalchemy.exc import DBAPIError
 
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import load_config
@@ -15,6 +18,11 @@ from alphapulse_dagster.sync_cycle import SyncBusy, run_sync
 
 # exit status when another sync holds the lock for longer than --wait (EX_TEMPFAIL)
 EXIT_BUSY = 75
+# exit status when the database went away mid-cycle (EX_UNAVAILABLE): what was committed
+# is whole (each chunk of signals is one transaction); the next cycle picks up the rest
+EXIT_DATABASE = 69
+
+log = logging.getLogger(__name__)
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -31,24 +39,32 @@ def _sync(args: argparse.Namespace) -> int:
     except SyncBusy as exc:
         print(f"alphapulse sync: skipped — {exc}; try again later", file=sys.stderr)
         return EXIT_BUSY
+    except DBAPIError as exc:
+        log.debug("sync stopped by a database error", exc_info=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(
+            f"alphapulse sync: failed — database error ({type(exc.orig or exc).__name__}: "
+            f"{reason}); committed work is consistent, run the sync again",
+            file=sys.stderr,
+        )
+        return EXIT_DATABASE
     finally:
         engine.dispose()
+    summary = {
+        "sync_run_id": report.sync_run_id,
+        "seconds": round(report.seconds, 3),
+        "signals_projected": report.lifecycle.projection.signals_touched,
+        "expired": len(report.lifecycle.expired),
+        "signals_scanned": report.gaps.signals_scanned,
+        "fields_changed": report.reconcile.fields_changed,
+        "gaps_opened": report.gaps.opened,
+        "gaps_resolved": report.gaps.resolved,
+        "health": report.health.as_api(),
+    }
+    # the run's one structured summary line, on the log (stderr) whatever the output format
+    log.info(json.dumps({"event": "sync_run_summary", **summary}, sort_keys=True))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sync_run_id": report.sync_run_id,
-                    "seconds": round(report.seconds, 3),
-                    "signals_projected": report.lifecycle.projection.signals_touched,
-                    "expired": len(report.lifecycle.expired),
-                    "signals_scanned": report.gaps.signals_scanned,
-                    "fields_changed": report.reconcile.fields_changed,
-                    "gaps_opened": report.gaps.opened,
-                    "gaps_resolved": report.gaps.resolved,
-                    "health": report.health.as_api(),
-                }
-            )
-        )
+        print(json.dumps(summary))
     else:
         print(
             f"sync {report.sync_run_id}: {report.lifecycle.projection.signals_touched} signals "
