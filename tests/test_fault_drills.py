@@ -112,18 +112,30 @@ def _windows() -> list[tuple[Any, pd.DataFrame]]:
 
 
 class _Faulty(SignalCache):
-    """A real SignalCache that runs ``faults[n]`` right after its n-th ``remember`` — so
-    each fault lands in the middle of a run's storing, not between runs."""
+    """A real SignalCache that runs ``faults[(method, n)]`` right after its n-th call of
+    ``active_signals`` (the bar's Redis check, before the database transaction) or
+    ``remember_many`` (after the commit) — so each fault lands in the middle of a window's
+    storing, not between windows."""
 
-    def __init__(self, url: str, faults: dict[int, Any]) -> None:
+    def __init__(self, url: str, faults: dict[tuple[str, int], Any]) -> None:
         super().__init__(url, timeout_seconds=0.2, backoff_seconds=0.2)
-        self._faults, self._calls = faults, 0
+        self._faults = faults
+        self._calls: dict[str, int] = {"active_signals": 0, "remember_many": 0}
 
-    def remember(self, *args: Any, **kwargs: Any) -> bool:
-        ok = super().remember(*args, **kwargs)
-        self._calls += 1
-        if self._calls in self._faults:
-            self._faults[self._calls]()
+    def _after(self, method: str) -> None:
+        self._calls[method] += 1
+        fault = self._faults.get((method, self._calls[method]))
+        if fault is not None:
+            fault()
+
+    def active_signals(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        found = super().active_signals(pairs)
+        self._after("active_signals")
+        return found
+
+    def remember_many(self, documents: Any) -> bool:
+        ok = super().remember_many(documents)
+        self._after("remember_many")
         return ok
 
 
@@ -202,9 +214,10 @@ def test_redis_stopped_then_flushed_mid_run_stores_everything_once(
 
         flusher: list[Any] = []
         faults = {
-            n + 3: redis.kill,  # window 2, mid-store: Redis dies
-            2 * n + 2: restart_redis,  # window 3 starts against a fresh, empty Redis …
-            2 * n + 6: lambda: flusher.append(redis.client().flushdb()),  # … flushed mid-store
+            ("active_signals", 2): redis.kill,  # window 2, mid-store: Redis dies
+            ("remember_many", 2): restart_redis,  # window 3 starts against a fresh Redis …
+            # … which is flushed between its Redis check and its commit
+            ("active_signals", 3): lambda: flusher.append(redis.client().flushdb()),
         }
         cache = _Faulty(redis.url, faults)
         engine = make_engine(drilled)
@@ -221,7 +234,7 @@ def test_redis_stopped_then_flushed_mid_run_stores_everything_once(
 
         # the cache refilled after the flush: those signals are there, with their TTL, and
         # the active marker of each symbol+direction points at the database's active signal
-        for signal_id in w3.store.stored_ids[6:]:
+        for signal_id in w3.store.stored_ids:
             assert cache.cached_signal(signal_id) is not None, signal_id
             assert 0 < (cache.ttl(signal_id) or 0) <= 3600
         state = _mtf_state(drilled)
