@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
+# the Dagster resources read these through dg.EnvVar: they must be set; empty = default
+export ALPHAPULSE_REDIS_URL ?=
+export ALPHAPULSE_CONFIG_DIR ?=
+export ALPHAPULSE_MARKET_DATA_DIR ?=
 
 .PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks clean
 

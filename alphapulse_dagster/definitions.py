@@ -3,8 +3,8 @@
 Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``,
 ``assets/hybrid_sync.py``) owns its assets, checks, jobs, schedules and sensors and exposes
 ``defs``; this module merges them and binds the shared resources, whose values come from
-the environment through ``dg.EnvVar`` (``.env`` in the repository root sets the local
-defaults; empty means "embedded default / absent").
+the environment through ``dg.EnvVar`` (``make dev`` exports them; an empty value means
+"embedded default / absent").
 """
 
 from __future__ import annotations
