@@ -8,6 +8,7 @@ from all of its fine bars. A window re-run writes the same rows (idempotent).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,13 +43,20 @@ def timeframes_needed(config: AppConfig) -> dict[str, list[str]]:
 
 
 def fetch_window(
-    source: MarketDataSource, config: AppConfig, start: datetime, end: datetime
+    source_for: Callable[[str], MarketDataSource],
+    config: AppConfig,
+    start: datetime,
+    end: datetime,
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Fine bars for every enabled symbol, from the coarsest boundary before ``start``."""
+    """Fine bars for every enabled symbol, from the coarsest boundary before ``start``.
+    ``source_for(exchange)`` gives the source of a symbol's ``exchange`` in
+    ``symbol_config.yaml`` (``csv``, ``database`` or a ccxt exchange id)."""
     needed = timeframes_needed(config)
+    exchanges = {s.symbol: s.exchange for s in config.symbols.enabled()}
     frames = []
     for symbol, tfs in needed.items():
         fetch_start = pd.Timestamp(start).floor(f"{seconds(tfs[-1])}s").to_pydatetime()
+        source = source_for(exchanges[symbol])
         frames.append(source.fetch_ohlcv(symbol, tfs[0], fetch_start, end))
     fine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return fine, needed

@@ -37,7 +37,9 @@ def candles(
     window = context.partition_time_window
     config = app_config.load()
     engine = database.get_engine()
-    fine, needed = fetch_window(market_data.get_source(engine), config, window.start, window.end)
+    fine, needed = fetch_window(
+        lambda exchange: market_data.source_for(exchange, engine), config, window.start, window.end
+    )
     check = contract_check(CandleFrame, fine, asset_key="candles", check_name=CANDLE_INTEGRITY)
     if not check.passed:
         context.log.error("candle contract failed; nothing stored for %s", window)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
 from alphapulse_dagster.market_data import (
@@ -19,17 +18,19 @@ from alphapulse_dagster.paths import sample_market_data_dir
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where candles come from. ``csv`` reads ``csv_dir`` (``ALPHAPULSE_MARKET_DATA_DIR``;
-    empty = the bundled sample); ``database`` reads the ``candles`` table; ``exchange``
-    uses ccxt's ``exchange_id`` (optional extra)."""
+    """Where candles come from, per symbol: its ``exchange`` in ``symbol_config.yaml``.
+    ``csv`` reads ``csv_dir`` (``ALPHAPULSE_MARKET_DATA_DIR``; empty = the bundled
+    sample), ``database`` reads the ``candles`` table, anything else is a ccxt exchange id
+    (``pip install 'alphapulse-dagster[exchange]'``)."""
 
-    source: Literal["csv", "database", "exchange"] = "csv"
     csv_dir: str = Field(default="", description="folder of {SYMBOL}_{timeframe}.csv files")
-    exchange_id: str = Field(default="", description="ccxt exchange id, e.g. binance")
+    _exchanges: dict[str, MarketDataSource] = PrivateAttr(default_factory=dict)
 
-    def get_source(self, engine: Engine) -> MarketDataSource:
-        if self.source == "database":
+    def source_for(self, exchange: str, engine: Engine) -> MarketDataSource:
+        if exchange == "csv":
+            return CsvMarketData(self.csv_dir or os.fspath(sample_market_data_dir()))
+        if exchange == "database":
             return DatabaseMarketData(engine)
-        if self.source == "exchange":
-            return ExchangeMarketData(self.exchange_id)
-        return CsvMarketData(self.csv_dir or os.fspath(sample_market_data_dir()))
+        if exchange not in self._exchanges:  # one client (and rate limiter) per exchange
+            self._exchanges[exchange] = ExchangeMarketData(exchange)
+        return self._exchanges[exchange]

@@ -192,3 +192,34 @@ def test_contract_rejects_corrupted_frame_and_stores_nothing(
     cases = check.metadata["failure_cases"].value
     assert "2412.87" in cases and "2017-07-01 13:00:00+00:00" in cases
     assert _count(sqlite_url, "1h") == 0
+
+
+def test_exchange_per_symbol_database_source(
+    sqlite_url: str, btc: pd.DataFrame, tmp_path: Path
+) -> None:
+    """``exchange: database`` in symbol_config reads the candles table itself: 1h bars
+    stored earlier give the derived 4h and 1d bars of the partition."""
+    (tmp_path / "symbol_config.yaml").write_text(
+        "symbols:\n  - {symbol: BTCUSD, exchange: database, signal_timeframe: 4h}\n"
+    )
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        upsert_candles(connection, btc.iloc[:100], "1h")
+    engine.dispose()
+    resources = _resources(sqlite_url, "/nonexistent")  # the CSV folder is never read
+    resources["app_config"] = ConfigResource(config_dir=str(tmp_path))
+    result = dg.materialize([candles], partition_key="2017-07-03-23:00", resources=resources)
+    metadata = result.asset_materializations_for_node("candles")[0].metadata
+    assert (metadata["rows_4h"].value, metadata["rows_1d"].value) == (1, 1)
+    assert _count(sqlite_url, "1d") == 1
+
+
+def test_exchange_source_without_ccxt_says_how_to_install() -> None:
+    import importlib.util
+
+    from alphapulse_dagster.market_data import MarketDataError
+
+    if importlib.util.find_spec("ccxt") is not None:
+        pytest.skip("ccxt is installed here; the message is for installs without the extra")
+    with pytest.raises(MarketDataError, match=r"pip install 'alphapulse-dagster\[exchange\]'"):
+        MarketDataResource().source_for("binance", make_engine("sqlite://"))
