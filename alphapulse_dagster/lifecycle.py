@@ -32,10 +32,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -304,17 +311,8 @@ def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 
 def update_by_id(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """``UPDATE signals`` by primary key (``b_id``), writing only the columns each row
-    carries: one executemany per distinct column set (a cycle has a handful)."""
-    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[tuple(sorted(c for c in row if c != "b_id"))].append(row)
-    for columns, batch in groups.items():
-        statement = (
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        conn.execute(statement, batch)
+    carries: one statement per distinct column set (a cycle has a handful)."""
+    update_rows(conn, signals, rows)
 
 
 def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
@@ -331,7 +329,9 @@ def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[E
         signal_events.c.payload,
     ]
     for chunk in chunked(signal_ids):
-        result = conn.execute(select(*columns).where(signal_events.c.signal_id.in_(chunk)))
+        result = conn.execute(
+            select(*columns).where(in_ids(conn, signal_events.c.signal_id, chunk))
+        )
         for r in result:
             grouped[r.signal_id].append(
                 EventRow(
@@ -352,7 +352,9 @@ def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str
     """Registry rows of ``signal_ids`` as dicts."""
     rows: dict[str, dict[str, Any]] = {}
     for chunk in chunked(signal_ids):
-        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(chunk))).mappings():
+        for r in conn.execute(
+            select(signals).where(in_ids(conn, signals.c.signal_id, chunk))
+        ).mappings():
             rows[r["signal_id"]] = dict(r)
     return rows
 
@@ -441,13 +443,13 @@ def refold_signals(
                         }
                     )
         if new_rows:
-            conn.execute(insert(signals), new_rows)
+            insert_rows(conn, signals, new_rows)
             inserted += len(new_rows)
         if changed_rows:
             update_by_id(conn, changed_rows)
             updated += len(changed_rows)
         if audits:
-            conn.execute(insert(sync_audit_log), audits)
+            insert_rows(conn, sync_audit_log, audits)
     return inserted, updated, reopened
 
 

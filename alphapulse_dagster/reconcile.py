@@ -48,16 +48,15 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
-    and_,
     cast,
     exists,
     func,
-    insert,
     or_,
     select,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from alphapulse_dagster.db.bulk import in_ids, insert_rows
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
     chunked,
@@ -469,7 +468,10 @@ def latest_events(
     max over the partial index, then a primary-key fetch)."""
     latest = (
         select(signal_events.c.signal_id, func.max(signal_events.c.event_id).label("event_id"))
-        .where(signal_events.c.event_type == event_type, signal_events.c.signal_id.in_(signal_ids))
+        .where(
+            signal_events.c.event_type == event_type,
+            in_ids(conn, signal_events.c.signal_id, signal_ids),
+        )
         .group_by(signal_events.c.signal_id)
         .subquery()
     )
@@ -619,7 +621,7 @@ def reconcile_rows(
         result.fields_changed += len(changes)
     if updates:
         update_by_id(conn, updates)
-        conn.execute(insert(sync_audit_log), audits)
+        insert_rows(conn, sync_audit_log, audits)
 
 
 def reconcile(
@@ -648,7 +650,9 @@ def all_signal_ids(conn: Connection) -> list[str]:
 def load_signal_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
     return [
         dict(r)
-        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(signal_ids))).mappings()
+        for r in conn.execute(
+            select(signals).where(in_ids(conn, signals.c.signal_id, signal_ids))
+        ).mappings()
     ]
 
 
@@ -682,14 +686,16 @@ def tier1_signal_ids(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(query)]
 
 
-def signals_after(conn: Connection, last_event_id: int) -> list[str]:
-    """Signals whose latest event is newer than ``last_event_id`` (indexed)."""
-    return [
-        r[0]
-        for r in conn.execute(
-            select(signals.c.signal_id).where(and_(signals.c.last_event_id > last_event_id))
-        )
-    ]
+def signals_after(conn: Connection, last_event_id: int, head: int) -> list[str]:
+    """Signals with an event in ``(last_event_id, head]`` — once the registry has folded
+    them, exactly those whose latest event is newer than ``last_event_id``. A primary-key
+    range over the append-only log: never a scan of the (update-heavy) registry."""
+    query = (
+        select(signal_events.c.signal_id)
+        .where(signal_events.c.event_id > last_event_id, signal_events.c.event_id <= head)
+        .distinct()
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def signals_audited_after(conn: Connection, audit_id: int, head: int) -> list[str]:

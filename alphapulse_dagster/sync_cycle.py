@@ -185,7 +185,7 @@ def _scope(
 ) -> tuple[list[str], int]:
     with engine.connect() as conn:
         head = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name)))
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name), head))
         ids.update(signal_ids or ())
         ids.update(changed)
         if signal_ids is None or full:

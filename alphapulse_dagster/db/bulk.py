@@ -1,0 +1,126 @@
+"""Batch statements that stay cheap with thousands of rows, on either dialect.
+
+On Postgres a batch travels as *one* bound parameter — the rows as a JSON array unpacked by
+``jsonb_to_recordset``, an id list as an array for ``= ANY`` — so the statement text is the
+same for every batch: compiled and parsed once (and cached), instead of being re-rendered
+with thousands of placeholders, and one statement does the whole batch instead of one per
+row. Elsewhere (SQLite) the same calls are an ``IN`` list and an executemany.
+
+Values are bound, never formatted into SQL; column names come from the table definition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from alphapulse_dagster.clock import as_utc
+
+# rows per statement: bounds one parameter's size (and the server's memory for it)
+BATCH = 5000
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def in_ids(conn: Connection, column: ColumnElement[Any], ids: Collection[Any]) -> Any:
+    """``column IN ids`` — on Postgres ``column = ANY(:array)``, one parameter."""
+    if is_postgres(conn):
+        return column == any_(literal(list(ids), ARRAY(column.type)))
+    return column.in_(list(ids))
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    return value
+
+
+def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]], key: str):  # type: ignore[no-untyped-def]
+    types = {c: table.c[c].type for c in columns}
+    if key not in types:
+        types = {key: table.primary_key.columns[0].type, **types}
+    doc = [{c: _json_ready(row[c]) for c in types} for row in rows]
+    return (
+        func.jsonb_to_recordset(literal(doc, JSONB))
+        .table_valued(*(sql_column(c, t) for c, t in types.items()))
+        .render_derived(name="given", with_types=True)
+    )
+
+
+def _value(table: Table, given: Any, name: str) -> ColumnElement[Any]:
+    # a Python None in a JSON column is stored as JSON 'null' (SQLAlchemy's default);
+    # jsonb_to_recordset yields SQL NULL for it
+    if isinstance(table.c[name].type, JSON):
+        return func.coalesce(given.c[name], literal_column("'null'::jsonb"))
+    return given.c[name]
+
+
+def _groups(rows: Sequence[Mapping[str, Any]], skip: str = "") -> dict[tuple[str, ...], list]:  # type: ignore[type-arg]
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(c for c in row if c != skip))].append(row)
+    return groups
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT`` the rows (dicts; those with the same keys go together)."""
+    if not rows:
+        return
+    if not is_postgres(conn):
+        conn.execute(insert(table), list(rows))
+        return
+    for columns, batch in _groups(rows).items():
+        for start in range(0, len(batch), BATCH):
+            given = _recordset(table, columns, batch[start : start + BATCH], columns[0])
+            chosen = select(*(_value(table, given, c) for c in columns))
+            conn.execute(insert(table).from_select(list(columns), chosen))
+
+
+def update_rows(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "b_id"
+) -> None:
+    """``UPDATE table`` by primary key (each row's ``key``), writing only the columns each
+    row carries: one statement per distinct column set."""
+    if not rows:
+        return
+    primary = table.primary_key.columns[0]
+    for columns, batch in _groups(rows, key).items():
+        if not is_postgres(conn):
+            statement = (
+                update(table)
+                .where(primary == bindparam(key))
+                .values({c: bindparam(c) for c in columns})
+            )
+            conn.execute(statement, batch)
+            continue
+        for start in range(0, len(batch), BATCH):
+            given = _recordset(table, columns, batch[start : start + BATCH], key)
+            conn.execute(
+                update(table)
+                .where(primary == given.c[key])
+                .values({c: _value(table, given, c) for c in columns})
+            )
