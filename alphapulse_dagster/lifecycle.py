@@ -167,13 +167,20 @@ def timeframe_of(value: Any) -> str | None:
 # --- the fold -----------------------------------------------------------------------------
 
 
-def fold(events: Sequence[EventRow]) -> dict[str, Any]:
+def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Project one signal's events into its registry columns (``PROJECTED_COLUMNS``) plus
-    ``field_provenance`` for them. ``events`` may be in any order."""
+    ``field_provenance`` for them. ``events`` may be in any order.
+
+    ``resume``: the stored registry row of the signal, when every one of ``events`` sorts
+    after all the events already folded into it (in ``(event_time, event_id)`` order —
+    see :func:`can_resume`). The fold then continues from that row instead of replaying
+    the whole history; the result is the same."""
     ordered = sorted(events, key=lambda e: (e.event_time, e.event_id))
     row: dict[str, Any] = dict.fromkeys(PROJECTED_COLUMNS)
     provenance: dict[str, dict[str, Any]] = {}
     explicit_cancel = False
+    if resume is not None:
+        row, provenance, explicit_cancel = _fold_state(resume)
 
     def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
         row[column] = value
@@ -259,17 +266,67 @@ def fold(events: Sequence[EventRow]) -> dict[str, Any]:
         row["status_confidence"] = 1.0
     if row["status_confidence"] is None:
         row["status_confidence"] = 1.0
-    first = min(ordered, key=lambda e: e.event_id)
-    authored = [e for e in ordered if not e.inferred] or ordered
-    creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
-    row["source"] = creator.source
-    row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
-    row["symbol"] = first.symbol
-    row["first_event_id"] = first.event_id
-    row["last_event_id"] = max(e.event_id for e in ordered)
+    if resume is not None:
+        # the first SIGNAL_CREATED names the source; created_at is set iff one was folded
+        if resume["created_at"] is None:
+            created = (e for e in ordered if e.event_type == "SIGNAL_CREATED")
+            row["source"] = next((e.source for e in created), row["source"])
+        row["trade_id"] = row["trade_id"] or next((e.trade_id for e in ordered if e.trade_id), None)
+        row["last_event_id"] = max(row["last_event_id"], *(e.event_id for e in ordered))
+    else:
+        first = min(ordered, key=lambda e: e.event_id)
+        authored = [e for e in ordered if not e.inferred] or ordered
+        creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
+        row["source"] = creator.source
+        row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
+        row["symbol"] = first.symbol
+        row["first_event_id"] = first.event_id
+        row["last_event_id"] = max(e.event_id for e in ordered)
     row["field_provenance"] = provenance
     row["data_confidence"] = mean_confidence(provenance)
     return row
+
+
+def _fold_state(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
+    """The fold's running state as it was after the events folded into ``stored``: its
+    projected columns and event provenance — a shared column the sync filled (not tier
+    "event") was empty for the fold — and whether an explicit CANCELLED was applied (the
+    only way to hold CANCELLED at confidence 1.0)."""
+    held: Mapping[str, Any] = stored["field_provenance"] or {}
+    provenance = {
+        c: dict(v) for c, v in held.items() if c in PROVENANCED_COLUMNS and v.get("tier") == "event"
+    }
+    row = {c: stored[c] for c in PROJECTED_COLUMNS}
+    for column in SHARED_COLUMNS:
+        if column not in provenance:
+            row[column] = None
+    explicit = stored["status"] == CANCELLED and float(stored["status_confidence"]) >= 1.0
+    return row, provenance, explicit
+
+
+def can_resume(
+    stored: Mapping[str, Any] | None, known: Sequence[tuple[int, datetime]], after: int
+) -> bool:
+    """Whether the events past ``stored["last_event_id"]`` can be folded onto ``stored``.
+    ``known`` = (event_id, event_time) of *every* event of the signal, ``after`` = the
+    projection cursor. Each newer event must sort after all the folded ones (``(event_time,
+    event_id)`` order: a late-timed event re-folds the history); every event past the
+    cursor must be newer than the row (else the row may not hold it: re-fold); the fold
+    must have opened the signal itself (status provenance); and the signal's source must
+    be settled (a row holding only inferred expiries takes it from its first authored
+    event)."""
+    if stored is None or "status" not in (stored["field_provenance"] or {}):
+        return False
+    if stored["created_at"] is None and _is_inferred_cancel(stored):
+        return False  # maybe only inferred events so far: the source is not settled
+    last = int(stored["last_event_id"])
+    if any(after < i <= last for i, _ in known):
+        return False
+    folded = [t for i, t in known if i <= last]
+    fresh = [t for i, t in known if i > last]
+    return bool(folded) and bool(fresh) and min(fresh) >= max(folded)
 
 
 def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
@@ -315,23 +372,22 @@ def update_by_id(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     update_rows(conn, signals, rows)
 
 
-def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-    """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
+_EVENT_COLUMNS = (
+    signal_events.c.event_id,
+    signal_events.c.source,
+    signal_events.c.event_type,
+    signal_events.c.signal_id,
+    signal_events.c.trade_id,
+    signal_events.c.symbol,
+    signal_events.c.event_time,
+    signal_events.c.payload,
+)
+
+
+def _events_where(conn: Connection, column: Any, keys: Sequence[Any]) -> dict[str, list[EventRow]]:
     grouped: dict[str, list[EventRow]] = defaultdict(list)
-    columns = [
-        signal_events.c.event_id,
-        signal_events.c.source,
-        signal_events.c.event_type,
-        signal_events.c.signal_id,
-        signal_events.c.trade_id,
-        signal_events.c.symbol,
-        signal_events.c.event_time,
-        signal_events.c.payload,
-    ]
-    for chunk in chunked(signal_ids):
-        result = conn.execute(
-            select(*columns).where(in_ids(conn, signal_events.c.signal_id, chunk))
-        )
+    for chunk in chunked(keys):
+        result = conn.execute(select(*_EVENT_COLUMNS).where(in_ids(conn, column, chunk)))
         for r in result:
             grouped[r.signal_id].append(
                 EventRow(
@@ -346,6 +402,24 @@ def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[E
                 )
             )
     return grouped
+
+
+def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
+    return _events_where(conn, signal_events.c.signal_id, signal_ids)
+
+
+def load_event_keys(
+    conn: Connection, signal_ids: Sequence[str]
+) -> dict[str, list[tuple[int, datetime]]]:
+    """(event_id, event_time) of every event of ``signal_ids`` — no payloads."""
+    keys: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
+    columns = (signal_events.c.signal_id, signal_events.c.event_id, signal_events.c.event_time)
+    for chunk in chunked(signal_ids):
+        query = select(*columns).where(in_ids(conn, signal_events.c.signal_id, chunk))
+        for signal_id, event_id, event_time in conn.execute(query):
+            keys[signal_id].append((int(event_id), event_time))
+    return keys
 
 
 def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -398,16 +472,30 @@ def refold_signals(
     signal_ids: Iterable[str],
     now: datetime,
     sync_run_id: str | None = None,
+    after: int | None = None,
 ) -> tuple[int, int, int]:
-    """Re-fold ``signal_ids`` from all their events and write the rows that changed.
+    """Re-fold ``signal_ids`` and write the rows that changed.
 
-    A late ENTRY that re-opens an inferred expiry is audited when ``sync_run_id`` is given.
+    With ``after`` (the projection cursor the new events are past), a signal whose new
+    events all sort after its folded ones (:func:`can_resume`) has just those folded onto
+    its stored row; every other signal is re-folded from all its events. A late ENTRY that
+    re-opens an inferred expiry is audited when ``sync_run_id`` is given.
     Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     inserted = updated = reopened = 0
     for chunk in chunked(ids):
-        events = load_events(conn, chunk)
         existing = load_rows(conn, chunk)
+        resumable: set[str] = set()
+        fresh: list[int] = []
+        if after is not None:
+            for signal_id, known in load_event_keys(conn, chunk).items():
+                old = existing.get(signal_id)
+                if can_resume(old, known, after):
+                    assert old is not None
+                    resumable.add(signal_id)
+                    fresh.extend(i for i, _ in known if i > int(old["last_event_id"]))
+        events = load_events(conn, [i for i in chunk if i not in resumable])
+        events.update(_events_where(conn, signal_events.c.event_id, fresh))
         new_rows: list[dict[str, Any]] = []
         changed_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
@@ -415,7 +503,8 @@ def refold_signals(
             if signal_id not in events:
                 continue
             old = existing.get(signal_id)
-            row = merge_with_existing(fold(events[signal_id]), old)
+            resume = old if signal_id in resumable else None
+            row = merge_with_existing(fold(events[signal_id], resume), old)
             if old is None:
                 new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
                 continue
@@ -473,7 +562,7 @@ def project_log(
             .distinct()
         )
     ]
-    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id)
+    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id, after=cursor)
     write_cursor(conn, head, now)
     return ProjectionResult(len(ids), inserted, updated, reopened, head)
 
