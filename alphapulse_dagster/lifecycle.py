@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alphapulse_dagster.clock import as_utc
 from alphapulse_dagster.db.bulk import in_ids, insert_rows, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
@@ -306,27 +307,59 @@ def _fold_state(
     return row, provenance, explicit
 
 
-def can_resume(
-    stored: Mapping[str, Any] | None, known: Sequence[tuple[int, datetime]], after: int
-) -> bool:
-    """Whether the events past ``stored["last_event_id"]`` can be folded onto ``stored``.
-    ``known`` = (event_id, event_time) of *every* event of the signal, ``after`` = the
-    projection cursor. Each newer event must sort after all the folded ones (``(event_time,
-    event_id)`` order: a late-timed event re-folds the history); every event past the
-    cursor must be newer than the row (else the row may not hold it: re-fold); the fold
-    must have opened the signal itself (status provenance); and the signal's source must
-    be settled (a row holding only inferred expiries takes it from its first authored
-    event)."""
-    if stored is None or "status" not in (stored["field_provenance"] or {}):
+@dataclass(frozen=True)
+class EventSpan:
+    """What :func:`can_resume` needs of a signal's events, relative to its stored row
+    (``last`` = the row's ``last_event_id``): the latest event time among the events up to
+    ``last``, the earliest among those after it, and whether any event up to ``last`` is
+    past the projection cursor."""
+
+    folded_until: datetime | None
+    fresh_from: datetime | None
+    unseen_before_last: bool
+
+
+def can_resume(stored: Mapping[str, Any] | None, span: EventSpan | None) -> bool:
+    """Whether the events past ``stored["last_event_id"]`` can be folded onto ``stored``:
+    each must sort after all the folded ones (``(event_time, event_id)`` order: a
+    late-timed event re-folds the history); no event up to the row's last one may be past
+    the cursor (the row may not hold it: re-fold); the fold must have opened the signal
+    itself (status provenance); and the signal's source must be settled (a row holding
+    only inferred expiries takes it from its first authored event)."""
+    if stored is None or span is None or "status" not in (stored["field_provenance"] or {}):
         return False
     if stored["created_at"] is None and _is_inferred_cancel(stored):
-        return False  # maybe only inferred events so far: the source is not settled
-    last = int(stored["last_event_id"])
-    if any(after < i <= last for i, _ in known):
         return False
-    folded = [t for i, t in known if i <= last]
-    fresh = [t for i, t in known if i > last]
-    return bool(folded) and bool(fresh) and min(fresh) >= max(folded)
+    if span.unseen_before_last or span.folded_until is None or span.fresh_from is None:
+        return False
+    return span.fresh_from >= span.folded_until
+
+
+def event_spans(conn: Connection, signal_ids: Sequence[str], after: int) -> dict[str, EventSpan]:
+    """:class:`EventSpan` of each of ``signal_ids`` that has a registry row — one grouped
+    query over the (signal_id, event_time) index, no payloads."""
+    e = signal_events.c
+    folded = e.event_id <= signals.c.last_event_id
+    query = (
+        select(
+            e.signal_id,
+            func.max(e.event_time).filter(folded),
+            func.min(e.event_time).filter(~folded),
+            func.count().filter(folded, e.event_id > after),
+        )
+        .join(signals, signals.c.signal_id == e.signal_id)
+        # both sides by key: index lookups, never a scan of the registry
+        .where(in_ids(conn, e.signal_id, signal_ids), in_ids(conn, signals.c.signal_id, signal_ids))
+        .group_by(e.signal_id)
+    )
+    return {
+        signal_id: EventSpan(
+            None if until is None else as_utc(until),
+            None if start is None else as_utc(start),
+            bool(unseen),
+        )
+        for signal_id, until, start, unseen in conn.execute(query)
+    }
 
 
 def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
@@ -384,42 +417,48 @@ _EVENT_COLUMNS = (
 )
 
 
-def _events_where(conn: Connection, column: Any, keys: Sequence[Any]) -> dict[str, list[EventRow]]:
+def _events_where(
+    conn: Connection, *conditions: Any, join: bool = False
+) -> dict[str, list[EventRow]]:
+    query = select(*_EVENT_COLUMNS).where(*conditions)
+    if join:
+        query = query.join(signals, signals.c.signal_id == signal_events.c.signal_id)
     grouped: dict[str, list[EventRow]] = defaultdict(list)
-    for chunk in chunked(keys):
-        result = conn.execute(select(*_EVENT_COLUMNS).where(in_ids(conn, column, chunk)))
-        for r in result:
-            grouped[r.signal_id].append(
-                EventRow(
-                    int(r.event_id),
-                    r.source,
-                    r.event_type,
-                    r.signal_id,
-                    r.trade_id,
-                    r.symbol,
-                    r.event_time,
-                    r.payload or {},
-                )
+    for r in conn.execute(query):
+        grouped[r.signal_id].append(
+            EventRow(
+                int(r.event_id),
+                r.source,
+                r.event_type,
+                r.signal_id,
+                r.trade_id,
+                r.symbol,
+                r.event_time,
+                r.payload or {},
             )
+        )
     return grouped
+
+
+def _fresh_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    """The events of ``signal_ids`` past their registry row's ``last_event_id``."""
+    if not signal_ids:
+        return {}
+    return _events_where(
+        conn,
+        in_ids(conn, signal_events.c.signal_id, signal_ids),
+        in_ids(conn, signals.c.signal_id, signal_ids),
+        signal_events.c.event_id > signals.c.last_event_id,
+        join=True,
+    )
 
 
 def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
     """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
-    return _events_where(conn, signal_events.c.signal_id, signal_ids)
-
-
-def load_event_keys(
-    conn: Connection, signal_ids: Sequence[str]
-) -> dict[str, list[tuple[int, datetime]]]:
-    """(event_id, event_time) of every event of ``signal_ids`` — no payloads."""
-    keys: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
-    columns = (signal_events.c.signal_id, signal_events.c.event_id, signal_events.c.event_time)
+    grouped: dict[str, list[EventRow]] = {}
     for chunk in chunked(signal_ids):
-        query = select(*columns).where(in_ids(conn, signal_events.c.signal_id, chunk))
-        for signal_id, event_id, event_time in conn.execute(query):
-            keys[signal_id].append((int(event_id), event_time))
-    return keys
+        grouped.update(_events_where(conn, in_ids(conn, signal_events.c.signal_id, chunk)))
+    return grouped
 
 
 def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -486,16 +525,11 @@ def refold_signals(
     for chunk in chunked(ids):
         existing = load_rows(conn, chunk)
         resumable: set[str] = set()
-        fresh: list[int] = []
         if after is not None:
-            for signal_id, known in load_event_keys(conn, chunk).items():
-                old = existing.get(signal_id)
-                if can_resume(old, known, after):
-                    assert old is not None
-                    resumable.add(signal_id)
-                    fresh.extend(i for i, _ in known if i > int(old["last_event_id"]))
+            spans = event_spans(conn, chunk, after)
+            resumable = {i for i in chunk if can_resume(existing.get(i), spans.get(i))}
         events = load_events(conn, [i for i in chunk if i not in resumable])
-        events.update(_events_where(conn, signal_events.c.event_id, fresh))
+        events.update(_fresh_events(conn, sorted(resumable)))
         new_rows: list[dict[str, Any]] = []
         changed_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
