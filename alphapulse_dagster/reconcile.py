@@ -51,12 +51,14 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    literal,
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from alphapulse_dagster.db.bulk import in_ids, insert_rows
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
     chunked,
@@ -237,7 +239,17 @@ def _load_candles(
     by_symbol: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in trades:
         by_symbol[row["symbol"]].append(row)
-    for symbol in by_symbol:
+    unknown = [symbol for symbol in by_symbol if symbol not in known]
+    if unknown and is_postgres(conn):  # one round trip: which of them have any candles
+        wanted = (
+            func.unnest(literal(unknown, ARRAY(candles.c.symbol.type)))
+            .table_valued("symbol")
+            .render_derived(name="wanted")
+        )
+        having = exists(select(candles.c.symbol).where(candles.c.symbol == wanted.c.symbol))
+        found = {r[0] for r in conn.execute(select(wanted.c.symbol).where(having))}
+        known.update({symbol: symbol in found for symbol in unknown})
+    for symbol in unknown:
         if symbol not in known:
             probe = select(candles.c.symbol).where(candles.c.symbol == symbol).limit(1)
             known[symbol] = conn.execute(probe).first() is not None
