@@ -66,7 +66,6 @@ from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,
     latest_events,
-    load_signal_rows,
     mfe_provenance,
     parse_trade_id,
 )
@@ -324,6 +323,21 @@ def refresh_gap_rows(
         update_by_id(conn, scores)
 
 
+def _gap_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Registry rows for gap detection: the whole provenance document is not needed (only
+    its ``mfe`` entry), so it is neither fetched nor decoded."""
+    columns = [c for c in signals.columns if c.name != "field_provenance"]
+    mfe = signals.c.field_provenance["mfe"].label("mfe_provenance")
+    query = select(*columns, mfe).where(in_ids(conn, signals.c.signal_id, signal_ids))
+    rows = []
+    for r in conn.execute(query).mappings():
+        row = dict(r)
+        held = row.pop("mfe_provenance")
+        row["field_provenance"] = {"mfe": held} if held is not None else {}
+        rows.append(row)
+    return rows
+
+
 def refresh_gaps(
     engine: Engine,
     signal_ids: Sequence[str] | None,
@@ -339,5 +353,5 @@ def refresh_gaps(
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
         with engine.begin() as conn:
-            refresh_gap_rows(conn, load_signal_rows(conn, chunk), now, sync_run_id, config, result)
+            refresh_gap_rows(conn, _gap_rows(conn, chunk), now, sync_run_id, config, result)
     return result

@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.clock import as_utc
-from alphapulse_dagster.db.bulk import in_ids, insert_rows, update_rows
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -546,6 +546,10 @@ def refold_signals(
                 continue
             written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
             changed = {c: row[c] for c in written if row[c] != old.get(c)}
+            if "field_provenance" in changed:
+                changed["field_provenance"] = json_merge(
+                    old["field_provenance"], changed["field_provenance"]
+                )
             changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
             if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
                 reopened += 1

@@ -36,6 +36,7 @@ containing the fill counts whole (bar resolution).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from collections import defaultdict
@@ -58,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres, json_merge
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
     chunked,
@@ -115,6 +116,7 @@ class ParsedTradeId:
     symbol: str | None
 
 
+@functools.lru_cache(maxsize=8192)  # pure; a cycle asks twice per signal, gaps once more
 def parse_trade_id(trade_id: str | None) -> ParsedTradeId | None:
     """Parse the indicator's ``YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>[_<symbol>]``
     (time in UTC). Anything else — including impossible dates — is not parseable: None."""
@@ -621,7 +623,7 @@ def reconcile_rows(
         updates.append(
             {
                 **values,
-                "field_provenance": provenance,
+                "field_provenance": json_merge(row["field_provenance"], provenance),
                 "data_confidence": mean_confidence(provenance),
                 "updated_at": now,
                 "b_id": signal_id,

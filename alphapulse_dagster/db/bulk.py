@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,25 @@ from alphapulse_dagster.clock import as_utc
 BATCH = 5000
 
 
+@dataclass(frozen=True)
+class JsonMerge:
+    """A new value for a JSON-object column given as the top-level keys that changed:
+    Postgres writes ``column || changed`` (a small parameter instead of the whole
+    document); elsewhere the whole ``document`` is written. Build it with
+    :func:`json_merge`, which only uses it when no key was removed."""
+
+    changed: Mapping[str, Any]
+    document: Mapping[str, Any]
+
+
+def json_merge(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Any:
+    """``new`` as a :class:`JsonMerge` over ``old`` when it keeps all of ``old``'s keys,
+    else ``new`` itself (the result is ``new`` either way)."""
+    if not isinstance(old, Mapping) or not old.keys() <= new.keys():
+        return new
+    return JsonMerge({k: v for k, v in new.items() if k not in old or old[k] != v}, new)
+
+
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
@@ -52,6 +72,8 @@ def in_ids(conn: Connection, column: ColumnElement[Any], ids: Collection[Any]) -
 
 
 def _json_ready(value: Any) -> Any:
+    if isinstance(value, JsonMerge):
+        return value.changed
     if isinstance(value, datetime):
         return as_utc(value).isoformat()
     if isinstance(value, float) and not math.isfinite(value):
@@ -71,7 +93,9 @@ def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str,
     )
 
 
-def _value(table: Table, given: Any, name: str) -> ColumnElement[Any]:
+def _value(table: Table, given: Any, name: str, merge: bool = False) -> ColumnElement[Any]:
+    if merge:
+        return table.c[name].op("||")(given.c[name])
     # a Python None in a JSON column is stored as JSON 'null' (SQLAlchemy's default);
     # jsonb_to_recordset yields SQL NULL for it
     if isinstance(table.c[name].type, JSON):
@@ -84,6 +108,10 @@ def _groups(rows: Sequence[Mapping[str, Any]], skip: str = "") -> dict[tuple[str
     for row in rows:
         groups[tuple(sorted(c for c in row if c != skip))].append(row)
     return groups
+
+
+def _whole(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: v.document if isinstance(v, JsonMerge) else v for c, v in row.items()}
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -108,19 +136,25 @@ def update_rows(
     if not rows:
         return
     primary = table.primary_key.columns[0]
-    for columns, batch in _groups(rows, key).items():
-        if not is_postgres(conn):
+    if not is_postgres(conn):
+        for columns, batch in _groups([_whole(r) for r in rows], key).items():
             statement = (
                 update(table)
                 .where(primary == bindparam(key))
                 .values({c: bindparam(c) for c in columns})
             )
             conn.execute(statement, batch)
-            continue
-        for start in range(0, len(batch), BATCH):
-            given = _recordset(table, columns, batch[start : start + BATCH], key)
+        return
+    # a column written as a merge and the same column written whole go apart
+    marked = [{(f"{c}+" if isinstance(v, JsonMerge) else c): v for c, v in r.items()} for r in rows]
+    for names, batch in _groups(marked, key).items():
+        columns = tuple(n.rstrip("+") for n in names)
+        merged = {n.rstrip("+") for n in names if n.endswith("+")}
+        part = [{n.rstrip("+"): v for n, v in r.items()} for r in batch]
+        for start in range(0, len(part), BATCH):
+            given = _recordset(table, columns, part[start : start + BATCH], key)
             conn.execute(
                 update(table)
                 .where(primary == given.c[key])
-                .values({c: _value(table, given, c) for c in columns})
+                .values({c: _value(table, given, c, c in merged) for c in columns})
             )
