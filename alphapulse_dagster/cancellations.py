@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 
 from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.db.bulk import in_ids
 from alphapulse_dagster.db.tables import signals
 from alphapulse_dagster.events import NewEvent, append_events
 from alphapulse_dagster.lifecycle import PENDING, chunked, refold_signals
@@ -50,7 +51,7 @@ def expiry_events(
     else:
         rows = []
         for chunk in chunked(sorted(set(signal_ids))):
-            rows.extend(conn.execute(base.where(signals.c.signal_id.in_(chunk))))
+            rows.extend(conn.execute(base.where(in_ids(conn, signals.c.signal_id, chunk))))
     events = []
     for row in rows:
         timeframe = row.timeframe if row.timeframe and is_timeframe(row.timeframe) else None

@@ -19,6 +19,8 @@ _warned: set[str] = set()
 
 def as_utc(value: datetime) -> datetime:
     """A timezone-aware UTC datetime; a naive value is taken to be UTC already."""
+    if value.tzinfo is UTC:  # the common case (drivers return UTC): nothing to do
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

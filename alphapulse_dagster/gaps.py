@@ -45,7 +45,6 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     or_,
     select,
     union,
@@ -53,6 +52,7 @@ from sqlalchemy import (
 )
 
 from alphapulse_dagster.config import HybridSyncConfig
+from alphapulse_dagster.db.bulk import in_ids, insert_rows
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import (
     CLOSED,
@@ -66,7 +66,6 @@ from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,
     latest_events,
-    load_signal_rows,
     mfe_provenance,
     parse_trade_id,
 )
@@ -245,7 +244,10 @@ def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict
     ids = [r["signal_id"] for r in rows]
     query = (
         select(signal_events.c.signal_id, func.max(signal_events.c.event_id))
-        .where(signal_events.c.event_type == "SIGNAL_CREATED", signal_events.c.signal_id.in_(ids))
+        .where(
+            signal_events.c.event_type == "SIGNAL_CREATED",
+            in_ids(conn, signal_events.c.signal_id, ids),
+        )
         .group_by(signal_events.c.signal_id)
     )
     found = {signal_id: int(event_id) for signal_id, event_id in conn.execute(query)}
@@ -272,7 +274,7 @@ def refresh_gap_rows(
     created = _created_events(conn, rows)
     open_rows = conn.execute(
         select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
-            signal_gaps.c.signal_id.in_(ids), signal_gaps.c.resolved_at.is_(None)
+            in_ids(conn, signal_gaps.c.signal_id, ids), signal_gaps.c.resolved_at.is_(None)
         )
     ).all()
     existing: dict[str, dict[str, int]] = {}
@@ -308,15 +310,32 @@ def refresh_gap_rows(
         result.open_total += len(gaps)
         result.signals_scanned += 1
     if inserts:
-        conn.execute(insert(signal_gaps), inserts)
+        insert_rows(conn, signal_gaps, inserts)
         result.opened += len(inserts)
     for chunk in chunked(resolved):
         conn.execute(
-            update(signal_gaps).where(signal_gaps.c.gap_id.in_(chunk)).values(resolved_at=now)
+            update(signal_gaps)
+            .where(in_ids(conn, signal_gaps.c.gap_id, chunk))
+            .values(resolved_at=now)
         )
         result.resolved += len(chunk)
     if scores:
         update_by_id(conn, scores)
+
+
+def _gap_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Registry rows for gap detection: the whole provenance document is not needed (only
+    its ``mfe`` entry), so it is neither fetched nor decoded."""
+    columns = [c for c in signals.columns if c.name != "field_provenance"]
+    mfe = signals.c.field_provenance["mfe"].label("mfe_provenance")
+    query = select(*columns, mfe).where(in_ids(conn, signals.c.signal_id, signal_ids))
+    rows = []
+    for r in conn.execute(query).mappings():
+        row = dict(r)
+        held = row.pop("mfe_provenance")
+        row["field_provenance"] = {"mfe": held} if held is not None else {}
+        rows.append(row)
+    return rows
 
 
 def refresh_gaps(
@@ -334,5 +353,5 @@ def refresh_gaps(
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
         with engine.begin() as conn:
-            refresh_gap_rows(conn, load_signal_rows(conn, chunk), now, sync_run_id, config, result)
+            refresh_gap_rows(conn, _gap_rows(conn, chunk), now, sync_run_id, config, result)
     return result

@@ -32,10 +32,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alphapulse_dagster.clock import as_utc
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -160,13 +168,20 @@ def timeframe_of(value: Any) -> str | None:
 # --- the fold -----------------------------------------------------------------------------
 
 
-def fold(events: Sequence[EventRow]) -> dict[str, Any]:
+def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Project one signal's events into its registry columns (``PROJECTED_COLUMNS``) plus
-    ``field_provenance`` for them. ``events`` may be in any order."""
+    ``field_provenance`` for them. ``events`` may be in any order.
+
+    ``resume``: the stored registry row of the signal, when every one of ``events`` sorts
+    after all the events already folded into it (in ``(event_time, event_id)`` order —
+    see :func:`can_resume`). The fold then continues from that row instead of replaying
+    the whole history; the result is the same."""
     ordered = sorted(events, key=lambda e: (e.event_time, e.event_id))
     row: dict[str, Any] = dict.fromkeys(PROJECTED_COLUMNS)
     provenance: dict[str, dict[str, Any]] = {}
     explicit_cancel = False
+    if resume is not None:
+        row, provenance, explicit_cancel = _fold_state(resume)
 
     def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
         row[column] = value
@@ -252,17 +267,99 @@ def fold(events: Sequence[EventRow]) -> dict[str, Any]:
         row["status_confidence"] = 1.0
     if row["status_confidence"] is None:
         row["status_confidence"] = 1.0
-    first = min(ordered, key=lambda e: e.event_id)
-    authored = [e for e in ordered if not e.inferred] or ordered
-    creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
-    row["source"] = creator.source
-    row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
-    row["symbol"] = first.symbol
-    row["first_event_id"] = first.event_id
-    row["last_event_id"] = max(e.event_id for e in ordered)
+    if resume is not None:
+        # the first SIGNAL_CREATED names the source; created_at is set iff one was folded
+        if resume["created_at"] is None:
+            created = (e for e in ordered if e.event_type == "SIGNAL_CREATED")
+            row["source"] = next((e.source for e in created), row["source"])
+        row["trade_id"] = row["trade_id"] or next((e.trade_id for e in ordered if e.trade_id), None)
+        row["last_event_id"] = max(row["last_event_id"], *(e.event_id for e in ordered))
+    else:
+        first = min(ordered, key=lambda e: e.event_id)
+        authored = [e for e in ordered if not e.inferred] or ordered
+        creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
+        row["source"] = creator.source
+        row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
+        row["symbol"] = first.symbol
+        row["first_event_id"] = first.event_id
+        row["last_event_id"] = max(e.event_id for e in ordered)
     row["field_provenance"] = provenance
     row["data_confidence"] = mean_confidence(provenance)
     return row
+
+
+def _fold_state(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
+    """The fold's running state as it was after the events folded into ``stored``: its
+    projected columns and event provenance — a shared column the sync filled (not tier
+    "event") was empty for the fold — and whether an explicit CANCELLED was applied (the
+    only way to hold CANCELLED at confidence 1.0)."""
+    held: Mapping[str, Any] = stored["field_provenance"] or {}
+    provenance = {
+        c: dict(v) for c, v in held.items() if c in PROVENANCED_COLUMNS and v.get("tier") == "event"
+    }
+    row = {c: stored[c] for c in PROJECTED_COLUMNS}
+    for column in SHARED_COLUMNS:
+        if column not in provenance:
+            row[column] = None
+    explicit = stored["status"] == CANCELLED and float(stored["status_confidence"]) >= 1.0
+    return row, provenance, explicit
+
+
+@dataclass(frozen=True)
+class EventSpan:
+    """What :func:`can_resume` needs of a signal's events, relative to its stored row
+    (``last`` = the row's ``last_event_id``): the latest event time among the events up to
+    ``last``, the earliest among those after it, and whether any event up to ``last`` is
+    past the projection cursor."""
+
+    folded_until: datetime | None
+    fresh_from: datetime | None
+    unseen_before_last: bool
+
+
+def can_resume(stored: Mapping[str, Any] | None, span: EventSpan | None) -> bool:
+    """Whether the events past ``stored["last_event_id"]`` can be folded onto ``stored``:
+    each must sort after all the folded ones (``(event_time, event_id)`` order: a
+    late-timed event re-folds the history); no event up to the row's last one may be past
+    the cursor (the row may not hold it: re-fold); the fold must have opened the signal
+    itself (status provenance); and the signal's source must be settled (a row holding
+    only inferred expiries takes it from its first authored event)."""
+    if stored is None or span is None or "status" not in (stored["field_provenance"] or {}):
+        return False
+    if stored["created_at"] is None and _is_inferred_cancel(stored):
+        return False
+    if span.unseen_before_last or span.folded_until is None or span.fresh_from is None:
+        return False
+    return span.fresh_from >= span.folded_until
+
+
+def event_spans(conn: Connection, signal_ids: Sequence[str], after: int) -> dict[str, EventSpan]:
+    """:class:`EventSpan` of each of ``signal_ids`` that has a registry row — one grouped
+    query over the (signal_id, event_time) index, no payloads."""
+    e = signal_events.c
+    folded = e.event_id <= signals.c.last_event_id
+    query = (
+        select(
+            e.signal_id,
+            func.max(e.event_time).filter(folded),
+            func.min(e.event_time).filter(~folded),
+            func.count().filter(folded, e.event_id > after),
+        )
+        .join(signals, signals.c.signal_id == e.signal_id)
+        # both sides by key: index lookups, never a scan of the registry
+        .where(in_ids(conn, e.signal_id, signal_ids), in_ids(conn, signals.c.signal_id, signal_ids))
+        .group_by(e.signal_id)
+    )
+    return {
+        signal_id: EventSpan(
+            None if until is None else as_utc(until),
+            None if start is None else as_utc(start),
+            bool(unseen),
+        )
+        for signal_id, until, start, unseen in conn.execute(query)
+    }
 
 
 def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
@@ -304,47 +401,63 @@ def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 
 def update_by_id(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """``UPDATE signals`` by primary key (``b_id``), writing only the columns each row
-    carries: one executemany per distinct column set (a cycle has a handful)."""
-    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[tuple(sorted(c for c in row if c != "b_id"))].append(row)
-    for columns, batch in groups.items():
-        statement = (
-            update(signals)
-            .where(signals.c.signal_id == bindparam("b_id"))
-            .values({c: bindparam(c) for c in columns})
+    carries: one statement per distinct column set (a cycle has a handful)."""
+    update_rows(conn, signals, rows)
+
+
+_EVENT_COLUMNS = (
+    signal_events.c.event_id,
+    signal_events.c.source,
+    signal_events.c.event_type,
+    signal_events.c.signal_id,
+    signal_events.c.trade_id,
+    signal_events.c.symbol,
+    signal_events.c.event_time,
+    signal_events.c.payload,
+)
+
+
+def _events_where(
+    conn: Connection, *conditions: Any, join: bool = False
+) -> dict[str, list[EventRow]]:
+    query = select(*_EVENT_COLUMNS).where(*conditions)
+    if join:
+        query = query.join(signals, signals.c.signal_id == signal_events.c.signal_id)
+    grouped: dict[str, list[EventRow]] = defaultdict(list)
+    for r in conn.execute(query):
+        grouped[r.signal_id].append(
+            EventRow(
+                int(r.event_id),
+                r.source,
+                r.event_type,
+                r.signal_id,
+                r.trade_id,
+                r.symbol,
+                r.event_time,
+                r.payload or {},
+            )
         )
-        conn.execute(statement, batch)
+    return grouped
+
+
+def _fresh_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    """The events of ``signal_ids`` past their registry row's ``last_event_id``."""
+    if not signal_ids:
+        return {}
+    return _events_where(
+        conn,
+        in_ids(conn, signal_events.c.signal_id, signal_ids),
+        in_ids(conn, signals.c.signal_id, signal_ids),
+        signal_events.c.event_id > signals.c.last_event_id,
+        join=True,
+    )
 
 
 def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
     """Every event of ``signal_ids`` (uses the (signal_id, event_time) index)."""
-    grouped: dict[str, list[EventRow]] = defaultdict(list)
-    columns = [
-        signal_events.c.event_id,
-        signal_events.c.source,
-        signal_events.c.event_type,
-        signal_events.c.signal_id,
-        signal_events.c.trade_id,
-        signal_events.c.symbol,
-        signal_events.c.event_time,
-        signal_events.c.payload,
-    ]
+    grouped: dict[str, list[EventRow]] = {}
     for chunk in chunked(signal_ids):
-        result = conn.execute(select(*columns).where(signal_events.c.signal_id.in_(chunk)))
-        for r in result:
-            grouped[r.signal_id].append(
-                EventRow(
-                    int(r.event_id),
-                    r.source,
-                    r.event_type,
-                    r.signal_id,
-                    r.trade_id,
-                    r.symbol,
-                    r.event_time,
-                    r.payload or {},
-                )
-            )
+        grouped.update(_events_where(conn, in_ids(conn, signal_events.c.signal_id, chunk)))
     return grouped
 
 
@@ -352,7 +465,9 @@ def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str
     """Registry rows of ``signal_ids`` as dicts."""
     rows: dict[str, dict[str, Any]] = {}
     for chunk in chunked(signal_ids):
-        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(chunk))).mappings():
+        for r in conn.execute(
+            select(signals).where(in_ids(conn, signals.c.signal_id, chunk))
+        ).mappings():
             rows[r["signal_id"]] = dict(r)
     return rows
 
@@ -396,16 +511,25 @@ def refold_signals(
     signal_ids: Iterable[str],
     now: datetime,
     sync_run_id: str | None = None,
+    after: int | None = None,
 ) -> tuple[int, int, int]:
-    """Re-fold ``signal_ids`` from all their events and write the rows that changed.
+    """Re-fold ``signal_ids`` and write the rows that changed.
 
-    A late ENTRY that re-opens an inferred expiry is audited when ``sync_run_id`` is given.
+    With ``after`` (the projection cursor the new events are past), a signal whose new
+    events all sort after its folded ones (:func:`can_resume`) has just those folded onto
+    its stored row; every other signal is re-folded from all its events. A late ENTRY that
+    re-opens an inferred expiry is audited when ``sync_run_id`` is given.
     Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     inserted = updated = reopened = 0
     for chunk in chunked(ids):
-        events = load_events(conn, chunk)
         existing = load_rows(conn, chunk)
+        resumable: set[str] = set()
+        if after is not None:
+            spans = event_spans(conn, chunk, after)
+            resumable = {i for i in chunk if can_resume(existing.get(i), spans.get(i))}
+        events = load_events(conn, [i for i in chunk if i not in resumable])
+        events.update(_fresh_events(conn, sorted(resumable)))
         new_rows: list[dict[str, Any]] = []
         changed_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
@@ -413,7 +537,8 @@ def refold_signals(
             if signal_id not in events:
                 continue
             old = existing.get(signal_id)
-            row = merge_with_existing(fold(events[signal_id]), old)
+            resume = old if signal_id in resumable else None
+            row = merge_with_existing(fold(events[signal_id], resume), old)
             if old is None:
                 new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
                 continue
@@ -421,6 +546,10 @@ def refold_signals(
                 continue
             written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
             changed = {c: row[c] for c in written if row[c] != old.get(c)}
+            if "field_provenance" in changed:
+                changed["field_provenance"] = json_merge(
+                    old["field_provenance"], changed["field_provenance"]
+                )
             changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
             if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
                 reopened += 1
@@ -441,13 +570,13 @@ def refold_signals(
                         }
                     )
         if new_rows:
-            conn.execute(insert(signals), new_rows)
+            insert_rows(conn, signals, new_rows)
             inserted += len(new_rows)
         if changed_rows:
             update_by_id(conn, changed_rows)
             updated += len(changed_rows)
         if audits:
-            conn.execute(insert(sync_audit_log), audits)
+            insert_rows(conn, sync_audit_log, audits)
     return inserted, updated, reopened
 
 
@@ -471,7 +600,7 @@ def project_log(
             .distinct()
         )
     ]
-    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id)
+    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id, after=cursor)
     write_cursor(conn, head, now)
     return ProjectionResult(len(ids), inserted, updated, reopened, head)
 

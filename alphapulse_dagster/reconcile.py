@@ -36,6 +36,7 @@ containing the fill counts whole (bar resolution).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from collections import defaultdict
@@ -48,16 +49,17 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
-    and_,
     cast,
     exists,
     func,
-    insert,
+    literal,
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres, json_merge
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
     chunked,
@@ -114,6 +116,7 @@ class ParsedTradeId:
     symbol: str | None
 
 
+@functools.lru_cache(maxsize=8192)  # pure; a cycle asks twice per signal, gaps once more
 def parse_trade_id(trade_id: str | None) -> ParsedTradeId | None:
     """Parse the indicator's ``YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>[_<symbol>]``
     (time in UTC). Anything else — including impossible dates — is not parseable: None."""
@@ -238,7 +241,17 @@ def _load_candles(
     by_symbol: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in trades:
         by_symbol[row["symbol"]].append(row)
-    for symbol in by_symbol:
+    unknown = [symbol for symbol in by_symbol if symbol not in known]
+    if unknown and is_postgres(conn):  # one round trip: which of them have any candles
+        wanted = (
+            func.unnest(literal(unknown, ARRAY(candles.c.symbol.type)))
+            .table_valued("symbol")
+            .render_derived(name="wanted")
+        )
+        having = exists(select(candles.c.symbol).where(candles.c.symbol == wanted.c.symbol))
+        found = {r[0] for r in conn.execute(select(wanted.c.symbol).where(having))}
+        known.update({symbol: symbol in found for symbol in unknown})
+    for symbol in unknown:
         if symbol not in known:
             probe = select(candles.c.symbol).where(candles.c.symbol == symbol).limit(1)
             known[symbol] = conn.execute(probe).first() is not None
@@ -469,7 +482,10 @@ def latest_events(
     max over the partial index, then a primary-key fetch)."""
     latest = (
         select(signal_events.c.signal_id, func.max(signal_events.c.event_id).label("event_id"))
-        .where(signal_events.c.event_type == event_type, signal_events.c.signal_id.in_(signal_ids))
+        .where(
+            signal_events.c.event_type == event_type,
+            in_ids(conn, signal_events.c.signal_id, signal_ids),
+        )
         .group_by(signal_events.c.signal_id)
         .subquery()
     )
@@ -607,7 +623,7 @@ def reconcile_rows(
         updates.append(
             {
                 **values,
-                "field_provenance": provenance,
+                "field_provenance": json_merge(row["field_provenance"], provenance),
                 "data_confidence": mean_confidence(provenance),
                 "updated_at": now,
                 "b_id": signal_id,
@@ -619,7 +635,7 @@ def reconcile_rows(
         result.fields_changed += len(changes)
     if updates:
         update_by_id(conn, updates)
-        conn.execute(insert(sync_audit_log), audits)
+        insert_rows(conn, sync_audit_log, audits)
 
 
 def reconcile(
@@ -648,7 +664,9 @@ def all_signal_ids(conn: Connection) -> list[str]:
 def load_signal_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
     return [
         dict(r)
-        for r in conn.execute(select(signals).where(signals.c.signal_id.in_(signal_ids))).mappings()
+        for r in conn.execute(
+            select(signals).where(in_ids(conn, signals.c.signal_id, signal_ids))
+        ).mappings()
     ]
 
 
@@ -682,14 +700,16 @@ def tier1_signal_ids(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(query)]
 
 
-def signals_after(conn: Connection, last_event_id: int) -> list[str]:
-    """Signals whose latest event is newer than ``last_event_id`` (indexed)."""
-    return [
-        r[0]
-        for r in conn.execute(
-            select(signals.c.signal_id).where(and_(signals.c.last_event_id > last_event_id))
-        )
-    ]
+def signals_after(conn: Connection, last_event_id: int, head: int) -> list[str]:
+    """Signals with an event in ``(last_event_id, head]`` — once the registry has folded
+    them, exactly those whose latest event is newer than ``last_event_id``. A primary-key
+    range over the append-only log: never a scan of the (update-heavy) registry."""
+    query = (
+        select(signal_events.c.signal_id)
+        .where(signal_events.c.event_id > last_event_id, signal_events.c.event_id <= head)
+        .distinct()
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def signals_audited_after(conn: Connection, audit_id: int, head: int) -> list[str]:

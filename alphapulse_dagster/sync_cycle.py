@@ -35,6 +35,7 @@ together or not at all.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -185,7 +186,7 @@ def _scope(
 ) -> tuple[list[str], int]:
     with engine.connect() as conn:
         head = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name)))
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name), head))
         ids.update(signal_ids or ())
         ids.update(changed)
         if signal_ids is None or full:
@@ -246,6 +247,21 @@ def health_step(engine: Engine, config: AppConfig, now: datetime, sync_run_id: s
         return health_report(conn, now, config.hybrid_sync, sync_run_id, persist=True)
 
 
+@contextmanager
+def _without_gc_pauses() -> Iterator[None]:
+    """Suspend the cyclic garbage collector for one cycle. A cycle allocates many short-
+    lived, acyclic rows and JSON documents (freed by reference counting); they trigger
+    full collections that walk the whole heap — ~15% of an incremental cycle. Restored
+    (never left off) whatever happens."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run_sync(
     engine: Engine,
     config: AppConfig,
@@ -259,7 +275,7 @@ def run_sync(
     holds the lock for longer than ``lock_wait_seconds``."""
     run_id = sync_run_id or f"sync-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
-    with sync_lock(engine, run_id, lock_wait_seconds):
+    with sync_lock(engine, run_id, lock_wait_seconds), _without_gc_pauses():
         lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full)
         scope_ids = None if signal_ids is None else [*signal_ids, *lifecycle.expired]
         reconciled = reconcile_step(engine, now, run_id, scope_ids, full)

@@ -1,0 +1,160 @@
+"""Batch statements that stay cheap with thousands of rows, on either dialect.
+
+On Postgres a batch travels as *one* bound parameter — the rows as a JSON array unpacked by
+``jsonb_to_recordset``, an id list as an array for ``= ANY`` — so the statement text is the
+same for every batch: compiled and parsed once (and cached), instead of being re-rendered
+with thousands of placeholders, and one statement does the whole batch instead of one per
+row. Elsewhere (SQLite) the same calls are an ``IN`` list and an executemany.
+
+Values are bound, never formatted into SQL; column names come from the table definition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from alphapulse_dagster.clock import as_utc
+
+# rows per statement: bounds one parameter's size (and the server's memory for it)
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class JsonMerge:
+    """A new value for a JSON-object column given as the top-level keys that changed:
+    Postgres writes ``column || changed`` (a small parameter instead of the whole
+    document); elsewhere the whole ``document`` is written. Build it with
+    :func:`json_merge`, which only uses it when no key was removed."""
+
+    changed: Mapping[str, Any]
+    document: Mapping[str, Any]
+
+
+def json_merge(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Any:
+    """``new`` as a :class:`JsonMerge` over ``old`` when it keeps all of ``old``'s keys,
+    else ``new`` itself (the result is ``new`` either way)."""
+    if not isinstance(old, Mapping) or not old.keys() <= new.keys():
+        return new
+    return JsonMerge({k: v for k, v in new.items() if k not in old or old[k] != v}, new)
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def in_ids(conn: Connection, column: ColumnElement[Any], ids: Collection[Any]) -> Any:
+    """``column IN ids`` — on Postgres ``column = ANY(:array)``, one parameter."""
+    if is_postgres(conn):
+        return column == any_(literal(list(ids), ARRAY(column.type)))
+    return column.in_(list(ids))
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, JsonMerge):
+        return value.changed
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    return value
+
+
+def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]], key: str):  # type: ignore[no-untyped-def]
+    types = {c: table.c[c].type for c in columns}
+    if key not in types:
+        types = {key: table.primary_key.columns[0].type, **types}
+    doc = [{c: _json_ready(row[c]) for c in types} for row in rows]
+    return (
+        func.jsonb_to_recordset(literal(doc, JSONB))
+        .table_valued(*(sql_column(c, t) for c, t in types.items()))
+        .render_derived(name="given", with_types=True)
+    )
+
+
+def _value(table: Table, given: Any, name: str, merge: bool = False) -> ColumnElement[Any]:
+    if merge:
+        return table.c[name].op("||")(given.c[name])
+    # a Python None in a JSON column is stored as JSON 'null' (SQLAlchemy's default);
+    # jsonb_to_recordset yields SQL NULL for it
+    if isinstance(table.c[name].type, JSON):
+        return func.coalesce(given.c[name], literal_column("'null'::jsonb"))
+    return given.c[name]
+
+
+def _groups(rows: Sequence[Mapping[str, Any]], skip: str = "") -> dict[tuple[str, ...], list]:  # type: ignore[type-arg]
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(c for c in row if c != skip))].append(row)
+    return groups
+
+
+def _whole(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: v.document if isinstance(v, JsonMerge) else v for c, v in row.items()}
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT`` the rows (dicts; those with the same keys go together)."""
+    if not rows:
+        return
+    if not is_postgres(conn):
+        conn.execute(insert(table), list(rows))
+        return
+    for columns, batch in _groups(rows).items():
+        for start in range(0, len(batch), BATCH):
+            given = _recordset(table, columns, batch[start : start + BATCH], columns[0])
+            chosen = select(*(_value(table, given, c) for c in columns))
+            conn.execute(insert(table).from_select(list(columns), chosen))
+
+
+def update_rows(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "b_id"
+) -> None:
+    """``UPDATE table`` by primary key (each row's ``key``), writing only the columns each
+    row carries: one statement per distinct column set."""
+    if not rows:
+        return
+    primary = table.primary_key.columns[0]
+    if not is_postgres(conn):
+        for columns, batch in _groups([_whole(r) for r in rows], key).items():
+            statement = (
+                update(table)
+                .where(primary == bindparam(key))
+                .values({c: bindparam(c) for c in columns})
+            )
+            conn.execute(statement, batch)
+        return
+    # a column written as a merge and the same column written whole go apart
+    marked = [{(f"{c}+" if isinstance(v, JsonMerge) else c): v for c, v in r.items()} for r in rows]
+    for names, batch in _groups(marked, key).items():
+        columns = tuple(n.rstrip("+") for n in names)
+        merged = {n.rstrip("+") for n in names if n.endswith("+")}
+        part = [{n.rstrip("+"): v for n, v in r.items()} for r in batch]
+        for start in range(0, len(part), BATCH):
+            given = _recordset(table, columns, part[start : start + BATCH], key)
+            conn.execute(
+                update(table)
+                .where(primary == given.c[key])
+                .values({c: _value(table, given, c, c in merged) for c in columns})
+            )
