@@ -17,14 +17,23 @@ is within ``hybrid_sync.health_window_days`` of ``now``:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import BigInteger, Connection, cast, func, insert, literal_column, select
 
+from alphapulse_dagster.clock import as_utc
 from alphapulse_dagster.config import HybridSyncConfig
-from alphapulse_dagster.db.tables import signal_gaps, signal_health_metrics, signals
+from alphapulse_dagster.db.tables import (
+    signal_gap_buckets,
+    signal_gaps,
+    signal_health_buckets,
+    signal_health_metrics,
+    signals,
+)
 from alphapulse_dagster.gaps import GAP_TYPES
 
 
@@ -62,8 +71,47 @@ class HealthReport:
         return out
 
 
+SCALE = 10**9  # scores and confidences are summed as integers in units of 1e-9
+BUCKET_SECONDS = 3600  # one bucket per epoch hour of the signal's moment
+
+
 def _signal_moment():  # type: ignore[no-untyped-def]
     return func.coalesce(signals.c.signal_time, signals.c.created_at, signals.c.confirmed_at)
+
+
+def _scaled(value):  # type: ignore[no-untyped-def]
+    # the same expression as the bucket triggers (migration 0003)
+    return cast(func.round(value * literal_column("1000000000.0")), BigInteger)
+
+
+def _signal_totals(conn: Connection, since: datetime) -> tuple[list[int], int]:
+    """(signals, Σ score, Σ confidence, signals with a confidence, confirmed) over the
+    signals whose moment is ≥ ``since``: the whole hours after ``since`` from the running
+    aggregates, the partial hour holding ``since`` from ``signals`` (an indexed range);
+    and the edge bucket's number."""
+    edge = math.floor(since.timestamp() / BUCKET_SECONDS)
+    edge_end = datetime.fromtimestamp((edge + 1) * BUCKET_SECONDS, UTC)
+    moment = _signal_moment()
+    whole = conn.execute(
+        select(
+            func.sum(signal_health_buckets.c.signals),
+            func.sum(signal_health_buckets.c.score_sum),
+            func.sum(signal_health_buckets.c.confidence_sum),
+            func.sum(signal_health_buckets.c.confidence_n),
+            func.sum(signal_health_buckets.c.confirmed),
+        ).where(signal_health_buckets.c.bucket > edge)
+    ).one()
+    partial = conn.execute(
+        select(
+            func.count(),
+            func.sum(_scaled(func.coalesce(signals.c.health_score, literal_column("100.0")))),
+            func.sum(_scaled(signals.c.data_confidence)),
+            func.count(signals.c.data_confidence),
+            func.count().filter(signals.c.status.in_(("CONFIRMED", "CLOSED"))),
+        ).where(moment >= since, moment < edge_end)
+    ).one()
+    totals = [int(a or 0) + int(b or 0) for a, b in zip(whole, partial, strict=True)]
+    return totals, edge
 
 
 def health_report(
@@ -74,35 +122,50 @@ def health_report(
     persist: bool = False,
 ) -> HealthReport:
     """Measure the system's health at ``now``; with ``persist`` also append the
-    ``signal_health_metrics`` row (the API serves the latest one as ``/health``)."""
-    since = now - timedelta(days=config.health_window_days)
-    in_window = _signal_moment() >= since
-    # one pass over the window's signals, one grouped pass over their open gaps
-    count, mean_score, mean_confidence, confirmed = conn.execute(
-        select(
-            func.count(),
-            func.avg(func.coalesce(signals.c.health_score, 100.0)),
-            func.avg(signals.c.data_confidence),
-            func.count().filter(signals.c.status.in_(("CONFIRMED", "CLOSED"))),
-        ).where(in_window)
-    ).one()
-    count, confirmed = int(count or 0), int(confirmed or 0)
-    health_score = round(float(mean_score), 2) if count else 100.0
+    ``signal_health_metrics`` row (the API serves the latest one as ``/health``).
+
+    Reads the running per-hour aggregates (``signal_health_buckets`` /
+    ``signal_gap_buckets``, kept by triggers) plus the one partial hour at the window's
+    edge, so its cost does not grow with the window. Means are exact: per-signal scores and
+    confidences are summed as integers in units of 1e-9, then rounded (2 / 4 places)."""
+    since = as_utc(now) - timedelta(days=config.health_window_days)
+    (count, score_sum, confidence_sum, confidence_n, confirmed), edge = _signal_totals(conn, since)
+    health_score = float(round(Fraction(score_sum, count * SCALE), 2)) if count else 100.0
+    mean_confidence = (
+        float(round(Fraction(confidence_sum, confidence_n * SCALE), 4)) if confidence_n else None
+    )
 
     by_type = dict.fromkeys(GAP_TYPES, 0)
     by_kind: dict[str, int] = {"actionable": 0, "expected": 0}
     manual = 0
-    grouped = conn.execute(
+    edge_end = datetime.fromtimestamp((edge + 1) * BUCKET_SECONDS, UTC)
+    moment = _signal_moment()
+    whole = (
+        select(
+            signal_gap_buckets.c.gap_type,
+            signal_gap_buckets.c.kind,
+            signal_gap_buckets.c.fillable,
+            func.sum(signal_gap_buckets.c.gaps),
+        )
+        .where(signal_gap_buckets.c.bucket > edge)
+        .group_by(
+            signal_gap_buckets.c.gap_type, signal_gap_buckets.c.kind, signal_gap_buckets.c.fillable
+        )
+    )
+    partial = (
         select(signal_gaps.c.gap_type, signal_gaps.c.kind, signal_gaps.c.fillable, func.count())
         .select_from(signal_gaps.join(signals, signals.c.signal_id == signal_gaps.c.signal_id))
-        .where(signal_gaps.c.resolved_at.is_(None), in_window)
+        .where(signal_gaps.c.resolved_at.is_(None), moment >= since, moment < edge_end)
         .group_by(signal_gaps.c.gap_type, signal_gaps.c.kind, signal_gaps.c.fillable)
     )
-    for gap_type, kind, fillable, n in grouped:
-        by_type[gap_type] = by_type.get(gap_type, 0) + int(n)
-        by_kind[kind] = by_kind.get(kind, 0) + int(n)
-        if not fillable:
-            manual += int(n)
+    for query in (whole, partial):
+        for gap_type, kind, fillable, n in conn.execute(query):
+            if not n:
+                continue
+            by_type[gap_type] = by_type.get(gap_type, 0) + int(n)
+            by_kind[kind] = by_kind.get(kind, 0) + int(n)
+            if not fillable:
+                manual += int(n)
 
     # ever confirmed without SIGNAL_CREATED == an open no_signal_created gap (gaps.py)
     uncovered = by_type.get("no_signal_created", 0)
@@ -114,7 +177,7 @@ def health_report(
         total_gaps=sum(by_type.values()),
         health_score=health_score,
         signal_coverage=coverage,
-        data_confidence=None if mean_confidence is None else round(float(mean_confidence), 4),
+        data_confidence=mean_confidence,
         manual_intervention=manual,
         gap_breakdown=by_type,
         kind_breakdown=by_kind,

@@ -223,6 +223,31 @@ signal_gaps = Table(
     Index("ix_signal_gaps_open", "signal_id", "gap_type"),
 )
 
+# Running aggregates behind the health report (SPEC §9), per hour of each signal's moment
+# (signal time, else created / confirmed time), kept by database triggers on ``signals`` and
+# ``signal_gaps`` (migration 0003) so that every writer keeps them exact. Scores and
+# confidences are summed as integers in units of 1e-9 (exact, order-independent).
+signal_health_buckets = Table(
+    "signal_health_buckets",
+    metadata,
+    Column("bucket", BigId, primary_key=True, autoincrement=False, comment="epoch hour"),
+    Column("signals", Integer, nullable=False),
+    Column("score_sum", BigId, nullable=False, comment="Σ coalesce(health_score, 100) · 1e9"),
+    Column("confidence_sum", BigId, nullable=False, comment="Σ data_confidence · 1e9"),
+    Column("confidence_n", Integer, nullable=False, comment="signals with a data_confidence"),
+    Column("confirmed", Integer, nullable=False, comment="status CONFIRMED or CLOSED"),
+)
+
+signal_gap_buckets = Table(
+    "signal_gap_buckets",
+    metadata,
+    Column("bucket", BigId, primary_key=True, autoincrement=False, comment="epoch hour"),
+    Column("gap_type", String(32), primary_key=True),
+    Column("kind", String(12), primary_key=True),
+    Column("fillable", Boolean, primary_key=True),
+    Column("gaps", Integer, nullable=False, comment="open gaps of the bucket's signals"),
+)
+
 signal_health_metrics = Table(
     "signal_health_metrics",
     metadata,
