@@ -7,6 +7,10 @@ with transition tables on Postgres, row-level on SQLite — and back-filled from
 existing rows. An index on the moment lets the report read the one partial hour at the
 window's edge from ``signals`` (alphapulse_dagster/health.py).
 
+The triggers' joins to ``signals`` / ``signal_gaps`` are LATERAL index look-ups per changed
+row: the planner knows nothing of a transition table's size and would otherwise scan the
+whole table (a cost that grows with history).
+
 Invariant kept by every statement: the buckets equal the same aggregates computed from
 scratch over ``signals`` and the open ``signal_gaps`` (tests/test_health_buckets.py).
 
@@ -61,7 +65,10 @@ _PG_SIGNAL_UPSERT = """
 _PG_GAP_MOVE = """
     INSERT INTO signal_gap_buckets AS b (bucket, gap_type, kind, fillable, gaps)
     SELECT m.bucket, g.gap_type, g.kind, g.fillable, sum(m.sign)
-    FROM m JOIN signal_gaps g ON g.signal_id = m.signal_id AND g.resolved_at IS NULL
+    FROM m CROSS JOIN LATERAL (
+        SELECT gg.gap_type, gg.kind, gg.fillable FROM signal_gaps gg
+        WHERE gg.signal_id = m.signal_id AND gg.resolved_at IS NULL
+    ) g
     WHERE m.bucket IS NOT NULL
     GROUP BY m.bucket, g.gap_type, g.kind, g.fillable
     HAVING sum(m.sign) <> 0
@@ -105,10 +112,12 @@ $body$
 
 _PG_GAP_UPSERT = f"""
     INSERT INTO signal_gap_buckets AS b (bucket, gap_type, kind, fillable, gaps)
-    SELECT alphapulse_health_bucket({MOMENT.format(r="s")}), g.gap_type, g.kind, g.fillable,
-           sum(g.sign)
-    FROM d g JOIN signals s ON s.signal_id = g.signal_id
-    WHERE {MOMENT.format(r="s")} IS NOT NULL
+    SELECT alphapulse_health_bucket(s.moment), g.gap_type, g.kind, g.fillable, sum(g.sign)
+    FROM d g CROSS JOIN LATERAL (
+        SELECT {MOMENT.format(r="ss")} AS moment FROM signals ss
+        WHERE ss.signal_id = g.signal_id
+    ) s
+    WHERE s.moment IS NOT NULL
     GROUP BY 1, g.gap_type, g.kind, g.fillable
     HAVING sum(g.sign) <> 0
     ON CONFLICT (bucket, gap_type, kind, fillable) DO UPDATE SET gaps = b.gaps + EXCLUDED.gaps
