@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from alphapulse_dagster.cancellations import cancel_expired
 from alphapulse_dagster.clock import utcnow
@@ -105,8 +106,13 @@ def sync_lock(engine: Engine, holder: str, wait_seconds: float = 30.0) -> Iterat
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
-                conn.commit()
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                    conn.commit()
+                except DBAPIError as exc:
+                    # the session died (e.g. Postgres restarted): the server released the
+                    # session lock with it; don't let this hide the cycle's own error
+                    log.warning("advisory unlock failed (%s); lock went with the session", exc)
         finally:
             conn.close()
         return
