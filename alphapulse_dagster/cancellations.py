@@ -25,6 +25,7 @@ from alphapulse_dagster.db.bulk import in_ids
 from alphapulse_dagster.db.tables import signals
 from alphapulse_dagster.events import NewEvent, append_events
 from alphapulse_dagster.lifecycle import PENDING, chunked, refold_signals
+from alphapulse_dagster.registry_rows import RegistryRows
 from alphapulse_dagster.timeframes import duration, is_timeframe
 
 
@@ -86,6 +87,7 @@ def cancel_expired(
     now: datetime,
     sync_run_id: str | None = None,
     signal_ids: Sequence[str] | None = None,
+    cache: RegistryRows | None = None,
 ) -> list[str]:
     """Append the inferred expiries and re-fold those signals (caller's transaction).
     Returns the ids of the signals that expired."""
@@ -94,5 +96,5 @@ def cancel_expired(
         return []
     appended = append_events(conn, events, received_at=now)
     expired = [e.signal_id for e, a in zip(events, appended, strict=True) if not a.duplicate]
-    refold_signals(conn, [e.signal_id for e in events], now, sync_run_id)
+    refold_signals(conn, [e.signal_id for e in events], now, sync_run_id, cache=cache)
     return expired

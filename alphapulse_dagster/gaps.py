@@ -69,6 +69,7 @@ from alphapulse_dagster.reconcile import (
     mfe_provenance,
     parse_trade_id,
 )
+from alphapulse_dagster.registry_rows import RegistryRows
 
 GAP_TYPES: tuple[str, ...] = (
     "no_signal_created",
@@ -262,7 +263,7 @@ def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict
 
 def refresh_gap_rows(
     conn: Connection,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[dict[str, Any]],
     now: datetime,
     sync_run_id: str,
     config: HybridSyncConfig,
@@ -307,6 +308,7 @@ def refresh_gap_rows(
         score = signal_health_score(gaps)
         if row["health_score"] is None or float(row["health_score"]) != score:
             scores.append({"b_id": row["signal_id"], "health_score": score})
+            row["health_score"] = score  # what is written (the row may be a cached one)
         result.open_total += len(gaps)
         result.signals_scanned += 1
     if inserts:
@@ -330,7 +332,7 @@ def _gap_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any
     mfe = signals.c.field_provenance["mfe"].label("mfe_provenance")
     query = select(*columns, mfe).where(in_ids(conn, signals.c.signal_id, signal_ids))
     rows = []
-    for r in conn.execute(query).mappings():
+    for r in conn.execute(query).mappings().all():
         row = dict(r)
         held = row.pop("mfe_provenance")
         row["field_provenance"] = {"mfe": held} if held is not None else {}
@@ -345,13 +347,15 @@ def refresh_gaps(
     sync_run_id: str,
     config: HybridSyncConfig,
     chunk_size: int = 2000,
+    cache: RegistryRows | None = None,
 ) -> GapResult:
     """Detect and persist the gaps of ``signal_ids`` (None = every signal), one
-    transaction per chunk."""
+    transaction per chunk. ``cache``: the cycle's registry rows (full rows, kept current)."""
     result = GapResult()
     with engine.connect() as conn:
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
         with engine.begin() as conn:
-            refresh_gap_rows(conn, _gap_rows(conn, chunk), now, sync_run_id, config, result)
+            rows = _gap_rows(conn, chunk) if cache is None else [*cache.load(conn, chunk).values()]
+            refresh_gap_rows(conn, rows, now, sync_run_id, config, result)
     return result

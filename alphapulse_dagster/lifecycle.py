@@ -45,6 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from alphapulse_dagster.clock import as_utc
 from alphapulse_dagster.db.bulk import in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
+from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
 PENDING, CONFIRMED, CLOSED, CANCELLED = "PENDING", "CONFIRMED", "CLOSED", "CANCELLED"
@@ -358,7 +359,7 @@ def event_spans(conn: Connection, signal_ids: Sequence[str], after: int) -> dict
             None if start is None else as_utc(start),
             bool(unseen),
         )
-        for signal_id, until, start, unseen in conn.execute(query)
+        for signal_id, until, start, unseen in conn.execute(query).all()
     }
 
 
@@ -424,7 +425,7 @@ def _events_where(
     if join:
         query = query.join(signals, signals.c.signal_id == signal_events.c.signal_id)
     grouped: dict[str, list[EventRow]] = defaultdict(list)
-    for r in conn.execute(query):
+    for r in conn.execute(query).all():
         grouped[r.signal_id].append(
             EventRow(
                 int(r.event_id),
@@ -459,17 +460,6 @@ def load_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[E
     for chunk in chunked(signal_ids):
         grouped.update(_events_where(conn, in_ids(conn, signal_events.c.signal_id, chunk)))
     return grouped
-
-
-def load_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Registry rows of ``signal_ids`` as dicts."""
-    rows: dict[str, dict[str, Any]] = {}
-    for chunk in chunked(signal_ids):
-        for r in conn.execute(
-            select(signals).where(in_ids(conn, signals.c.signal_id, chunk))
-        ).mappings():
-            rows[r["signal_id"]] = dict(r)
-    return rows
 
 
 def read_cursor(conn: Connection, name: str = LIFECYCLE_CURSOR) -> int:
@@ -512,18 +502,20 @@ def refold_signals(
     now: datetime,
     sync_run_id: str | None = None,
     after: int | None = None,
+    cache: RegistryRows | None = None,
 ) -> tuple[int, int, int]:
     """Re-fold ``signal_ids`` and write the rows that changed.
 
     With ``after`` (the projection cursor the new events are past), a signal whose new
     events all sort after its folded ones (:func:`can_resume`) has just those folded onto
     its stored row; every other signal is re-folded from all its events. A late ENTRY that
-    re-opens an inferred expiry is audited when ``sync_run_id`` is given.
+    re-opens an inferred expiry is audited when ``sync_run_id`` is given. ``cache``: the
+    cycle's registry rows (read through it, kept current with what is written).
     Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     inserted = updated = reopened = 0
     for chunk in chunked(ids):
-        existing = load_rows(conn, chunk)
+        existing = load_rows(conn, chunk, cache)
         resumable: set[str] = set()
         if after is not None:
             spans = event_spans(conn, chunk, after)
@@ -569,6 +561,8 @@ def refold_signals(
                             "action_timestamp": now,
                         }
                     )
+            if cache is not None:  # last: ``old`` may be the cached row itself
+                cache.record(signal_id, {**{c: row[c] for c in written}, "updated_at": now})
         if new_rows:
             insert_rows(conn, signals, new_rows)
             inserted += len(new_rows)
@@ -581,7 +575,10 @@ def refold_signals(
 
 
 def project_log(
-    conn: Connection, now: datetime, sync_run_id: str | None = None
+    conn: Connection,
+    now: datetime,
+    sync_run_id: str | None = None,
+    cache: RegistryRows | None = None,
 ) -> ProjectionResult:
     """Catch the registry up with the log: re-fold every signal with events past the
     ``lifecycle`` cursor, then advance the cursor (same transaction as the rows).
@@ -600,7 +597,9 @@ def project_log(
             .distinct()
         )
     ]
-    inserted, updated, reopened = refold_signals(conn, ids, now, sync_run_id, after=cursor)
+    inserted, updated, reopened = refold_signals(
+        conn, ids, now, sync_run_id, after=cursor, cache=cache
+    )
     write_cursor(conn, head, now)
     return ProjectionResult(len(ids), inserted, updated, reopened, head)
 

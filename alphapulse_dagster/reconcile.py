@@ -69,6 +69,7 @@ from alphapulse_dagster.lifecycle import (
     price_list,
     update_by_id,
 )
+from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
@@ -497,7 +498,7 @@ def latest_events(
     ).join(latest, signal_events.c.event_id == latest.c.event_id)
     return {
         r.signal_id: LatestEvent(int(r.event_id), r.event_time, r.payload or {})
-        for r in conn.execute(query)
+        for r in conn.execute(query).all()
     }
 
 
@@ -620,16 +621,15 @@ def reconcile_rows(
             )
             result.by_field[change.field] = result.by_field.get(change.field, 0) + 1
             result.by_tier[change.tier] = result.by_tier.get(change.tier, 0) + 1
-        updates.append(
-            {
-                **values,
-                "field_provenance": json_merge(row["field_provenance"], provenance),
-                "data_confidence": mean_confidence(provenance),
-                "updated_at": now,
-                "b_id": signal_id,
-            }
-        )
-        row.update(values)
+        update = {
+            **values,
+            "field_provenance": json_merge(row["field_provenance"], provenance),
+            "data_confidence": mean_confidence(provenance),
+            "updated_at": now,
+        }
+        updates.append({**update, "b_id": signal_id})
+        # the row now holds what was written (it may be the cycle's cached row)
+        row.update(update)
         row["field_provenance"] = provenance
         result.signals_changed += 1
         result.fields_changed += len(changes)
@@ -644,30 +644,24 @@ def reconcile(
     now: datetime,
     sync_run_id: str,
     chunk_size: int = 2000,
+    cache: RegistryRows | None = None,
 ) -> ReconcileResult:
     """Reconcile ``signal_ids`` (None = every signal). Each chunk of signals commits in its
-    own transaction: a signal's fields, provenance and audit rows land together or not."""
+    own transaction: a signal's fields, provenance and audit rows land together or not.
+    ``cache``: the cycle's registry rows (read through it; the rows are updated in place
+    with what is written)."""
     result = ReconcileResult()
     with engine.connect() as conn:
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
         with engine.begin() as conn:
-            rows = load_signal_rows(conn, chunk)
+            rows = list(load_rows(conn, chunk, cache).values())
             reconcile_rows(conn, rows, now, sync_run_id, result)
     return result
 
 
 def all_signal_ids(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(select(signals.c.signal_id).order_by(signals.c.signal_id))]
-
-
-def load_signal_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
-    return [
-        dict(r)
-        for r in conn.execute(
-            select(signals).where(in_ids(conn, signals.c.signal_id, signal_ids))
-        ).mappings()
-    ]
 
 
 def mfe_provenance(key: str) -> ColumnElement[Any]:

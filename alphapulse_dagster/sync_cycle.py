@@ -68,6 +68,7 @@ from alphapulse_dagster.reconcile import (
     signals_audited_after,
     tier1_signal_ids,
 )
+from alphapulse_dagster.registry_rows import RegistryRows
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +171,15 @@ def lifecycle_step(
     sync_run_id: str,
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
+    cache: RegistryRows | None = None,
 ) -> LifecycleResult:
     """Project new events, then expire PENDING signals past their window (of ``signal_ids``
     when given and not ``full``; else every PENDING signal)."""
     with engine.begin() as conn:
-        projection = project_log(conn, now, sync_run_id)
+        projection = project_log(conn, now, sync_run_id, cache=cache)
     with engine.begin() as conn:
         scope = None if full or signal_ids is None else signal_ids
-        expired = cancel_expired(conn, config, now, sync_run_id, scope)
+        expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
     return LifecycleResult(projection, expired)
 
 
@@ -214,9 +216,10 @@ def reconcile_step(
     sync_run_id: str,
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
+    cache: RegistryRows | None = None,
 ) -> ReconcileResult:
     ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids)
-    result = reconcile(engine, ids, now, sync_run_id)
+    result = reconcile(engine, ids, now, sync_run_id, cache=cache)
     _advance(engine, RECONCILE_CURSOR, head, now)
     return result
 
@@ -228,6 +231,7 @@ def gap_step(
     sync_run_id: str,
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
+    cache: RegistryRows | None = None,
 ) -> GapResult:
     # rows the reconciliation changed since the last gap pass: each change has an audit row
     with engine.connect() as conn:
@@ -242,7 +246,7 @@ def gap_step(
         lambda conn: stale_score_ids(conn, config.hybrid_sync),
         audited,
     )
-    result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync)
+    result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync, cache=cache)
     _advance(engine, GAPS_CURSOR, head, now)
     _advance(engine, GAPS_AUDIT_CURSOR, audit_head, now)
     return result
@@ -276,16 +280,21 @@ def run_sync(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
     lock_wait_seconds: float = 30.0,
+    cache: RegistryRows | None = None,
 ) -> SyncReport:
     """One whole cycle under the sync lock. Raises :class:`SyncBusy` when another cycle
-    holds the lock for longer than ``lock_wait_seconds``."""
+    holds the lock for longer than ``lock_wait_seconds``.
+
+    The steps share one :class:`RegistryRows` (``cache``, a fresh one if not given): the
+    registry rows in scope are read once per cycle, not once per step."""
     run_id = sync_run_id or f"sync-{uuid.uuid4().hex[:12]}"
+    rows = RegistryRows() if cache is None else cache
     started = time.perf_counter()
     with sync_lock(engine, run_id, lock_wait_seconds), _without_gc_pauses():
-        lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full)
+        lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full, rows)
         scope_ids = None if signal_ids is None else [*signal_ids, *lifecycle.expired]
-        reconciled = reconcile_step(engine, now, run_id, scope_ids, full)
-        gaps = gap_step(engine, config, now, run_id, scope_ids, full)
+        reconciled = reconcile_step(engine, now, run_id, scope_ids, full, rows)
+        gaps = gap_step(engine, config, now, run_id, scope_ids, full, rows)
         health = health_step(engine, config, now, run_id)
     seconds = time.perf_counter() - started
     log.info(

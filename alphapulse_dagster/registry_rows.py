@@ -1,0 +1,90 @@
+"""The registry rows one sync cycle has read, kept current as the cycle writes them.
+
+A cycle's steps (projection, expiries, reconciliation, gaps) each need the full
+``signals`` rows of the signals in scope — mostly the same ~1,000 rows. Reading them once
+and applying each step's writes to the in-memory copy saves two reads of wide rows (and
+the decoding of their provenance documents) per cycle.
+
+Valid only inside one :func:`sync_cycle.run_sync`: it holds the sync lock, and the sync is
+the only writer of ``signals``. Rows a step *inserts* are not cached (their server
+defaults are only known after a read). A cycle that fails drops the cache with it.
+:meth:`RegistryRows.stale` compares the cache with the database (tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from alphapulse_dagster.db.bulk import in_ids
+from alphapulse_dagster.db.tables import signals
+
+CHUNK = 2000
+
+
+def read_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Registry rows of ``signal_ids`` as dicts, by id (missing ids are absent)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(signal_ids), CHUNK):
+        chunk = signal_ids[start : start + CHUNK]
+        query = select(signals).where(in_ids(conn, signals.c.signal_id, chunk))
+        for r in conn.execute(query).mappings().all():
+            rows[r["signal_id"]] = dict(r)
+    return rows
+
+
+class RegistryRows:
+    """Registry rows by signal id; a row handed out is the cached dict itself, so a step
+    that writes a row applies the same values to it (:meth:`record`)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._rows: dict[str, dict[str, Any]] = {}
+        # a full sync walks every signal: past ``limit`` rows are read, not kept
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def load(self, conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows of ``signal_ids`` (read from the database the first time)."""
+        missing = [i for i in signal_ids if i not in self._rows]
+        if not missing:
+            return {i: self._rows[i] for i in signal_ids if i in self._rows}
+        fresh = read_rows(conn, missing)
+        if len(self._rows) + len(fresh) <= self.limit:
+            self._rows.update(fresh)
+        return {
+            i: self._rows.get(i) or fresh[i] for i in signal_ids if i in self._rows or i in fresh
+        }
+
+    def record(self, signal_id: str, values: Mapping[str, Any]) -> None:
+        """Apply values just written to ``signal_id``'s row (a no-op if not cached)."""
+        row = self._rows.get(signal_id)
+        if row is not None:
+            row.update(values)
+
+    def forget(self, signal_ids: Iterable[str]) -> None:
+        for signal_id in signal_ids:
+            self._rows.pop(signal_id, None)
+
+    def stale(self, conn: Connection) -> dict[str, dict[str, tuple[Any, Any]]]:
+        """Cached rows that differ from the database: ``{id: {column: (cached, stored)}}``."""
+        stored = read_rows(conn, sorted(self._rows))
+        out: dict[str, dict[str, tuple[Any, Any]]] = {}
+        for signal_id, row in self._rows.items():
+            fresh = stored.get(signal_id, {})
+            diff = {c: (row.get(c), fresh.get(c)) for c in row.keys() | fresh.keys()}
+            diff = {c: pair for c, pair in diff.items() if pair[0] != pair[1]}
+            if diff:
+                out[signal_id] = diff
+        return out
+
+
+def load_rows(
+    conn: Connection, signal_ids: Sequence[str], cache: RegistryRows | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rows of ``signal_ids``: from ``cache`` when given, else from the database."""
+    if cache is None:
+        return read_rows(conn, signal_ids)
+    return cache.load(conn, signal_ids)
