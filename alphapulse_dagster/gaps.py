@@ -53,6 +53,7 @@ from sqlalchemy import (
 
 from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.bulk import in_ids, insert_rows
+from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import (
     CLOSED,
@@ -355,7 +356,7 @@ def refresh_gaps(
     with engine.connect() as conn:
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
-        with engine.begin() as conn:
+        with derived_write(engine) as conn:
             rows = _gap_rows(conn, chunk) if cache is None else [*cache.load(conn, chunk).values()]
             refresh_gap_rows(conn, rows, now, sync_run_id, config, result)
     return result

@@ -60,6 +60,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres, json_merge
+from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
     chunked,
@@ -654,7 +655,7 @@ def reconcile(
     with engine.connect() as conn:
         ids = list(signal_ids) if signal_ids is not None else all_signal_ids(conn)
     for chunk in chunked(sorted(set(ids)), chunk_size):
-        with engine.begin() as conn:
+        with derived_write(engine) as conn:
             rows = list(load_rows(conn, chunk, cache).values())
             reconcile_rows(conn, rows, now, sync_run_id, result)
     return result

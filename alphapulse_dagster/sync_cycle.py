@@ -52,6 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from alphapulse_dagster.cancellations import cancel_expired
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_locks
 from alphapulse_dagster.gaps import (
     GapResult,
@@ -175,9 +176,9 @@ def lifecycle_step(
 ) -> LifecycleResult:
     """Project new events, then expire PENDING signals past their window (of ``signal_ids``
     when given and not ``full``; else every PENDING signal)."""
-    with engine.begin() as conn:
+    with derived_write(engine) as conn:
         projection = project_log(conn, now, sync_run_id, cache=cache)
-    with engine.begin() as conn:
+    with derived_write(engine) as conn:
         scope = None if full or signal_ids is None else signal_ids
         expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
     return LifecycleResult(projection, expired)
@@ -205,7 +206,7 @@ def _scope(
 
 
 def _advance(engine: Engine, cursor_name: str, head: int, now: datetime) -> None:
-    with engine.begin() as conn:
+    with derived_write(engine) as conn:
         if read_cursor(conn, cursor_name) < head:
             write_cursor(conn, head, now, cursor_name)
 
@@ -253,7 +254,7 @@ def gap_step(
 
 
 def health_step(engine: Engine, config: AppConfig, now: datetime, sync_run_id: str) -> HealthReport:
-    with engine.begin() as conn:
+    with derived_write(engine) as conn:
         return health_report(conn, now, config.hybrid_sync, sync_run_id, persist=True)
 
 

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Connection,
     Table,
+    Text,
     any_,
     bindparam,
+    cast,
     func,
     insert,
     literal,
@@ -81,13 +84,27 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]], key: str):  # type: ignore[no-untyped-def]
+def _json_default(value: Any) -> Any:
+    """What orjson does not encode itself: numpy scalars (``.item()``)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _recordset(  # type: ignore[no-untyped-def]
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    key: str,
+):
     types = {c: table.c[c].type for c in columns}
     if key not in types:
         types = {key: table.primary_key.columns[0].type, **types}
     doc = [{c: _json_ready(row[c]) for c in types} for row in rows]
+    # serialised here with orjson (~10x the stdlib encoder on these documents)
+    text = orjson.dumps(doc, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
     return (
-        func.jsonb_to_recordset(literal(doc, JSONB))
+        func.jsonb_to_recordset(cast(literal(text, Text()), JSONB))
         .table_valued(*(sql_column(c, t) for c, t in types.items()))
         .render_derived(name="given", with_types=True)
     )

@@ -1,0 +1,65 @@
+"""``db.bulk``'s batch statements on both back ends: rows writing different column sets
+(and JSON merges next to whole documents) in one ``update_rows`` call — every row ends up
+with exactly the columns it wrote changed, every other column untouched."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from alphapulse_dagster.db.bulk import insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.types import JsonDoc, UtcDateTime
+
+meta = sa.MetaData()
+things = sa.Table(
+    "bulk_things",
+    meta,
+    sa.Column("thing_id", sa.String(32), primary_key=True),
+    sa.Column("price", sa.Float),
+    sa.Column("label", sa.String(16)),
+    sa.Column("doc", JsonDoc),
+    sa.Column("at", UtcDateTime),
+)
+T = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _rows(engine: sa.Engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        return {
+            r["thing_id"]: dict(r)
+            for r in conn.execute(sa.select(things).order_by(things.c.thing_id)).mappings()
+        }
+
+
+def test_update_rows_with_different_column_sets_in_one_call(engine: sa.Engine) -> None:
+    meta.create_all(engine)
+    start = {"price": 1.5, "label": "x", "doc": {"a": 1, "b": 2}, "at": T}
+    with engine.begin() as conn:
+        insert_rows(conn, things, [{"thing_id": f"t{n}", **start} for n in range(5)])
+    old_doc = {"a": 1, "b": 2}
+    updates = [
+        {"b_id": "t0", "price": 2.5},  # one column
+        {"b_id": "t1", "label": None, "at": T.replace(year=2026)},  # a NULL and a time
+        {"b_id": "t2", "doc": json_merge(old_doc, {"a": 1, "b": 3, "c": [1.0, 2.0]})},  # merge
+        {"b_id": "t3", "doc": {"z": None}, "price": None},  # whole document (a key removed)
+        # t4 not written
+    ]
+    with engine.begin() as conn:
+        update_rows(conn, things, updates)
+    got = _rows(engine)
+    assert got["t0"] == {"thing_id": "t0", **start, "price": 2.5}
+    assert got["t1"] == {"thing_id": "t1", **start, "label": None, "at": T.replace(year=2026)}
+    assert got["t2"] == {"thing_id": "t2", **start, "doc": {"a": 1, "b": 3, "c": [1.0, 2.0]}}
+    assert got["t3"] == {"thing_id": "t3", **start, "doc": {"z": None}, "price": None}
+    assert got["t4"] == {"thing_id": "t4", **start}
+
+
+def test_update_rows_with_one_column_set(engine: sa.Engine) -> None:
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, things, [{"thing_id": "a", "price": 1.0, "label": "l"}])
+        insert_rows(conn, things, [{"thing_id": "b", "price": 2.0, "label": "m"}])
+        update_rows(conn, things, [{"b_id": "a", "price": 3.0}, {"b_id": "b", "price": 4.0}])
+    got = _rows(engine)
+    assert (got["a"]["price"], got["a"]["label"], got["b"]["price"]) == (3.0, "l", 4.0)
