@@ -560,6 +560,15 @@ class ReconcileResult:
     by_tier: dict[str, int] = field(default_factory=dict)
     symbols_with_candles: dict[str, bool] = field(default_factory=dict, repr=False)
 
+    def absorb(self, other: ReconcileResult) -> None:
+        """Add ``other``'s counts to these."""
+        self.signals_seen += other.signals_seen
+        self.signals_changed += other.signals_changed
+        self.fields_changed += other.fields_changed
+        for mine, theirs in ((self.by_field, other.by_field), (self.by_tier, other.by_tier)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+
 
 def reconcile_rows(
     conn: Connection,
@@ -569,6 +578,22 @@ def reconcile_rows(
     result: ReconcileResult,
 ) -> None:
     """Reconcile already-loaded registry rows inside the caller's transaction."""
+    updates, audits = plan_rows(conn, rows, now, sync_run_id, result)
+    if updates:
+        update_by_id(conn, updates)
+        insert_rows(conn, sync_audit_log, audits)
+
+
+def plan_rows(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+    sync_run_id: str,
+    result: ReconcileResult,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What reconciling ``rows`` writes, without writing it: the ``UPDATE`` rows (by
+    ``b_id``) and the audit rows. Each row is updated in place with its new values (and
+    its whole new provenance). Reads events and candles, never ``signals``."""
     ids = [r["signal_id"] for r in rows if needs_tier0(r)]
     created = latest_events(conn, ids, "SIGNAL_CREATED") if ids else {}
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
@@ -634,9 +659,7 @@ def reconcile_rows(
         row["field_provenance"] = provenance
         result.signals_changed += 1
         result.fields_changed += len(changes)
-    if updates:
-        update_by_id(conn, updates)
-        insert_rows(conn, sync_audit_log, audits)
+    return updates, audits
 
 
 def reconcile(

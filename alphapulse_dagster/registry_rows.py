@@ -64,6 +64,11 @@ class RegistryRows:
         if row is not None:
             row.update(values)
 
+    def put(self, row: dict[str, Any]) -> None:
+        """Keep a row just inserted — the whole row, every column (within the limit)."""
+        if row["signal_id"] in self._rows or len(self._rows) < self.limit:
+            self._rows[row["signal_id"]] = row
+
     def forget(self, signal_ids: Iterable[str]) -> None:
         for signal_id in signal_ids:
             self._rows.pop(signal_id, None)

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -64,6 +65,7 @@ from alphapulse_dagster.health import HealthReport, health_report
 from alphapulse_dagster.lifecycle import ProjectionResult, project_log, read_cursor, write_cursor
 from alphapulse_dagster.reconcile import (
     ReconcileResult,
+    plan_rows,
     reconcile,
     signals_after,
     signals_audited_after,
@@ -152,6 +154,9 @@ def sync_lock(engine: Engine, holder: str, wait_seconds: float = 30.0) -> Iterat
 class LifecycleResult:
     projection: ProjectionResult
     expired: list[str] = field(default_factory=list)
+    # the reconciliation of the rows the projection wrote, done before writing them
+    reconciled: ReconcileResult = field(default_factory=ReconcileResult)
+    reconciled_ids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -173,15 +178,32 @@ def lifecycle_step(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
     cache: RegistryRows | None = None,
+    reconcile: bool = True,
 ) -> LifecycleResult:
     """Project new events, then expire PENDING signals past their window (of ``signal_ids``
-    when given and not ``full``; else every PENDING signal)."""
+    when given and not ``full``; else every PENDING signal).
+
+    The rows the projection changes are reconciled before they are written
+    (``reconcile.plan_rows`` as the fold's ``enrich``): each is written once, its fields,
+    provenance and audit rows in the projection's transaction. :func:`reconcile_step`
+    then skips them (``LifecycleResult.reconciled_ids``) unless they expired since.
+    ``reconcile=False``: the projection alone (rows as the log has them)."""
+    result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
+
+    def enrich(
+        conn: Connection, rows: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        result.reconciled_ids.update(r["signal_id"] for r in rows)
+        return plan_rows(conn, rows, now, sync_run_id, result.reconciled)
+
     with derived_write(engine) as conn:
-        projection = project_log(conn, now, sync_run_id, cache=cache)
+        result.projection = project_log(
+            conn, now, sync_run_id, cache=cache, enrich=enrich if reconcile else None
+        )
     with derived_write(engine) as conn:
         scope = None if full or signal_ids is None else signal_ids
-        expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
-    return LifecycleResult(projection, expired)
+        result.expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
+    return result
 
 
 def _scope(
@@ -218,9 +240,13 @@ def reconcile_step(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
     cache: RegistryRows | None = None,
+    done: Iterable[str] = (),
 ) -> ReconcileResult:
+    """Reconcile the signals in scope, but those in ``done`` (reconciled at ``now`` by
+    this cycle's projection and unchanged since)."""
     ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids)
-    result = reconcile(engine, ids, now, sync_run_id, cache=cache)
+    skip = set(done)
+    result = reconcile(engine, [i for i in ids if i not in skip], now, sync_run_id, cache=cache)
     _advance(engine, RECONCILE_CURSOR, head, now)
     return result
 
@@ -294,7 +320,9 @@ def run_sync(
     with sync_lock(engine, run_id, lock_wait_seconds), _without_gc_pauses():
         lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full, rows)
         scope_ids = None if signal_ids is None else [*signal_ids, *lifecycle.expired]
-        reconciled = reconcile_step(engine, now, run_id, scope_ids, full, rows)
+        done = lifecycle.reconciled_ids.difference(lifecycle.expired)
+        reconciled = reconcile_step(engine, now, run_id, scope_ids, full, rows, done)
+        reconciled.absorb(lifecycle.reconciled)
         gaps = gap_step(engine, config, now, run_id, scope_ids, full, rows)
         health = health_step(engine, config, now, run_id)
     seconds = time.perf_counter() - started

@@ -88,8 +88,16 @@ def signal_lifecycle(
     up past its cursor; PENDING signals past their window get an inferred EXPIRED event."""
     engine = database.get_engine()
     with sync_lock(engine, context.run_id, LOCK_WAIT_SECONDS):
+        # the projection alone: reconciliation is the next asset's (``run_sync`` fuses
+        # the two writes; here each asset's metadata describes its own step)
         result = lifecycle_step(
-            engine, app_config.load(), utcnow(), context.run_id, config.ids(), config.full
+            engine,
+            app_config.load(),
+            utcnow(),
+            context.run_id,
+            config.ids(),
+            config.full,
+            reconcile=False,
         )
     projection = result.projection
     return dg.MaterializeResult(

@@ -73,6 +73,16 @@ def pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
 
 
 @pytest.fixture
+def second_pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
+    """Another fresh, migrated Postgres database (for comparing two runs)."""
+    name = _new_pg_database(pg_admin_engine)
+    url = _pg_url(name)
+    upgrade(url)
+    yield url
+    _drop_pg_database(pg_admin_engine, name)
+
+
+@pytest.fixture
 def empty_pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
     """A fresh Postgres database with no schema (for migration tests)."""
     name = _new_pg_database(pg_admin_engine)

@@ -4,13 +4,12 @@ health report, and concurrent syncs on the real Postgres."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import _drop_pg_database, _new_pg_database, _pg_url
 from hybrid_sync_support import (
     CONFIG,
     T0,
@@ -24,7 +23,6 @@ from hybrid_sync_support import (
 )
 
 from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
 from alphapulse_dagster.gaps import GAP_TYPES
 from alphapulse_dagster.health import format_health, health_report, latest_health
@@ -100,7 +98,7 @@ def test_each_gap_is_detected_and_cleared_by_its_tier(engine: sa.Engine, gap_typ
     append(engine, *opening)
     signal_id = opening[-1].signal_id
     # detection alone (no reconciliation yet)
-    lifecycle_step(engine, CONFIG, NOW, "detect")
+    lifecycle_step(engine, CONFIG, NOW, "detect", reconcile=False)
     gap_step(engine, CONFIG, NOW, "detect", full=True)
     assert (signal_id, gap_type) in open_gaps(engine, signal_id)
     fill(engine)
@@ -210,15 +208,6 @@ def test_health_report_of_an_empty_registry(engine: sa.Engine) -> None:
         "manual_intervention",
         "signals",
     }
-
-
-@pytest.fixture
-def second_pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
-    name = _new_pg_database(pg_admin_engine)
-    url = _pg_url(name)
-    upgrade(url)
-    yield url
-    _drop_pg_database(pg_admin_engine, name)
 
 
 def _state(engine: sa.Engine) -> tuple[Any, ...]:

@@ -5,13 +5,27 @@ the stored ones, column by column — else a later step would have decided on st
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, load_candles
 
+from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.db.engine import make_engine
+from alphapulse_dagster.db.migrate import upgrade
+from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
+from alphapulse_dagster.events import NewEvent
 from alphapulse_dagster.registry_rows import RegistryRows
-from alphapulse_dagster.sync_cycle import run_sync
+from alphapulse_dagster.sync_cycle import (
+    gap_step,
+    health_step,
+    lifecycle_step,
+    reconcile_step,
+    run_sync,
+)
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=3)
@@ -26,7 +40,7 @@ def _cycle(engine: sa.Engine, **kwargs: object) -> RegistryRows:
     return cache
 
 
-def test_the_cycle_cache_equals_the_database_after_every_step(engine: sa.Engine) -> None:
+def _first_events(engine: sa.Engine) -> tuple[list[NewEvent], list[tuple[str, datetime]]]:
     rng = random.Random(5)
     start = T0 - timedelta(days=2)
     # hourly BTCUSDT candles over the whole period: Tier 1 measures (and re-measures) trades
@@ -46,13 +60,12 @@ def test_the_cycle_cache_equals_the_database_after_every_step(engine: sa.Engine)
             first.append(event("MFE_UPDATE", tid, at + 2 * H, mfe=0.4, mae=0.1))
         if n % 6 == 1:
             first.append(event("EXIT", tid, at + 5 * H, exit_price=101.0, exit_reason="TARGET"))
-    append(engine, *first)
-    # first cycle: the projection inserts every row (inserts are not cached; read later)
-    cache = _cycle(engine, now=NOW, sync_run_id="c1")
-    assert len(cache) == len({e.signal_id for e in first}) == 23  # trade 12 has no event
+    return first, trades
 
-    # a sensor-style cycle: resumable MFE updates, late SIGNAL_CREATED (full re-fold),
-    # an explicit cancel, a late ENTRY re-opening an inferred expiry, an exit
+
+def _later_events(trades: list[tuple[str, datetime]]) -> list[NewEvent]:
+    """Resumable MFE updates, late SIGNAL_CREATED (full re-fold), an explicit cancel, late
+    ENTRYs re-opening inferred expiries, exits."""
     later = []
     for n, (tid, at) in enumerate(trades):
         if n % 4 == 0:
@@ -64,6 +77,17 @@ def test_the_cycle_cache_equals_the_database_after_every_step(engine: sa.Engine)
         elif n % 7 == 1:
             later.append(event("EXIT", tid, NOW - H, exit_price=99.0, exit_reason="STOP"))
     later.append(event("CANCELLED", trades[3][0], NOW - H, reason="user"))
+    return later
+
+
+def test_the_cycle_cache_equals_the_database_after_every_step(engine: sa.Engine) -> None:
+    first, trades = _first_events(engine)
+    append(engine, *first)
+    # first cycle: the projection inserts every row (inserts are not cached; read later)
+    cache = _cycle(engine, now=NOW, sync_run_id="c1")
+    assert len(cache) == len({e.signal_id for e in first}) == 23  # trade 12 has no event
+
+    later = _later_events(trades)
     append(engine, *later)
     ids = sorted({e.signal_id for e in later})
     cache = _cycle(engine, now=NOW + H, sync_run_id="c2", signal_ids=ids)
@@ -86,3 +110,81 @@ def test_past_its_limit_the_cache_reads_without_keeping(engine: sa.Engine) -> No
         rows = cache.load(conn, ids)  # 3 more would pass the limit: read, not kept
         assert set(rows) == set(ids) and len(cache) == 3
         assert rows[ids[0]] is cache.load(conn, ids[:1])[ids[0]]
+
+
+def _state(engine: sa.Engine) -> tuple[Any, ...]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(signals).order_by(signals.c.signal_id)).mappings().all()
+        gaps = conn.execute(
+            sa.select(signal_gaps.c.signal_id, signal_gaps.c.gap_type, signal_gaps.c.resolved_at)
+        ).all()
+        audit = conn.execute(
+            sa.select(
+                sync_audit_log.c.signal_id,
+                sync_audit_log.c.field,
+                sync_audit_log.c.new_value,
+                sync_audit_log.c.tier,
+                sync_audit_log.c.old_confidence,
+            )
+        ).all()
+    return (
+        [{k: v for k, v in r.items() if k != "updated_at"} for r in rows],
+        sorted(map(tuple, gaps), key=repr),
+        sorted(map(tuple, audit), key=repr),
+    )
+
+
+def _stepwise(engine: sa.Engine, config: AppConfig, now: datetime, run_id: str, **kw: Any) -> None:
+    """The Dagster job's path: one asset per step, the projection written alone."""
+    ids, full = kw.get("signal_ids"), kw.get("full", False)
+    lifecycle = lifecycle_step(engine, config, now, run_id, ids, full, reconcile=False)
+    scope = None if ids is None else [*ids, *lifecycle.expired]
+    reconcile_step(engine, now, run_id, scope, full)
+    gap_step(engine, config, now, run_id, scope, full)
+    health_step(engine, config, now, run_id)
+
+
+def _two_sqlite_databases(tmp_path: Path) -> list[str]:
+    urls = [f"sqlite:///{tmp_path / f'db{n}.db'}" for n in range(2)]
+    for url in urls:
+        upgrade(url)
+    return urls
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``run_sync`` reconciles the projected rows before writing them (one write per row);
+    the Dagster job's assets write the projection, then reconcile. Same registry, gaps and
+    audit trail after every kind of cycle."""
+    if backend == "postgres":
+        urls = [request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")]
+    else:
+        urls = _two_sqlite_databases(tmp_path)
+    fused, stepwise = (make_engine(url) for url in urls)
+    try:
+        trades: list[tuple[str, datetime]] = []
+        for en in (fused, stepwise):
+            first, trades = _first_events(en)
+            append(en, *first)
+        cycles: list[dict[str, Any]] = [
+            {"now": NOW},
+            {"now": NOW + H, "signal_ids": sorted({e.signal_id for e in _later_events(trades)})},
+            {"now": NOW + 30 * H},
+            {"now": NOW + 31 * H, "full": True},
+        ]
+        for n, cycle in enumerate(cycles):
+            if n == 1:
+                for en in (fused, stepwise):
+                    append(en, *_later_events(trades))
+            report = run_sync(fused, CONFIG, sync_run_id=f"f{n}", **cycle)
+            _stepwise(stepwise, CONFIG, run_id=f"s{n}", **cycle)
+            assert _state(fused) == _state(stepwise), n
+            if n < 2:  # the projection's rows were reconciled before being written
+                assert report.lifecycle.reconciled.fields_changed > 0
+    finally:
+        fused.dispose()
+        stepwise.dispose()

@@ -136,7 +136,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if not rows:
         return
     if not is_postgres(conn):
-        conn.execute(insert(table), list(rows))
+        for batch in _groups(rows).values():  # an executemany needs one key set
+            conn.execute(insert(table), batch)
         return
     for columns, batch in _groups(rows).items():
         for start in range(0, len(batch), BATCH):
