@@ -188,6 +188,8 @@ class HybridSyncConfig(_Model):
     mfe_update_window_minutes: int = Field(default=60, ge=1)
     health_window_days: int = Field(default=30, ge=1)
     sensor_batch_limit: int = Field(default=500, ge=1)
+    # how long the projection's barrier on signal_events may make writers wait (log_horizon)
+    log_barrier_timeout_ms: int = Field(default=2000, gt=0)
     gap_rules: dict[str, GapRule] = DEFAULT_GAP_RULES
     health: HealthThresholds = HealthThresholds()
 

@@ -623,16 +623,24 @@ def project_log(
     conn: Connection,
     now: datetime,
     sync_run_id: str | None = None,
+    head: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
 ) -> ProjectionResult:
-    """Catch the registry up with the log: re-fold every signal with events past the
-    ``lifecycle`` cursor, then advance the cursor (same transaction as the rows).
+    """Catch the registry up with the log: re-fold every signal with events in
+    ``(cursor, head]``, then advance the ``lifecycle`` cursor to ``head`` (same transaction
+    as the rows).
+
+    ``head``: the log's safe head (:func:`alphapulse_dagster.log_horizon.safe_head`),
+    computed in an earlier transaction. With several writers on Postgres this is what
+    keeps the cursor from passing an id that is still uncommitted. ``None`` uses
+    ``max(event_id)`` as this transaction sees it, which is safe only with one writer at a
+    time (SQLite, tests, benchmarks).
 
     Cost grows with the number of new events' signals, not with the log's length."""
     cursor = read_cursor(conn)
-    head = conn.execute(select(func.max(signal_events.c.event_id))).scalar()
-    head = int(head or 0)
+    if head is None:
+        head = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
     if head <= cursor:
         return ProjectionResult(0, 0, 0, 0, cursor)
     ids = [

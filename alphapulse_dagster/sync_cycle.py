@@ -63,6 +63,7 @@ from alphapulse_dagster.gaps import (
 )
 from alphapulse_dagster.health import HealthReport, health_report
 from alphapulse_dagster.lifecycle import ProjectionResult, project_log, read_cursor, write_cursor
+from alphapulse_dagster.log_horizon import safe_head
 from alphapulse_dagster.reconcile import (
     ReconcileResult,
     plan_rows,
@@ -196,9 +197,13 @@ def lifecycle_step(
         result.reconciled_ids.update(r["signal_id"] for r in rows)
         return plan_rows(conn, rows, now, sync_run_id, result.reconciled)
 
+    # the safe head, in its own transaction before the projection's (log_horizon)
+    head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
     with derived_write(engine) as conn:
+        # barrier timed out: the cursor is its own head, nothing new is projected this time
+        head = read_cursor(conn) if head is None else head
         result.projection = project_log(
-            conn, now, sync_run_id, cache=cache, enrich=enrich if reconcile else None
+            conn, now, sync_run_id, head, cache=cache, enrich=enrich if reconcile else None
         )
     with derived_write(engine) as conn:
         scope = None if full or signal_ids is None else signal_ids
@@ -216,8 +221,12 @@ def _scope(
     changed: Iterable[str] = (),
 ) -> tuple[list[str], int]:
     with engine.connect() as conn:
-        head = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name), head))
+        # the step's cursor advances to the projection's (safe) cursor, never further: a
+        # registry row can hold newer events (inferred expiries) while an older id is still
+        # uncommitted. The scope still reaches the newest folded event.
+        head = read_cursor(conn)
+        newest = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name), max(head, newest)))
         ids.update(signal_ids or ())
         ids.update(changed)
         if signal_ids is None or full:

@@ -8,6 +8,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from alphapulse_dagster.db.tables import signal_events
+from alphapulse_dagster.log_horizon import safe_head
 from resources import ConfigResource, DatabaseResource
 
 SYNC_JOB_NAME = "hybrid_sync_job"
@@ -20,6 +21,9 @@ SYNC_ASSETS: tuple[str, ...] = (
 # the assets whose run config carries the scope (signal_health always reports on everything)
 SCOPED_ASSETS: tuple[str, ...] = SYNC_ASSETS[:3]
 SYNC_RUN_TAG = "alphapulse/sync"
+# the sensor's barrier on signal_events (log_horizon) waits at most this long per tick: it
+# runs every 5 s, so it may make webhook inserts wait far less than the sync's barrier does
+SENSOR_BARRIER_TIMEOUT_MS = 250
 
 hybrid_sync_schedule = dg.ScheduleDefinition(
     name="hybrid_sync_schedule",
@@ -32,15 +36,17 @@ hybrid_sync_schedule = dg.ScheduleDefinition(
 
 
 def new_signal_created(
-    database: DatabaseResource, after_event_id: int, limit: int
+    database: DatabaseResource, after_event_id: int, limit: int, head: int | None = None
 ) -> list[tuple[int, str]]:
-    """(event_id, signal_id) of SIGNAL_CREATED events past ``after_event_id``, oldest first,
-    at most ``limit`` — a range scan of the (event_type, event_id) index."""
+    """(event_id, signal_id) of SIGNAL_CREATED events in ``(after_event_id, head]`` (no
+    upper bound when ``head`` is None), oldest first, at most ``limit``: a range scan of
+    the (event_type, event_id) index."""
     query = (
         select(signal_events.c.event_id, signal_events.c.signal_id)
         .where(
             signal_events.c.event_type == "SIGNAL_CREATED",
             signal_events.c.event_id > after_event_id,
+            *(() if head is None else (signal_events.c.event_id <= head,)),
         )
         .order_by(signal_events.c.event_id)
         .limit(limit)
@@ -61,11 +67,23 @@ def signal_created_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Cursor: ``{"last_event_id": N}``. One run request per tick for up to
     ``sensor_batch_limit`` events (the rest follow on the next tick); ``run_key`` is the id
-    range, so a re-evaluated tick never launches the batch twice."""
+    range, so a re-evaluated tick never launches the batch twice.
+
+    The cursor is a sequence id, so it has the same hazard as the projection's: an id can
+    commit after a higher one. The tick therefore reads only up to the log's safe head
+    (:func:`~alphapulse_dagster.log_horizon.safe_head`). A SIGNAL_CREATED committed late
+    would otherwise get no run of its own (the next scheduled cycle would still reconcile
+    it, up to 2 minutes later). The barrier is a SHARE lock taken every tick. Writers'
+    transactions are short, so webhook inserts normally wait microseconds (at most the rest
+    of one in-flight commit), and never more than ``SENSOR_BARRIER_TIMEOUT_MS``. If a
+    writer holds the table longer, the tick skips and the cursor stays where it is."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     after = int(cursor.get("last_event_id", 0))
     limit = app_config.load().hybrid_sync.sensor_batch_limit
-    rows = new_signal_created(database, after, limit)
+    head = safe_head(database.get_engine(), SENSOR_BARRIER_TIMEOUT_MS)
+    if head is None:
+        return dg.SkipReason(f"a writer holds signal_events; cursor stays at event {after}")
+    rows = new_signal_created(database, after, limit, head)
     if not rows:
         return dg.SkipReason(f"no SIGNAL_CREATED after event {after}")
     first, last = rows[0][0], rows[-1][0]
