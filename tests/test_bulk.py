@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from alphapulse_dagster.db.bulk import insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.bulk import COPY_MIN, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.types import JsonDoc, UtcDateTime
 
 meta = sa.MetaData()
@@ -63,3 +63,38 @@ def test_update_rows_with_one_column_set(engine: sa.Engine) -> None:
         update_rows(conn, things, [{"b_id": "a", "price": 3.0}, {"b_id": "b", "price": 4.0}])
     got = _rows(engine)
     assert (got["a"]["price"], got["a"]["label"], got["b"]["price"]) == (3.0, "l", 4.0)
+
+
+def test_insert_rows_stores_the_same_values_by_copy_and_by_statement(engine: sa.Engine) -> None:
+    """From ``COPY_MIN`` rows Postgres inserts by COPY; fewer go as one INSERT. Both store
+    the same values — a JSON None as JSON 'null' (not SQL NULL), times as UTC."""
+    meta.create_all(engine)
+    naive = datetime(2025, 1, 2, 3, 4, 5)  # taken as UTC
+
+    def rows(prefix: str, n: int) -> list[dict]:
+        return [
+            {
+                "thing_id": f"{prefix}{i:03d}",
+                "price": [1.25, None, float("inf")][i % 3],
+                "label": None if i % 2 else f"l{i}",
+                "doc": [None, {"a": [1.0, "x"]}, [2.5]][i % 3],
+                "at": naive if i % 2 else T,
+            }
+            for i in range(n)
+        ]
+
+    with engine.begin() as conn:
+        insert_rows(conn, things, rows("c", COPY_MIN + 6))  # one batch: COPY on Postgres
+        for row in rows("s", COPY_MIN + 6):
+            insert_rows(conn, things, [row])  # one row at a time: INSERT
+    got = _rows(engine)
+    by_copy = {k[1:]: {**v, "thing_id": None} for k, v in got.items() if k.startswith("c")}
+    by_statement = {k[1:]: {**v, "thing_id": None} for k, v in got.items() if k.startswith("s")}
+    assert by_copy == by_statement and len(by_copy) == COPY_MIN + 6
+    assert by_copy["001"]["at"] == T.replace(hour=3, minute=4, second=5, day=2)
+    assert by_copy["002"]["price"] == float("inf") and by_copy["000"]["doc"] is None
+    with engine.connect() as conn:
+        sql_nulls = conn.execute(
+            sa.select(sa.func.count()).select_from(things).where(things.c.doc.is_(None))
+        ).scalar()
+    assert sql_nulls == 0  # every JSON None is stored as JSON 'null', by either path

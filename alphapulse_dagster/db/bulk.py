@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     JSON,
     Connection,
@@ -42,6 +43,8 @@ from alphapulse_dagster.clock import as_utc
 
 # rows per statement: bounds one parameter's size (and the server's memory for it)
 BATCH = 5000
+# from this many rows, an INSERT on Postgres travels as COPY
+COPY_MIN = 64
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,38 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             conn.execute(insert(table), batch)
         return
     for columns, batch in _groups(rows).items():
+        if len(batch) >= COPY_MIN:
+            _copy_rows(conn, table, columns, batch)
+            continue
         for start in range(0, len(batch), BATCH):
             given = _recordset(table, columns, batch[start : start + BATCH], columns[0])
             chosen = select(*(_value(table, given, c) for c in columns))
             conn.execute(insert(table).from_select(list(columns), chosen))
+
+
+def _copy_value(value: Any, json: bool) -> Any:
+    if json:  # a Python None in a JSON column is JSON 'null', as SQLAlchemy stores it
+        return Jsonb(value)
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return value
+
+
+def _copy_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``COPY … FROM STDIN`` on the connection's own transaction: ~2x a recordset
+    ``INSERT`` for thousands of rows (no JSON document to build and parse). Row values are
+    adapted by psycopg, as the recordset path's are by Postgres; triggers fire the same."""
+    preparer = conn.dialect.identifier_preparer
+    json_columns = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    names = ", ".join(preparer.quote(c) for c in columns)
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([_copy_value(row[c], c in json_columns) for c in columns])
 
 
 def update_rows(
