@@ -43,7 +43,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -75,6 +75,7 @@ from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
 TIER_ORDER: tuple[str, ...] = ("0", "1", "3", "2")
+_TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIER_ORDER)}
 R_MULTIPLES: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 # The columns the sync owns (plus direction / entry / stop / targets while no event has them).
@@ -287,8 +288,9 @@ def _load_candles(
 # --- candidates and the write rule --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One tier's proposal for one field (a tuple: a cycle makes tens of thousands)."""
+
     tier: str
     value: Any
     source: str
@@ -408,7 +410,8 @@ def candidates(
         offer("lowest", "2", price(p.get("lowest")), src, "Tier 2: last MFE_UPDATE")
 
     for proposals in out.values():
-        proposals.sort(key=lambda c: TIER_ORDER.index(c.tier))
+        if len(proposals) > 1:
+            proposals.sort(key=lambda c: _TIER_RANK[c.tier])
     return out
 
 
@@ -616,7 +619,10 @@ def plan_rows(
             if measuring and _needs_candles(work):
                 measured = candle_excursion(work, candle_data.get(work["symbol"]), now)
             snapshot = snapshots.get(signal_id) if measuring else None
-            proposals = candidates(work, created.get(signal_id), snapshot, measured)
+            # phase 2 leaves Tier 0 out: after phase 1 each field it offers holds its value
+            # at 1.0, or is blocked by what still blocks it (no field it offers refreshes)
+            created_event = None if measuring else created.get(signal_id)
+            proposals = candidates(work, created_event, snapshot, measured)
             for change in plan_changes(work, proposals):
                 work[change.field] = change.new
                 work["field_provenance"][change.field] = {

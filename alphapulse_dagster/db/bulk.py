@@ -152,9 +152,13 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             conn.execute(insert(table).from_select(list(columns), chosen))
 
 
+def _orjson_dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NAIVE_UTC)
+
+
 def _copy_value(value: Any, json: bool) -> Any:
     if json:  # a Python None in a JSON column is JSON 'null', as SQLAlchemy stores it
-        return Jsonb(value)
+        return Jsonb(value, dumps=_orjson_dumps)
     if isinstance(value, datetime):
         return as_utc(value)
     return value
