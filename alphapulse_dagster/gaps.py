@@ -166,6 +166,16 @@ class GapResult:
         if self.by_type is None:
             self.by_type = dict.fromkeys(GAP_TYPES, 0)
 
+    def absorb(self, other: GapResult) -> None:
+        """Add ``other``'s counts to these."""
+        self.opened += other.opened
+        self.resolved += other.resolved
+        self.open_total += other.open_total
+        self.signals_scanned += other.signals_scanned
+        assert self.by_type is not None and other.by_type is not None
+        for gap_type, n in other.by_type.items():
+            self.by_type[gap_type] = self.by_type.get(gap_type, 0) + n
+
 
 def time_driven_gap_ids(conn: Connection, now: datetime, config: HybridSyncConfig) -> list[str]:
     """Signals whose ``no_mfe_update`` gap (the only gap that opens with time alone) is due
@@ -262,16 +272,26 @@ def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict
     }
 
 
-def refresh_gap_rows(
+@dataclass
+class GapPlan:
+    """What a gap pass writes: new gap rows, the ids of gaps that closed, and the
+    ``health_score`` rows (``b_id``) of signals whose score changed."""
+
+    inserts: list[dict[str, Any]]
+    resolved: list[int]
+    scores: list[dict[str, Any]]
+
+
+def plan_gap_rows(
     conn: Connection,
     rows: Sequence[dict[str, Any]],
     now: datetime,
     sync_run_id: str,
     config: HybridSyncConfig,
     result: GapResult,
-) -> None:
-    """Detect the gaps of ``rows`` and bring ``signal_gaps`` (open = ``resolved_at`` IS
-    NULL) and ``signals.health_score`` in line, writing only differences."""
+) -> GapPlan:
+    """Detect the gaps of ``rows`` against their open ``signal_gaps``, without writing.
+    A changed score is also set on the row itself (it may be the cycle's cached row)."""
     ids = [r["signal_id"] for r in rows]
     created = _created_events(conn, rows)
     open_rows = conn.execute(
@@ -282,9 +302,7 @@ def refresh_gap_rows(
     existing: dict[str, dict[str, int]] = {}
     for r in open_rows:
         existing.setdefault(r.signal_id, {})[r.gap_type] = int(r.gap_id)
-    inserts: list[dict[str, Any]] = []
-    resolved: list[int] = []
-    scores: list[dict[str, Any]] = []
+    plan = GapPlan([], [], [])
     assert result.by_type is not None
     for row in rows:
         gaps = detect_gaps(row, created.get(row["signal_id"]), now, config)
@@ -293,7 +311,7 @@ def refresh_gap_rows(
         for gap in gaps:
             result.by_type[gap.gap_type] += 1
             if gap.gap_type not in held:
-                inserts.append(
+                plan.inserts.append(
                     {
                         "signal_id": gap.signal_id,
                         "gap_type": gap.gap_type,
@@ -305,25 +323,44 @@ def refresh_gap_rows(
                         "sync_run_id": sync_run_id,
                     }
                 )
-        resolved.extend(gap_id for gap_type, gap_id in held.items() if gap_type not in current)
+        plan.resolved.extend(gap_id for gap_type, gap_id in held.items() if gap_type not in current)
         score = signal_health_score(gaps)
         if row["health_score"] is None or float(row["health_score"]) != score:
-            scores.append({"b_id": row["signal_id"], "health_score": score})
+            plan.scores.append({"b_id": row["signal_id"], "health_score": score})
             row["health_score"] = score  # what is written (the row may be a cached one)
         result.open_total += len(gaps)
         result.signals_scanned += 1
-    if inserts:
-        insert_rows(conn, signal_gaps, inserts)
-        result.opened += len(inserts)
-    for chunk in chunked(resolved):
+    return plan
+
+
+def write_gap_rows(conn: Connection, plan: GapPlan, now: datetime, result: GapResult) -> None:
+    """Insert the new gaps and close the resolved ones (the scores are the caller's)."""
+    if plan.inserts:
+        insert_rows(conn, signal_gaps, plan.inserts)
+        result.opened += len(plan.inserts)
+    for chunk in chunked(plan.resolved):
         conn.execute(
             update(signal_gaps)
             .where(in_ids(conn, signal_gaps.c.gap_id, chunk))
             .values(resolved_at=now)
         )
         result.resolved += len(chunk)
-    if scores:
-        update_by_id(conn, scores)
+
+
+def refresh_gap_rows(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+    sync_run_id: str,
+    config: HybridSyncConfig,
+    result: GapResult,
+) -> None:
+    """Detect the gaps of ``rows`` and bring ``signal_gaps`` (open = ``resolved_at`` IS
+    NULL) and ``signals.health_score`` in line, writing only differences."""
+    plan = plan_gap_rows(conn, rows, now, sync_run_id, config, result)
+    write_gap_rows(conn, plan, now, result)
+    if plan.scores:
+        update_by_id(conn, plan.scores)
 
 
 def _gap_rows(conn: Connection, signal_ids: Sequence[str]) -> list[dict[str, Any]]:

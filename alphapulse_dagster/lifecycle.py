@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -531,6 +531,7 @@ def refold_signals(
         changed_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
         full: dict[str, dict[str, Any]] = {}  # each written row as it will be stored
+        after_writes: list[Callable[[Connection], None]] = []
         for signal_id in chunk:
             if signal_id not in events:
                 continue
@@ -571,9 +572,11 @@ def refold_signals(
             full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
         if enrich is not None and full:
             stored = {r["b_id"]: existing[r["b_id"]]["field_provenance"] for r in changed_rows}
-            extra, extra_audits = enrich(conn, list(full.values()))  # updates ``full``
-            _merge_enrichment(extra, full, stored, new_rows, changed_rows)
-            audits.extend(extra_audits)
+            enrichment = enrich(conn, list(full.values()))  # updates ``full`` in place
+            _merge_enrichment(enrichment.updates, full, stored, new_rows, changed_rows)
+            audits.extend(enrichment.audits)
+            if enrichment.after is not None:
+                after_writes.append(enrichment.after)
         if cache is not None:  # last: an ``existing`` row may be the cached row itself
             for changed in changed_rows:
                 cache.record(changed["b_id"], full[changed["b_id"]])
@@ -587,12 +590,21 @@ def refold_signals(
             updated += len(changed_rows)
         if audits:
             insert_rows(conn, sync_audit_log, audits)
+        for write in after_writes:
+            write(conn)
     return inserted, updated, reopened
 
 
-Enrich = Callable[
-    [Connection, list[dict[str, Any]]], tuple[list[dict[str, Any]], list[dict[str, Any]]]
-]
+class Enrichment(NamedTuple):
+    """What an ``enrich`` hook adds to a fold's writes: ``UPDATE`` rows (``b_id``) merged
+    into the fold's own, audit rows, and writes to make after the rows are stored."""
+
+    updates: list[dict[str, Any]]
+    audits: list[dict[str, Any]]
+    after: Callable[[Connection], None] | None = None
+
+
+Enrich = Callable[[Connection, list[dict[str, Any]]], Enrichment]
 _EMPTY_ROW: dict[str, Any] = dict.fromkeys(signals.c.keys())
 
 
@@ -614,9 +626,11 @@ def _merge_enrichment(
         columns = {k: v for k, v in values.items() if k not in ("b_id", "field_provenance")}
         if signal_id in inserts:
             inserts[signal_id].update(columns, field_provenance=provenance)
-        else:
+        elif "field_provenance" in values:
             merged = json_merge(stored_provenance[signal_id], provenance)
             updates[signal_id].update(columns, field_provenance=merged)
+        else:
+            updates[signal_id].update(columns)
 
 
 def project_log(

@@ -57,12 +57,20 @@ from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_locks
 from alphapulse_dagster.gaps import (
     GapResult,
+    plan_gap_rows,
     refresh_gaps,
     stale_score_ids,
     time_driven_gap_ids,
+    write_gap_rows,
 )
 from alphapulse_dagster.health import HealthReport, health_report
-from alphapulse_dagster.lifecycle import ProjectionResult, project_log, read_cursor, write_cursor
+from alphapulse_dagster.lifecycle import (
+    Enrichment,
+    ProjectionResult,
+    project_log,
+    read_cursor,
+    write_cursor,
+)
 from alphapulse_dagster.log_horizon import safe_head
 from alphapulse_dagster.reconcile import (
     ReconcileResult,
@@ -155,8 +163,10 @@ def sync_lock(engine: Engine, holder: str, wait_seconds: float = 30.0) -> Iterat
 class LifecycleResult:
     projection: ProjectionResult
     expired: list[str] = field(default_factory=list)
-    # the reconciliation of the rows the projection wrote, done before writing them
+    # the reconciliation and gap pass of the rows the projection wrote, done before
+    # writing them
     reconciled: ReconcileResult = field(default_factory=ReconcileResult)
+    gaps: GapResult = field(default_factory=GapResult)
     reconciled_ids: set[str] = field(default_factory=set)
 
 
@@ -184,18 +194,24 @@ def lifecycle_step(
     """Project new events, then expire PENDING signals past their window (of ``signal_ids``
     when given and not ``full``; else every PENDING signal).
 
-    The rows the projection changes are reconciled before they are written
-    (``reconcile.plan_rows`` as the fold's ``enrich``): each is written once, its fields,
-    provenance and audit rows in the projection's transaction. :func:`reconcile_step`
-    then skips them (``LifecycleResult.reconciled_ids``) unless they expired since.
+    The rows the projection changes are reconciled and their gaps detected before they
+    are written (``reconcile.plan_rows`` and ``gaps.plan_gap_rows`` as the fold's
+    ``enrich``): each is written once — fields, provenance, health score — with its audit
+    and gap rows, in the projection's transaction. :func:`reconcile_step` and
+    :func:`gap_step` then skip them (``LifecycleResult.reconciled_ids``) unless they
+    expired since.
     ``reconcile=False``: the projection alone (rows as the log has them)."""
     result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
 
-    def enrich(
-        conn: Connection, rows: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def enrich(conn: Connection, rows: list[dict[str, Any]]) -> Enrichment:
         result.reconciled_ids.update(r["signal_id"] for r in rows)
-        return plan_rows(conn, rows, now, sync_run_id, result.reconciled)
+        updates, audits = plan_rows(conn, rows, now, sync_run_id, result.reconciled)
+        plan = plan_gap_rows(conn, rows, now, sync_run_id, config.hybrid_sync, result.gaps)
+        return Enrichment(
+            [*updates, *plan.scores],
+            audits,
+            lambda conn: write_gap_rows(conn, plan, now, result.gaps),
+        )
 
     # the safe head, in its own transaction before the projection's (log_horizon)
     head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
@@ -268,7 +284,10 @@ def gap_step(
     signal_ids: Sequence[str] | None = None,
     full: bool = False,
     cache: RegistryRows | None = None,
+    done: Iterable[str] = (),
 ) -> GapResult:
+    """Detect the gaps of the signals in scope, but those in ``done`` (detected at ``now``
+    by this cycle's projection and unchanged since)."""
     # rows the reconciliation changed since the last gap pass: each change has an audit row
     with engine.connect() as conn:
         audit_head = int(conn.execute(select(func.max(sync_audit_log.c.audit_id))).scalar() or 0)
@@ -282,6 +301,8 @@ def gap_step(
         lambda conn: stale_score_ids(conn, config.hybrid_sync),
         audited,
     )
+    skip = set(done)
+    ids = [i for i in ids if i not in skip]
     result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync, cache=cache)
     _advance(engine, GAPS_CURSOR, head, now)
     _advance(engine, GAPS_AUDIT_CURSOR, audit_head, now)
@@ -332,7 +353,8 @@ def run_sync(
         done = lifecycle.reconciled_ids.difference(lifecycle.expired)
         reconciled = reconcile_step(engine, now, run_id, scope_ids, full, rows, done)
         reconciled.absorb(lifecycle.reconciled)
-        gaps = gap_step(engine, config, now, run_id, scope_ids, full, rows)
+        gaps = gap_step(engine, config, now, run_id, scope_ids, full, rows, done)
+        gaps.absorb(lifecycle.gaps)
         health = health_step(engine, config, now, run_id)
     seconds = time.perf_counter() - started
     log.info(
