@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.clock import as_utc
-from alphapulse_dagster.db.bulk import in_ids, insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
@@ -627,10 +627,24 @@ def _merge_enrichment(
         if signal_id in inserts:
             inserts[signal_id].update(columns, field_provenance=provenance)
         elif "field_provenance" in values:
-            merged = json_merge(stored_provenance[signal_id], provenance)
-            updates[signal_id].update(columns, field_provenance=merged)
+            target = updates[signal_id]
+            target.update(columns, field_provenance=_merged(target, values, provenance))
         else:
             updates[signal_id].update(columns)
+
+
+def _merged(fold_update: Mapping[str, Any], extra: Mapping[str, Any], final: Any) -> Any:
+    """The provenance to write over the stored document: the fold's change (a merge,
+    a whole document, or none) then ``extra``'s merge, as one merge with the final values
+    — or the whole final document when the fold replaced it (a key removed)."""
+    first = fold_update.get("field_provenance")
+    second = extra["field_provenance"]
+    if not isinstance(second, JsonMerge) or (
+        first is not None and not isinstance(first, JsonMerge)
+    ):
+        return final
+    keys = {*(first.changed if first is not None else ()), *second.changed}
+    return JsonMerge({k: final[k] for k in keys}, final)
 
 
 def project_log(

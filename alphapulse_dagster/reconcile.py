@@ -59,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from alphapulse_dagster.db.bulk import in_ids, insert_rows, is_postgres, json_merge
+from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, is_postgres
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
@@ -128,8 +128,16 @@ def parse_trade_id(trade_id: str | None) -> ParsedTradeId | None:
     match = _TRADE_ID.match(trade_id.strip())
     if match is None:
         return None
-    try:
-        when = datetime.strptime(match["date"] + match["time"], "%Y%m%d%H%M%S")
+    date, clock = match["date"], match["time"]
+    try:  # int slices: strptime costs ~15 us, and a cycle parses thousands of ids
+        when = datetime(
+            int(date[:4]),
+            int(date[4:6]),
+            int(date[6:]),
+            int(clock[:2]),
+            int(clock[2:4]),
+            int(clock[4:]),
+        )
     except ValueError:
         return None
     direction = normalise_direction(match["dir"])
@@ -655,7 +663,10 @@ def plan_rows(
             result.by_tier[change.tier] = result.by_tier.get(change.tier, 0) + 1
         update = {
             **values,
-            "field_provenance": json_merge(row["field_provenance"], provenance),
+            # the keys that changed are known: no document comparison
+            "field_provenance": JsonMerge(
+                {c.field: provenance[c.field] for c in changes}, provenance
+            ),
             "data_confidence": mean_confidence(provenance),
             "updated_at": now,
         }

@@ -159,7 +159,7 @@ def _orjson_dumps(value: Any) -> bytes:
 def _copy_value(value: Any, json: bool) -> Any:
     if json:  # a Python None in a JSON column is JSON 'null', as SQLAlchemy stores it
         return Jsonb(value, dumps=_orjson_dumps)
-    if isinstance(value, datetime):
+    if value.__class__ is datetime:
         return as_utc(value)
     return value
 
