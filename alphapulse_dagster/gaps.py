@@ -58,6 +58,8 @@ from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import (
     CLOSED,
     CONFIRMED,
+    EventRow,
+    KnownEvents,
     chunked,
     price,
     price_list,
@@ -250,9 +252,29 @@ def _needs_payload(row: Mapping[str, Any]) -> bool:
     )
 
 
-def _created_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, LatestEvent]:
+def _created_events(
+    conn: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    known: Mapping[str, KnownEvents] | None = None,
+) -> dict[str, LatestEvent]:
     """Latest SIGNAL_CREATED per row: ids from the partial index for all, payloads only
-    where a gap's fillability depends on them."""
+    where a gap's fillability depends on them. ``known``: events already loaded, used
+    where they tell (:meth:`KnownEvents.latest`)."""
+    told: dict[str, LatestEvent] = {}
+    asked: list[Mapping[str, Any]] = []
+    for row in rows:
+        events = known.get(row["signal_id"]) if known else None
+        found = False if events is None else events.latest("SIGNAL_CREATED")
+        if found is False:
+            asked.append(row)
+        elif isinstance(found, EventRow):
+            told[row["signal_id"]] = LatestEvent(found.event_id, found.event_time, found.payload)
+    return told | (_asked_created_events(conn, asked) if asked else {})
+
+
+def _asked_created_events(
+    conn: Connection, rows: Sequence[Mapping[str, Any]]
+) -> dict[str, LatestEvent]:
     ids = [r["signal_id"] for r in rows]
     query = (
         select(signal_events.c.signal_id, func.max(signal_events.c.event_id))
@@ -289,11 +311,12 @@ def plan_gap_rows(
     sync_run_id: str,
     config: HybridSyncConfig,
     result: GapResult,
+    known: Mapping[str, KnownEvents] | None = None,
 ) -> GapPlan:
     """Detect the gaps of ``rows`` against their open ``signal_gaps``, without writing.
     A changed score is also set on the row itself (it may be the cycle's cached row)."""
     ids = [r["signal_id"] for r in rows]
-    created = _created_events(conn, rows)
+    created = _created_events(conn, rows, known)
     open_rows = conn.execute(
         select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
             in_ids(conn, signal_gaps.c.signal_id, ids), signal_gaps.c.resolved_at.is_(None)

@@ -117,6 +117,27 @@ class EventRow:
 
 
 @dataclass(frozen=True)
+class KnownEvents:
+    """A signal's events that a fold loaded: all of them (``complete``), or only those past
+    its stored row's last folded event — whose ids are above every folded one, so the
+    latest event of a type is known whenever one of them has that type."""
+
+    events: Sequence[EventRow]
+    complete: bool
+
+    def latest(self, event_type: str) -> EventRow | None | bool:
+        """The latest ``event_type`` event (by id); None if the signal has none; False if
+        these events cannot tell (the database must)."""
+        best = None
+        for event in self.events:
+            if event.event_type == event_type and (best is None or event.event_id > best.event_id):
+                best = event
+        if best is None and not self.complete:
+            return False
+        return best
+
+
+@dataclass(frozen=True)
 class ProjectionResult:
     """What one projection pass did."""
 
@@ -572,7 +593,8 @@ def refold_signals(
             full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
         if enrich is not None and full:
             stored = {r["b_id"]: existing[r["b_id"]]["field_provenance"] for r in changed_rows}
-            enrichment = enrich(conn, list(full.values()))  # updates ``full`` in place
+            known = {i: KnownEvents(events[i], i not in resumable) for i in full}
+            enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
             _merge_enrichment(enrichment.updates, full, stored, new_rows, changed_rows)
             audits.extend(enrichment.audits)
             if enrichment.after is not None:
@@ -604,7 +626,7 @@ class Enrichment(NamedTuple):
     after: Callable[[Connection], None] | None = None
 
 
-Enrich = Callable[[Connection, list[dict[str, Any]]], Enrichment]
+Enrich = Callable[[Connection, list[dict[str, Any]], Mapping[str, KnownEvents]], Enrichment]
 _EMPTY_ROW: dict[str, Any] = dict.fromkeys(signals.c.keys())
 
 

@@ -63,6 +63,8 @@ from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, is_postgr
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
 from alphapulse_dagster.lifecycle import (
+    EventRow,
+    KnownEvents,
     chunked,
     mean_confidence,
     normalise_direction,
@@ -514,6 +516,27 @@ def latest_events(
     }
 
 
+def latest_known(
+    conn: Connection,
+    signal_ids: Sequence[str],
+    event_type: str,
+    known: Mapping[str, KnownEvents] | None = None,
+) -> dict[str, LatestEvent]:
+    """:func:`latest_events`, answered from events already loaded where they tell."""
+    out: dict[str, LatestEvent] = {}
+    ask: list[str] = []
+    for signal_id in signal_ids:
+        events = known.get(signal_id) if known else None
+        found = False if events is None else events.latest(event_type)
+        if found is False:
+            ask.append(signal_id)
+        elif isinstance(found, EventRow):
+            out[signal_id] = LatestEvent(found.event_id, found.event_time, found.payload)
+    if ask:
+        out.update(latest_events(conn, ask, event_type))
+    return out
+
+
 TIER0_FIELDS: tuple[str, ...] = (
     "htf_alignment",
     "session",
@@ -601,14 +624,16 @@ def plan_rows(
     now: datetime,
     sync_run_id: str,
     result: ReconcileResult,
+    known: Mapping[str, KnownEvents] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What reconciling ``rows`` writes, without writing it: the ``UPDATE`` rows (by
     ``b_id``) and the audit rows. Each row is updated in place with its new values (and
-    its whole new provenance). Reads events and candles, never ``signals``."""
+    its whole new provenance). Reads events and candles, never ``signals``; ``known``:
+    events the caller loaded (the fold's), which answer "latest of a type" where they can."""
     ids = [r["signal_id"] for r in rows if needs_tier0(r)]
-    created = latest_events(conn, ids, "SIGNAL_CREATED") if ids else {}
+    created = latest_known(conn, ids, "SIGNAL_CREATED", known) if ids else {}
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
-    snapshots = latest_events(conn, confirmed, "MFE_UPDATE") if confirmed else {}
+    snapshots = latest_known(conn, confirmed, "MFE_UPDATE", known) if confirmed else {}
     to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
     candle_data = _load_candles(conn, to_measure, now, result.symbols_with_candles)
     stamp = now.isoformat()

@@ -31,6 +31,15 @@ that can change are loaded into Python. Cost grows with changes, not with histor
 Cycles never overlap: :func:`sync_lock` (Postgres advisory lock; SQLite lease row). Each
 chunk of signals commits atomically — a signal's fields, provenance and audit rows land
 together or not at all.
+
+Writing each row once: :func:`run_sync` reads the rows in scope once
+(:class:`~alphapulse_dagster.registry_rows.RegistryRows`), and the rows the projection
+changes are reconciled and their gaps detected *before* they are written — one ``UPDATE``
+per row with the fold's, the reconciliation's and the health score's columns, the audit
+and gap rows in the same transaction (``lifecycle_step``'s ``enrich``). The later steps
+skip those rows unless the expiry step touched them. The Dagster assets call the steps
+one by one with ``reconcile=False`` (each asset's metadata then describes its own step);
+both ways write the same registry, gaps and audit trail (``tests/test_registry_rows.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +75,7 @@ from alphapulse_dagster.gaps import (
 from alphapulse_dagster.health import HealthReport, health_report
 from alphapulse_dagster.lifecycle import (
     Enrichment,
+    KnownEvents,
     ProjectionResult,
     project_log,
     read_cursor,
@@ -203,10 +213,13 @@ def lifecycle_step(
     ``reconcile=False``: the projection alone (rows as the log has them)."""
     result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
 
-    def enrich(conn: Connection, rows: list[dict[str, Any]]) -> Enrichment:
+    def enrich(
+        conn: Connection, rows: list[dict[str, Any]], known: Mapping[str, KnownEvents]
+    ) -> Enrichment:
         result.reconciled_ids.update(r["signal_id"] for r in rows)
-        updates, audits = plan_rows(conn, rows, now, sync_run_id, result.reconciled)
-        plan = plan_gap_rows(conn, rows, now, sync_run_id, config.hybrid_sync, result.gaps)
+        updates, audits = plan_rows(conn, rows, now, sync_run_id, result.reconciled, known)
+        sync_config = config.hybrid_sync
+        plan = plan_gap_rows(conn, rows, now, sync_run_id, sync_config, result.gaps, known)
         return Enrichment(
             [*updates, *plan.scores],
             audits,

@@ -18,6 +18,7 @@ from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
 from alphapulse_dagster.events import NewEvent
+from alphapulse_dagster.lifecycle import EventRow, KnownEvents
 from alphapulse_dagster.registry_rows import RegistryRows
 from alphapulse_dagster.sync_cycle import (
     gap_step,
@@ -188,3 +189,15 @@ def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
     finally:
         fused.dispose()
         stepwise.dispose()
+
+
+def test_known_events_tell_the_latest_of_a_type_only_when_they_can() -> None:
+    def ev(event_id: int, kind: str) -> EventRow:
+        return EventRow(event_id, "tv", kind, "S", "t", "BTCUSDT", T0, {"n": event_id})
+
+    fresh = KnownEvents([ev(7, "MFE_UPDATE"), ev(9, "MFE_UPDATE")], complete=False)
+    assert fresh.latest("MFE_UPDATE") == ev(9, "MFE_UPDATE")  # newer than any folded one
+    assert fresh.latest("SIGNAL_CREATED") is False  # may be among the folded: ask the database
+    everything = KnownEvents([ev(3, "SIGNAL_CREATED"), ev(5, "ENTRY")], complete=True)
+    assert everything.latest("SIGNAL_CREATED") == ev(3, "SIGNAL_CREATED")
+    assert everything.latest("MFE_UPDATE") is None  # it has none
