@@ -63,7 +63,7 @@ from alphapulse_dagster.cancellations import cancel_expired
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import derived_write
-from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_locks
+from alphapulse_dagster.db.tables import signal_events, sync_audit_log, sync_locks
 from alphapulse_dagster.gaps import (
     GapResult,
     plan_gap_rows,
@@ -252,9 +252,11 @@ def _scope(
     with engine.connect() as conn:
         # the step's cursor advances to the projection's (safe) cursor, never further: a
         # registry row can hold newer events (inferred expiries) while an older id is still
-        # uncommitted. The scope still reaches the newest folded event.
+        # uncommitted. The scope still reaches the newest event of the log (a signal whose
+        # events are not folded yet is reconciled as the registry has it: a no-op or an
+        # early fill; its events come in the next cycle).
         head = read_cursor(conn)
-        newest = int(conn.execute(select(func.max(signals.c.last_event_id))).scalar() or 0)
+        newest = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
         ids = set(signals_after(conn, read_cursor(conn, cursor_name), max(head, newest)))
         ids.update(signal_ids or ())
         ids.update(changed)

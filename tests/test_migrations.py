@@ -45,14 +45,14 @@ def _signal(status: str, timestamp: datetime = T0, direction: str = "LONG") -> d
 
 def _check_schema(url: str) -> None:
     upgrade(url)
-    assert current_revision(url) == "0003"
+    assert current_revision(url) == "0004"
     engine = make_engine(url)
     try:
         tables = set(sa.inspect(engine).get_table_names())
         assert set(metadata.tables) <= tables
         # upgrading twice is a no-op
         upgrade(url)
-        assert current_revision(url) == "0003"
+        assert current_revision(url) == "0004"
     finally:
         engine.dispose()
 
@@ -64,6 +64,24 @@ def test_upgrade_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_upgrade_on_postgres(empty_pg_url: str) -> None:
     _check_schema(empty_pg_url)
+    engine = make_engine(empty_pg_url)
+    try:
+        with engine.connect() as conn:
+            lz4 = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
+                "AND 'lz4' = ANY(enumvals)"
+            ).scalar()
+            compression = conn.exec_driver_sql(
+                "SELECT attcompression FROM pg_attribute WHERE attrelid = 'signals'::regclass "
+                "AND attname = 'field_provenance'"
+            ).scalar()
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("signals")}
+    finally:
+        engine.dispose()
+    # 0004: provenance in lz4 where the server has it; the two unused indexes are gone
+    assert compression == ("l" if lz4 else "")
+    assert not indexes & {"ix_signals_last_event_id", "ix_signals_signal_time"}
+    assert {"ix_signals_status", "ix_signals_moment"} <= indexes
 
 
 def test_active_signal_unique_index(engine: sa.Engine) -> None:

@@ -204,8 +204,6 @@ signals = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_signals_status", "status"),
     Index("ix_signals_symbol_direction", "symbol", "direction"),
-    Index("ix_signals_signal_time", "signal_time"),
-    Index("ix_signals_last_event_id", "last_event_id"),
 )
 
 signal_gaps = Table(
