@@ -38,7 +38,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """Create the engine. SQLite files get their folder created and WAL mode; Postgres gets
     ``pool_pre_ping`` so a restarted server costs one failed checkout, not a failed run,
-    and ``jit=off``."""
+    ``jit=off`` and the session time zone UTC."""
     resolved = database_url(url)
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite":
@@ -49,8 +49,11 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         return engine
     # JIT compilation costs 100-300 ms on the sync's and the API's short aggregate queries
     # and never pays back at this size: off for the app's sessions
+    # Session time zone UTC: psycopg then returns timestamptz values with ``timezone.utc``
+    # (for a named zone such as the common server default 'Etc/UTC' it attaches a
+    # ZoneInfo, and every value read costs a conversion); instants are unchanged.
     connect_args = kwargs.setdefault("connect_args", {})
-    connect_args.setdefault("options", "-c jit=off")
+    connect_args.setdefault("options", "-c jit=off -c timezone=UTC")
     # JSONB documents (payloads, field provenance) decode with orjson: ~3x json.loads, and
     # a sync cycle decodes thousands of them
     kwargs.setdefault("json_deserializer", orjson.loads)
