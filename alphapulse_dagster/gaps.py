@@ -58,7 +58,6 @@ from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import (
     CLOSED,
     CONFIRMED,
-    EventRow,
     KnownEvents,
     chunked,
     price,
@@ -69,6 +68,7 @@ from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,
     latest_events,
+    latest_told,
     mfe_provenance,
     parse_trade_id,
 )
@@ -260,16 +260,11 @@ def _created_events(
     """Latest SIGNAL_CREATED per row: ids from the partial index for all, payloads only
     where a gap's fillability depends on them. ``known``: events already loaded, used
     where they tell (:meth:`KnownEvents.latest`)."""
-    told: dict[str, LatestEvent] = {}
-    asked: list[Mapping[str, Any]] = []
-    for row in rows:
-        events = known.get(row["signal_id"]) if known else None
-        found = False if events is None else events.latest("SIGNAL_CREATED")
-        if found is False:
-            asked.append(row)
-        elif isinstance(found, EventRow):
-            told[row["signal_id"]] = LatestEvent(found.event_id, found.event_time, found.payload)
-    return told | (_asked_created_events(conn, asked) if asked else {})
+    told, ask = latest_told([r["signal_id"] for r in rows], "SIGNAL_CREATED", known)
+    if not ask:
+        return told
+    asked = set(ask)
+    return told | _asked_created_events(conn, [r for r in rows if r["signal_id"] in asked])
 
 
 def _asked_created_events(

@@ -592,10 +592,9 @@ def refold_signals(
                     )
             full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
         if enrich is not None and full:
-            stored = {r["b_id"]: existing[r["b_id"]]["field_provenance"] for r in changed_rows}
             known = {i: KnownEvents(events[i], i not in resumable) for i in full}
             enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
-            _merge_enrichment(enrichment.updates, full, stored, new_rows, changed_rows)
+            _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
             audits.extend(enrichment.audits)
             if enrichment.after is not None:
                 after_writes.append(enrichment.after)
@@ -633,7 +632,6 @@ _EMPTY_ROW: dict[str, Any] = dict.fromkeys(signals.c.keys())
 def _merge_enrichment(
     extra: Sequence[Mapping[str, Any]],
     full: Mapping[str, dict[str, Any]],
-    stored_provenance: Mapping[str, Any],
     new_rows: list[dict[str, Any]],
     changed_rows: list[dict[str, Any]],
 ) -> None:

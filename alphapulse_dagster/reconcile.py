@@ -516,14 +516,12 @@ def latest_events(
     }
 
 
-def latest_known(
-    conn: Connection,
-    signal_ids: Sequence[str],
-    event_type: str,
-    known: Mapping[str, KnownEvents] | None = None,
-) -> dict[str, LatestEvent]:
-    """:func:`latest_events`, answered from events already loaded where they tell."""
-    out: dict[str, LatestEvent] = {}
+def latest_told(
+    signal_ids: Sequence[str], event_type: str, known: Mapping[str, KnownEvents] | None
+) -> tuple[dict[str, LatestEvent], list[str]]:
+    """The latest ``event_type`` event of each signal that ``known`` can tell (absent when
+    it tells there is none), and the ids whose answer only the database has."""
+    told: dict[str, LatestEvent] = {}
     ask: list[str] = []
     for signal_id in signal_ids:
         events = known.get(signal_id) if known else None
@@ -531,10 +529,19 @@ def latest_known(
         if found is False:
             ask.append(signal_id)
         elif isinstance(found, EventRow):
-            out[signal_id] = LatestEvent(found.event_id, found.event_time, found.payload)
-    if ask:
-        out.update(latest_events(conn, ask, event_type))
-    return out
+            told[signal_id] = LatestEvent(found.event_id, found.event_time, found.payload)
+    return told, ask
+
+
+def latest_known(
+    conn: Connection,
+    signal_ids: Sequence[str],
+    event_type: str,
+    known: Mapping[str, KnownEvents] | None = None,
+) -> dict[str, LatestEvent]:
+    """:func:`latest_events`, answered from events already loaded where they tell."""
+    told, ask = latest_told(signal_ids, event_type, known)
+    return told | (latest_events(conn, ask, event_type) if ask else {})
 
 
 TIER0_FIELDS: tuple[str, ...] = (

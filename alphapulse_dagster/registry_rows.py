@@ -6,13 +6,13 @@ and applying each step's writes to the in-memory copy saves two reads of wide ro
 the decoding of their provenance documents) per cycle.
 
 Valid only inside one :func:`sync_cycle.run_sync`: it holds the sync lock, and the sync is
-the only writer of ``signals``. Rows a step *inserts* are not cached (their server
-defaults are only known after a read). A cycle that fails drops the cache with it.
+the only writer of ``signals``. A row a step inserts is kept whole (every column, as the
+insert stores it). A cycle that fails drops the cache with it.
 :meth:`RegistryRows.stale` compares the cache with the database (tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -68,10 +68,6 @@ class RegistryRows:
         """Keep a row just inserted — the whole row, every column (within the limit)."""
         if row["signal_id"] in self._rows or len(self._rows) < self.limit:
             self._rows[row["signal_id"]] = row
-
-    def forget(self, signal_ids: Iterable[str]) -> None:
-        for signal_id in signal_ids:
-            self._rows.pop(signal_id, None)
 
     def stale(self, conn: Connection) -> dict[str, dict[str, tuple[Any, Any]]]:
         """Cached rows that differ from the database: ``{id: {column: (cached, stored)}}``."""

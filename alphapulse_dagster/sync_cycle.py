@@ -248,7 +248,10 @@ def _scope(
     time_driven: Callable[[Connection], Iterable[str]],
     full_extra: Callable[[Connection], Iterable[str]] | None = None,
     changed: Iterable[str] = (),
+    done: Iterable[str] = (),
 ) -> tuple[list[str], int]:
+    """The step's signals (see the module docstring), but those in ``done``, and the head
+    its cursor may advance to."""
     with engine.connect() as conn:
         # the step's cursor advances to the projection's (safe) cursor, never further: a
         # registry row can hold newer events (inferred expiries) while an older id is still
@@ -257,14 +260,14 @@ def _scope(
         # early fill; its events come in the next cycle).
         head = read_cursor(conn)
         newest = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name), max(head, newest)))
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name), newest))
         ids.update(signal_ids or ())
         ids.update(changed)
         if signal_ids is None or full:
             ids.update(time_driven(conn))
         if full and full_extra is not None:
             ids.update(full_extra(conn))
-    return sorted(ids), head
+    return sorted(ids.difference(done)), head
 
 
 def _advance(engine: Engine, cursor_name: str, head: int, now: datetime) -> None:
@@ -284,9 +287,8 @@ def reconcile_step(
 ) -> ReconcileResult:
     """Reconcile the signals in scope, but those in ``done`` (reconciled at ``now`` by
     this cycle's projection and unchanged since)."""
-    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids)
-    skip = set(done)
-    result = reconcile(engine, [i for i in ids if i not in skip], now, sync_run_id, cache=cache)
+    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids, done=done)
+    result = reconcile(engine, ids, now, sync_run_id, cache=cache)
     _advance(engine, RECONCILE_CURSOR, head, now)
     return result
 
@@ -315,9 +317,8 @@ def gap_step(
         lambda conn: time_driven_gap_ids(conn, now, config.hybrid_sync),
         lambda conn: stale_score_ids(conn, config.hybrid_sync),
         audited,
+        done,
     )
-    skip = set(done)
-    ids = [i for i in ids if i not in skip]
     result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync, cache=cache)
     _advance(engine, GAPS_CURSOR, head, now)
     _advance(engine, GAPS_AUDIT_CURSOR, audit_head, now)

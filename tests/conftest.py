@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,32 +63,37 @@ def _pg_url(name: str) -> str:
     return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
+@contextmanager
+def _scratch_pg_database(admin: sa.Engine, migrated: bool = True) -> Iterator[str]:
+    name = _new_pg_database(admin)
+    url = _pg_url(name)
+    if migrated:
+        upgrade(url)
+    try:
+        yield url
+    finally:
+        _drop_pg_database(admin, name)
+
+
 @pytest.fixture
 def pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
     """A fresh, migrated Postgres database for one test."""
-    name = _new_pg_database(pg_admin_engine)
-    url = _pg_url(name)
-    upgrade(url)
-    yield url
-    _drop_pg_database(pg_admin_engine, name)
+    with _scratch_pg_database(pg_admin_engine) as url:
+        yield url
 
 
 @pytest.fixture
 def second_pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
     """Another fresh, migrated Postgres database (for comparing two runs)."""
-    name = _new_pg_database(pg_admin_engine)
-    url = _pg_url(name)
-    upgrade(url)
-    yield url
-    _drop_pg_database(pg_admin_engine, name)
+    with _scratch_pg_database(pg_admin_engine) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_pg_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
     """A fresh Postgres database with no schema (for migration tests)."""
-    name = _new_pg_database(pg_admin_engine)
-    yield _pg_url(name)
-    _drop_pg_database(pg_admin_engine, name)
+    with _scratch_pg_database(pg_admin_engine, migrated=False) as url:
+        yield url
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def _recordset(  # type: ignore[no-untyped-def]
         types = {key: table.primary_key.columns[0].type, **types}
     doc = [{c: _json_ready(row[c]) for c in types} for row in rows]
     # serialised here with orjson (~10x the stdlib encoder on these documents)
-    text = orjson.dumps(doc, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
+    text = _orjson_dumps(doc).decode()
     return (
         func.jsonb_to_recordset(cast(literal(text, Text()), JSONB))
         .table_valued(*(sql_column(c, t) for c, t in types.items()))
