@@ -42,9 +42,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alphapulse_dagster.clock import as_utc
 from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
+from alphapulse_dagster.db.write_behind import write_behind
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -77,6 +77,7 @@ PROJECTED_COLUMNS: tuple[str, ...] = (
     "cancelled_at",
     "first_event_id",
     "last_event_id",
+    "folded_until",
 )
 # Projection-owned, but the sync may fill them while no event carries them; an event value
 # always wins, an empty fold result keeps the sync's value.
@@ -296,6 +297,9 @@ def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) ->
             row["source"] = next((e.source for e in created), row["source"])
         row["trade_id"] = row["trade_id"] or next((e.trade_id for e in ordered if e.trade_id), None)
         row["last_event_id"] = max(row["last_event_id"], *(e.event_id for e in ordered))
+        if ordered:  # (can_resume: they all sort after the row's folded_until)
+            held = row["folded_until"]
+            row["folded_until"] = max(ordered[-1].event_time, held or ordered[-1].event_time)
     else:
         first = min(ordered, key=lambda e: e.event_id)
         authored = [e for e in ordered if not e.inferred] or ordered
@@ -305,6 +309,7 @@ def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) ->
         row["symbol"] = first.symbol
         row["first_event_id"] = first.event_id
         row["last_event_id"] = max(e.event_id for e in ordered)
+        row["folded_until"] = ordered[-1].event_time
     row["field_provenance"] = provenance
     row["data_confidence"] = mean_confidence(provenance)
     return row
@@ -332,9 +337,9 @@ def _fold_state(
 @dataclass(frozen=True)
 class EventSpan:
     """What :func:`can_resume` needs of a signal's events, relative to its stored row
-    (``last`` = the row's ``last_event_id``): the latest event time among the events up to
-    ``last``, the earliest among those after it, and whether any event up to ``last`` is
-    past the projection cursor."""
+    (``last`` = the row's ``last_event_id``): the latest event time among the folded events
+    (the row's ``folded_until``), the earliest among those after ``last``, and whether any
+    event up to ``last`` is past the projection cursor."""
 
     folded_until: datetime | None
     fresh_from: datetime | None
@@ -357,31 +362,14 @@ def can_resume(stored: Mapping[str, Any] | None, span: EventSpan | None) -> bool
     return span.fresh_from >= span.folded_until
 
 
-def event_spans(conn: Connection, signal_ids: Sequence[str], after: int) -> dict[str, EventSpan]:
-    """:class:`EventSpan` of each of ``signal_ids`` that has a registry row — one grouped
-    query over the (signal_id, event_time) index, no payloads."""
-    e = signal_events.c
-    folded = e.event_id <= signals.c.last_event_id
-    query = (
-        select(
-            e.signal_id,
-            func.max(e.event_time).filter(folded),
-            func.min(e.event_time).filter(~folded),
-            func.count().filter(folded, e.event_id > after),
-        )
-        .join(signals, signals.c.signal_id == e.signal_id)
-        # both sides by key: index lookups, never a scan of the registry
-        .where(in_ids(conn, e.signal_id, signal_ids), in_ids(conn, signals.c.signal_id, signal_ids))
-        .group_by(e.signal_id)
-    )
-    return {
-        signal_id: EventSpan(
-            None if until is None else as_utc(until),
-            None if start is None else as_utc(start),
-            bool(unseen),
-        )
-        for signal_id, until, start, unseen in conn.execute(query).all()
-    }
+def span_of(stored: Mapping[str, Any], recent: Sequence[EventRow], after: int) -> EventSpan:
+    """The :class:`EventSpan` of a stored row from its ``recent`` events — those with an id
+    above ``min(stored["last_event_id"], after)`` (:func:`_recent_events`): the ones above
+    ``last_event_id`` are new, the others lie in ``(after, last_event_id]``, unseen."""
+    last = stored["last_event_id"]
+    fresh = [e.event_time for e in recent if e.event_id > last]
+    unseen = any(after < e.event_id <= last for e in recent)
+    return EventSpan(stored["folded_until"], min(fresh, default=None), unseen)
 
 
 def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
@@ -462,15 +450,20 @@ def _events_where(
     return grouped
 
 
-def _fresh_events(conn: Connection, signal_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-    """The events of ``signal_ids`` past their registry row's ``last_event_id``."""
+def _recent_events(
+    conn: Connection, signal_ids: Sequence[str], after: int
+) -> dict[str, list[EventRow]]:
+    """The events of ``signal_ids`` (with a registry row) whose id is above the smaller of
+    their row's ``last_event_id`` and the cursor ``after``: the new ones, and any that
+    the row may not hold (:func:`span_of`)."""
     if not signal_ids:
         return {}
     return _events_where(
         conn,
         in_ids(conn, signal_events.c.signal_id, signal_ids),
         in_ids(conn, signals.c.signal_id, signal_ids),
-        signal_events.c.event_id > signals.c.last_event_id,
+        # event_id > min(last_event_id, after), in a form both dialects have
+        (signal_events.c.event_id > signals.c.last_event_id) | (signal_events.c.event_id > after),
         join=True,
     )
 
@@ -525,6 +518,8 @@ def refold_signals(
     after: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
+    reader: Connection | None = None,
+    chunk_size: int = CHUNK,
 ) -> tuple[int, int, int]:
     """Re-fold ``signal_ids`` and write the rows that changed.
 
@@ -537,83 +532,114 @@ def refold_signals(
     ``enrich``: called with the full rows the fold inserts or changes, *before* they are
     written (the sync's reconciliation): it updates them in place and returns its own
     ``UPDATE`` rows and audit rows, which are written with the fold's — one write per
-    row instead of two. Returns (inserted, updated, reopened)."""
+    row instead of two.
+
+    ``reader``: a second connection (Postgres) for every read. The writes of a chunk then
+    run on ``conn`` in the background (:mod:`~alphapulse_dagster.db.write_behind`) while
+    the next chunk is read and planned — chunks are disjoint sets of signals, and nothing
+    a chunk reads is written by another. Without it, everything runs on ``conn``, in turn.
+    Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
-    inserted = updated = reopened = 0
-    for chunk in chunked(ids):
-        existing = load_rows(conn, chunk, cache)
-        resumable: set[str] = set()
-        if after is not None:
-            spans = event_spans(conn, chunk, after)
-            resumable = {i for i in chunk if can_resume(existing.get(i), spans.get(i))}
-        events = load_events(conn, [i for i in chunk if i not in resumable])
-        events.update(_fresh_events(conn, sorted(resumable)))
-        new_rows: list[dict[str, Any]] = []
-        changed_rows: list[dict[str, Any]] = []
-        audits: list[dict[str, Any]] = []
-        full: dict[str, dict[str, Any]] = {}  # each written row as it will be stored
-        after_writes: list[Callable[[Connection], None]] = []
-        for signal_id in chunk:
-            if signal_id not in events:
-                continue
-            old = existing.get(signal_id)
-            resume = old if signal_id in resumable else None
-            row = merge_with_existing(fold(events[signal_id], resume), old)
-            if old is None:
-                new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
-                full[signal_id] = {**_EMPTY_ROW, **new_rows[-1]}
-                continue
-            if _comparable(row) == _comparable(old):
-                continue
-            written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
-            changed = {c: row[c] for c in written if row[c] != old.get(c)}
-            if "field_provenance" in changed:
-                changed["field_provenance"] = json_merge(
-                    old["field_provenance"], changed["field_provenance"]
+    counts = [0, 0, 0]  # inserted, updated, reopened
+    read = conn if reader is None else reader
+    with write_behind(conn, threaded=reader is not None) as writer:
+        for chunk in chunked(ids, chunk_size):
+            plan = _refold_chunk(read, chunk, now, sync_run_id, after, cache, enrich, counts)
+            writer.submit(plan)
+    return counts[0], counts[1], counts[2]
+
+
+def _refold_chunk(
+    conn: Connection,
+    chunk: Sequence[str],
+    now: datetime,
+    sync_run_id: str | None,
+    after: int | None,
+    cache: RegistryRows | None,
+    enrich: Enrich | None,
+    counts: list[int],
+) -> Callable[[Connection], None]:
+    """Read and plan one chunk through ``conn``; return its writes (for any connection in
+    the same database) — see :func:`refold_signals`."""
+    existing = load_rows(conn, chunk, cache)
+    events: dict[str, list[EventRow]] = {}
+    if after is not None:
+        recent = _recent_events(conn, [i for i in chunk if i in existing], after)
+        for signal_id, candidates in recent.items():
+            stored = existing[signal_id]
+            if can_resume(stored, span_of(stored, candidates, after)):
+                events[signal_id] = candidates  # all new: none is unseen
+    resumable = set(events)
+    events.update(load_events(conn, [i for i in chunk if i not in resumable]))
+    new_rows: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    full: dict[str, dict[str, Any]] = {}  # each written row as it will be stored
+    after_writes: list[Callable[[Connection], None]] = []
+    for signal_id in chunk:
+        if signal_id not in events:
+            continue
+        old = existing.get(signal_id)
+        resume = old if signal_id in resumable else None
+        row = merge_with_existing(fold(events[signal_id], resume), old)
+        if old is None:
+            new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
+            full[signal_id] = {**_EMPTY_ROW, **new_rows[-1]}
+            continue
+        if _comparable(row) == _comparable(old):
+            continue
+        written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
+        changed = {c: row[c] for c in written if row[c] != old.get(c)}
+        if "field_provenance" in changed:
+            changed["field_provenance"] = json_merge(
+                old["field_provenance"], changed["field_provenance"]
+            )
+        changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
+        if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
+            counts[2] += 1
+            if sync_run_id is not None:
+                audits.append(
+                    {
+                        "sync_run_id": sync_run_id,
+                        "signal_id": signal_id,
+                        "field": "status",
+                        "old_value": {"status": old["status"], "reason": EXPIRED},
+                        "new_value": {"status": row["status"]},
+                        "tier": "event",
+                        "confidence": 1.0,
+                        "old_confidence": float(old["status_confidence"]),
+                        "reason": "late ENTRY re-opens an inferred expiry "
+                        f"({row['field_provenance']['status']['source']})",
+                        "action_timestamp": now,
+                    }
                 )
-            changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
-            if _is_inferred_cancel(old) and row["status"] in (CONFIRMED, CLOSED):
-                reopened += 1
-                if sync_run_id is not None:
-                    audits.append(
-                        {
-                            "sync_run_id": sync_run_id,
-                            "signal_id": signal_id,
-                            "field": "status",
-                            "old_value": {"status": old["status"], "reason": EXPIRED},
-                            "new_value": {"status": row["status"]},
-                            "tier": "event",
-                            "confidence": 1.0,
-                            "old_confidence": float(old["status_confidence"]),
-                            "reason": "late ENTRY re-opens an inferred expiry "
-                            f"({row['field_provenance']['status']['source']})",
-                            "action_timestamp": now,
-                        }
-                    )
-            full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
-        if enrich is not None and full:
-            known = {i: KnownEvents(events[i], i not in resumable) for i in full}
-            enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
-            _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
-            audits.extend(enrichment.audits)
-            if enrichment.after is not None:
-                after_writes.append(enrichment.after)
-        if cache is not None:  # last: an ``existing`` row may be the cached row itself
-            for changed in changed_rows:
-                cache.record(changed["b_id"], full[changed["b_id"]])
-            for new in new_rows:
-                cache.put(full[new["signal_id"]])
+        full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
+    if enrich is not None and full:
+        known = {i: KnownEvents(events[i], i not in resumable) for i in full}
+        enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
+        _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
+        audits.extend(enrichment.audits)
+        if enrichment.after is not None:
+            after_writes.append(enrichment.after)
+    if cache is not None:  # last: an ``existing`` row may be the cached row itself
+        for changed in changed_rows:
+            cache.record(changed["b_id"], full[changed["b_id"]])
+        for new in new_rows:
+            cache.put(full[new["signal_id"]])
+    counts[0] += len(new_rows)
+    counts[1] += len(changed_rows)
+
+    def write(conn: Connection) -> None:
         if new_rows:
             insert_rows(conn, signals, new_rows)
-            inserted += len(new_rows)
         if changed_rows:
             update_by_id(conn, changed_rows)
-            updated += len(changed_rows)
         if audits:
             insert_rows(conn, sync_audit_log, audits)
-        for write in after_writes:
-            write(conn)
-    return inserted, updated, reopened
+        for later in after_writes:
+            later(conn)
+
+    return write
 
 
 class Enrichment(NamedTuple):
@@ -674,10 +700,12 @@ def project_log(
     head: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
+    reader: Connection | None = None,
+    chunk_size: int = CHUNK,
 ) -> ProjectionResult:
     """Catch the registry up with the log: re-fold every signal with events in
     ``(cursor, head]``, then advance the ``lifecycle`` cursor to ``head`` (same transaction
-    as the rows).
+    as the rows). ``reader``, ``chunk_size``: see :func:`refold_signals`.
 
     ``head``: the log's safe head (:func:`alphapulse_dagster.log_horizon.safe_head`),
     computed in an earlier transaction. With several writers on Postgres this is what
@@ -700,7 +728,7 @@ def project_log(
         )
     ]
     inserted, updated, reopened = refold_signals(
-        conn, ids, now, sync_run_id, after=cursor, cache=cache, enrich=enrich
+        conn, ids, now, sync_run_id, cursor, cache, enrich, reader, chunk_size
     )
     write_cursor(conn, head, now)
     return ProjectionResult(len(ids), inserted, updated, reopened, head)

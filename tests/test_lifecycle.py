@@ -18,6 +18,7 @@ from alphapulse_dagster.lifecycle import (
     fold,
     project_log,
     rebuild_registry,
+    span_of,
 )
 from alphapulse_dagster.sync_cycle import run_sync
 
@@ -76,12 +77,9 @@ def _random_history(rng: random.Random) -> list[EventRow]:
 
 
 def _span(history: list[EventRow], stored: dict, after: int) -> EventSpan:  # type: ignore[type-arg]
-    """What ``event_spans`` computes in SQL, for one in-memory history."""
-    last = stored["last_event_id"]
-    folded = [e.event_time for e in history if e.event_id <= last]
-    fresh = [e.event_time for e in history if e.event_id > last]
-    unseen = any(after < e.event_id <= last for e in history)
-    return EventSpan(max(folded, default=None), min(fresh, default=None), unseen)
+    """``span_of`` over the events ``_recent_events`` would load for this history."""
+    floor = min(stored["last_event_id"], after)
+    return span_of(stored, [e for e in history if e.event_id > floor], after)
 
 
 def test_resuming_the_fold_from_the_stored_row_equals_a_full_fold() -> None:
@@ -95,7 +93,24 @@ def test_resuming_the_fold_from_the_stored_row_equals_a_full_fold() -> None:
                 continue
             resumed += 1
             assert fold(history[k:], resume=stored) == fold(history), history
+        assert fold(history)["folded_until"] == max(e.event_time for e in history)
     assert resumed > 1000  # the shortcut is exercised, in every kind of history
+
+
+def test_span_of_a_stored_row() -> None:
+    """New events are those past the row's last_event_id; one at or below it but past the
+    cursor is unseen (the row may not hold it); the folded time is the row's own."""
+    history = [
+        EventRow(i, "tradingview", "MFE_UPDATE", SID, TID, "BTCUSDT", T0 + i * H, {"mfe": 0.1})
+        for i in range(1, 8)
+    ]
+    stored = {"last_event_id": 5, "folded_until": T0 + 5 * H}
+    assert span_of(stored, history[5:], after=5) == EventSpan(T0 + 5 * H, T0 + 6 * H, False)
+    # cursor at 3, row holds up to 5 (an inferred expiry folded past the cursor)
+    assert span_of(stored, history[3:], after=3) == EventSpan(T0 + 5 * H, T0 + 6 * H, True)
+    # the row is behind the cursor: every recent event is new
+    assert span_of(stored, history[5:], after=6) == EventSpan(T0 + 5 * H, T0 + 6 * H, False)
+    assert span_of(stored, [], after=5).fresh_from is None
 
 
 def test_entry_before_signal_created_yields_one_confirmed_row(engine: sa.Engine) -> None:

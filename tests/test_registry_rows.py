@@ -153,14 +153,22 @@ def _two_sqlite_databases(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    ("backend", "chunk"),
+    [
+        ("sqlite", 250),
+        pytest.param("postgres", 250, marks=pytest.mark.postgres),
+        # several chunks: each one's writes run behind the next one's reads (write-behind)
+        pytest.param("postgres", 4, marks=pytest.mark.postgres),
+    ],
 )
 def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, chunk: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """``run_sync`` reconciles the projected rows before writing them (one write per row);
     the Dagster job's assets write the projection, then reconcile. Same registry, gaps and
     audit trail after every kind of cycle."""
+    sync = CONFIG.hybrid_sync.model_copy(update={"projection_chunk": chunk})
+    config = CONFIG.model_copy(update={"hybrid_sync": sync})
     if backend == "postgres":
         urls = [request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")]
     else:
@@ -181,9 +189,12 @@ def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
             if n == 1:
                 for en in (fused, stepwise):
                     append(en, *_later_events(trades))
-            report = run_sync(fused, CONFIG, sync_run_id=f"f{n}", **cycle)
+            cache = RegistryRows()
+            report = run_sync(fused, config, sync_run_id=f"f{n}", cache=cache, **cycle)
             _stepwise(stepwise, CONFIG, run_id=f"s{n}", **cycle)
             assert _state(fused) == _state(stepwise), n
+            with fused.connect() as conn:
+                assert cache.stale(conn) == {}
             if n < 2:  # the projection's rows were reconciled before being written
                 assert report.lifecycle.reconciled.fields_changed > 0
     finally:

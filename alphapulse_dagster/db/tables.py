@@ -202,6 +202,13 @@ signals = Table(
     Column("first_event_id", BigId, nullable=False),
     Column("last_event_id", BigId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # the fold resumes from the row when new events sort after this (lifecycle.can_resume)
+    Column(
+        "folded_until",
+        UtcDateTime,
+        nullable=True,
+        comment="latest event_time among the folded events",
+    ),
     Index("ix_signals_status", "status"),
     Index("ix_signals_symbol_direction", "symbol", "direction"),
 )
@@ -218,7 +225,14 @@ signal_gaps = Table(
     Column("detected_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime, nullable=True),
     Column("sync_run_id", String(64), nullable=True),
-    Index("ix_signal_gaps_open", "signal_id", "gap_type"),
+    # every look-up by signal wants the open gaps; resolved ones pile up with history
+    Index(
+        "ix_signal_gaps_open",
+        "signal_id",
+        "gap_type",
+        postgresql_where=text("resolved_at IS NULL"),
+        sqlite_where=text("resolved_at IS NULL"),
+    ),
 )
 
 # Running aggregates behind the health report (SPEC §9), per hour of each signal's moment
