@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -88,8 +88,7 @@ GAP_TYPES: tuple[str, ...] = (
 METADATA_FIELDS: tuple[str, ...] = ("session", "market_state", "signal_time", "direction")
 
 
-@dataclass(frozen=True)
-class Gap:
+class Gap(NamedTuple):
     signal_id: str
     gap_type: str
     kind: str  # actionable | expected

@@ -101,8 +101,9 @@ PROVENANCED_COLUMNS: tuple[str, ...] = (
 CHUNK = 2000
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One ``signal_events`` row (a tuple: a cycle loads thousands)."""
+
     event_id: int
     source: str
     event_type: str
@@ -117,8 +118,7 @@ class EventRow:
         return self.event_type == "CANCELLED" and self.payload.get("inferred") is True
 
 
-@dataclass(frozen=True)
-class KnownEvents:
+class KnownEvents(NamedTuple):
     """A signal's events that a fold loaded: all of them (``complete``), or only those past
     its stored row's last folded event — whose ids are above every folded one, so the
     latest event of a type is known whenever one of them has that type."""
@@ -323,8 +323,9 @@ def _fold_state(
     "event") was empty for the fold — and whether an explicit CANCELLED was applied (the
     only way to hold CANCELLED at confidence 1.0)."""
     held: Mapping[str, Any] = stored["field_provenance"] or {}
+    # the entries are shared, not copied: the fold replaces an entry, never edits one
     provenance = {
-        c: dict(v) for c, v in held.items() if c in PROVENANCED_COLUMNS and v.get("tier") == "event"
+        c: v for c, v in held.items() if c in PROVENANCED_COLUMNS and v.get("tier") == "event"
     }
     row = {c: stored[c] for c in PROJECTED_COLUMNS}
     for column in SHARED_COLUMNS:
@@ -334,8 +335,7 @@ def _fold_state(
     return row, provenance, explicit
 
 
-@dataclass(frozen=True)
-class EventSpan:
+class EventSpan(NamedTuple):
     """What :func:`can_resume` needs of a signal's events, relative to its stored row
     (``last`` = the row's ``last_event_id``): the latest event time among the folded events
     (the row's ``folded_until``), the earliest among those after ``last``, and whether any
@@ -494,12 +494,8 @@ def write_cursor(conn: Connection, last_event_id: int, now: datetime, name: str 
     )
 
 
-def _comparable(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = {c: row.get(c) for c in PROJECTED_COLUMNS}
-    out["field_provenance"] = row.get("field_provenance") or {}
-    for shared in SHARED_COLUMNS:
-        out[shared] = row.get(shared)
-    return out
+# the columns a re-fold writes
+_WRITTEN: tuple[str, ...] = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
 
 
 def _is_inferred_cancel(row: Mapping[str, Any]) -> bool:
@@ -586,10 +582,11 @@ def _refold_chunk(
             new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
             full[signal_id] = {**_EMPTY_ROW, **new_rows[-1]}
             continue
-        if _comparable(row) == _comparable(old):
+        changed = {c: row[c] for c in _WRITTEN if row[c] != old.get(c)}
+        # data_confidence follows the provenance (a float mean: equal documents in another
+        # key order may differ in the last bit) — alone, it is no change
+        if not changed.keys() - {"data_confidence"}:
             continue
-        written = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
-        changed = {c: row[c] for c in written if row[c] != old.get(c)}
         if "field_provenance" in changed:
             changed["field_provenance"] = json_merge(
                 old["field_provenance"], changed["field_provenance"]
@@ -613,7 +610,7 @@ def _refold_chunk(
                         "action_timestamp": now,
                     }
                 )
-        full[signal_id] = {**old, **{c: row[c] for c in written}, "updated_at": now}
+        full[signal_id] = {**old, **{c: row[c] for c in _WRITTEN}, "updated_at": now}
     if enrich is not None and full:
         known = {i: KnownEvents(events[i], i not in resumable) for i in full}
         enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
@@ -623,7 +620,7 @@ def _refold_chunk(
             after_writes.append(enrichment.after)
     if cache is not None:  # last: an ``existing`` row may be the cached row itself
         for changed in changed_rows:
-            cache.record(changed["b_id"], full[changed["b_id"]])
+            cache.record(full[changed["b_id"]])
         for new in new_rows:
             cache.put(full[new["signal_id"]])
     counts[0] += len(new_rows)

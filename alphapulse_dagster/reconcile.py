@@ -100,6 +100,7 @@ SYNC_FIELDS: tuple[str, ...] = (
     "target_hit",
     "stop_hit",
 )
+_FIELD_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SYNC_FIELDS)}
 REFRESHABLE: frozenset[str] = frozenset(
     ("mfe", "mae", "mfe_price", "mae_price", "highest", "lowest", "target_hit", "stop_hit")
 )
@@ -311,8 +312,7 @@ class Candidate(NamedTuple):
         return TIER_CONFIDENCE[self.tier]
 
 
-@dataclass(frozen=True)
-class FieldChange:
+class FieldChange(NamedTuple):
     signal_id: str
     field: str
     old: Any
@@ -324,8 +324,7 @@ class FieldChange:
     reason: str
 
 
-@dataclass(frozen=True)
-class LatestEvent:
+class LatestEvent(NamedTuple):
     event_id: int
     event_time: datetime
     payload: Mapping[str, Any]
@@ -451,8 +450,9 @@ def plan_changes(
     measured a different value."""
     provenance: Mapping[str, Any] = row["field_provenance"] or {}
     changes: list[FieldChange] = []
-    for name in SYNC_FIELDS:
-        options = proposals.get(name)
+    # the offered fields only (a handful of the SYNC_FIELDS), in SYNC_FIELDS order
+    for name in sorted(proposals.keys() & _FIELD_RANK.keys(), key=_FIELD_RANK.__getitem__):
+        options = proposals[name]
         if not options:
             continue
         best = options[0]
@@ -638,6 +638,8 @@ def plan_rows(
     its whole new provenance). Reads events and candles, never ``signals``; ``known``:
     events the caller loaded (the fold's), which answer "latest of a type" where they can."""
     ids = [r["signal_id"] for r in rows if needs_tier0(r)]
+    # a row that needs no Tier 0 has every phase-1 field held at 1.0: nothing to do there
+    phase1 = set(ids)
     created = latest_known(conn, ids, "SIGNAL_CREATED", known) if ids else {}
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
     snapshots = latest_known(conn, confirmed, "MFE_UPDATE", known) if confirmed else {}
@@ -655,6 +657,8 @@ def plan_rows(
         # phase 1: identity, levels and metadata; phase 2: excursions, which need the
         # targets / stop that phase 1 may just have filled
         for measuring in (False, True):
+            if not measuring and signal_id not in phase1:
+                continue
             measured = None
             if measuring and _needs_candles(work):
                 measured = candle_excursion(work, candle_data.get(work["symbol"]), now)

@@ -12,7 +12,7 @@ insert stores it). A cycle that fails drops the cache with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -58,11 +58,11 @@ class RegistryRows:
             i: self._rows.get(i) or fresh[i] for i in signal_ids if i in self._rows or i in fresh
         }
 
-    def record(self, signal_id: str, values: Mapping[str, Any]) -> None:
-        """Apply values just written to ``signal_id``'s row (a no-op if not cached)."""
-        row = self._rows.get(signal_id)
-        if row is not None:
-            row.update(values)
+    def record(self, row: dict[str, Any]) -> None:
+        """Keep ``row`` — the whole row as just written — in place of the cached one (a
+        no-op if that signal is not cached)."""
+        if row["signal_id"] in self._rows:
+            self._rows[row["signal_id"]] = row
 
     def put(self, row: dict[str, Any]) -> None:
         """Keep a row just inserted — the whole row, every column (within the limit)."""

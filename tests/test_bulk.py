@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from alphapulse_dagster.db.bulk import COPY_MIN, insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.bulk import COPY_MIN, in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.types import JsonDoc, UtcDateTime
 
 meta = sa.MetaData()
@@ -98,3 +98,19 @@ def test_insert_rows_stores_the_same_values_by_copy_and_by_statement(engine: sa.
             sa.select(sa.func.count()).select_from(things).where(things.c.doc.is_(None))
         ).scalar()
     assert sql_nulls == 0  # every JSON None is stored as JSON 'null', by either path
+
+
+def test_in_ids_selects_exactly_the_given_ids_whatever_their_text(engine: sa.Engine) -> None:
+    """On Postgres the ids travel as one array literal: quotes, backslashes, commas,
+    braces, the word NULL, empty and non-ASCII text must all round-trip."""
+    meta.create_all(engine)
+    nasty = ['a"b', "c\\d", "e,f", "{g}", "NULL", "", "h i", 'j\\"k', "ü:€", "BTC:1_LONG"]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(things), [{"thing_id": i} for i in [*nasty, "other", "x"]])
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(things.c.thing_id).where(in_ids(conn, things.c.thing_id, nasty))
+        ).scalars()
+        assert sorted(found) == sorted(nasty)
+        none = conn.execute(sa.select(things.c.thing_id).where(in_ids(conn, things.c.thing_id, [])))
+        assert none.all() == []

@@ -71,10 +71,20 @@ def is_postgres(conn: Connection) -> bool:
 
 
 def in_ids(conn: Connection, column: ColumnElement[Any], ids: Collection[Any]) -> Any:
-    """``column IN ids`` — on Postgres ``column = ANY(:array)``, one parameter."""
+    """``column IN ids`` — on Postgres ``column = ANY(:array)``, one parameter: the array
+    as its text literal (:func:`array_literal`), parsed by the server."""
     if is_postgres(conn):
-        return column == any_(literal(list(ids), ARRAY(column.type)))
+        text = literal(array_literal(ids), Text())
+        return column == any_(cast(text, ARRAY(column.type)))
     return column.in_(list(ids))
+
+
+def array_literal(values: Collection[Any]) -> str:
+    """A Postgres array literal of ``values``, each element double-quoted (backslash and
+    double quote escaped), so any text round-trips: ``{"a","b \\"c\\""}``. Built with one
+    join — psycopg adapts a Python list element by element, ~2 ms per 1,000 ids."""
+    quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{q}"' for q in quoted) + "}"
 
 
 def _json_ready(value: Any) -> Any:
