@@ -190,10 +190,6 @@ class HybridSyncConfig(_Model):
     sensor_batch_limit: int = Field(default=500, ge=1)
     # how long the projection's barrier on signal_events may make writers wait (log_horizon)
     log_barrier_timeout_ms: int = Field(default=2000, gt=0)
-    # signals per chunk of the projection: on Postgres a chunk's writes run while the
-    # next chunk is read and planned (lifecycle.refold_signals); each chunk commits with
-    # the rest of the projection
-    projection_chunk: int = Field(default=250, ge=1)
     gap_rules: dict[str, GapRule] = DEFAULT_GAP_RULES
     health: HealthThresholds = HealthThresholds()
 

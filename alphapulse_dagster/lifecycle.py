@@ -44,7 +44,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
-from alphapulse_dagster.db.write_behind import write_behind
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -514,8 +513,6 @@ def refold_signals(
     after: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
-    reader: Connection | None = None,
-    chunk_size: int = CHUNK,
 ) -> tuple[int, int, int]:
     """Re-fold ``signal_ids`` and write the rows that changed.
 
@@ -528,20 +525,12 @@ def refold_signals(
     ``enrich``: called with the full rows the fold inserts or changes, *before* they are
     written (the sync's reconciliation): it updates them in place and returns its own
     ``UPDATE`` rows and audit rows, which are written with the fold's — one write per
-    row instead of two.
-
-    ``reader``: a second connection (Postgres) for every read. The writes of a chunk then
-    run on ``conn`` in the background (:mod:`~alphapulse_dagster.db.write_behind`) while
-    the next chunk is read and planned — chunks are disjoint sets of signals, and nothing
-    a chunk reads is written by another. Without it, everything runs on ``conn``, in turn.
-    Returns (inserted, updated, reopened)."""
+    row instead of two. Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     counts = [0, 0, 0]  # inserted, updated, reopened
-    read = conn if reader is None else reader
-    with write_behind(conn, threaded=reader is not None) as writer:
-        for chunk in chunked(ids, chunk_size):
-            plan = _refold_chunk(read, chunk, now, sync_run_id, after, cache, enrich, counts)
-            writer.submit(plan)
+    for chunk in chunked(ids):
+        write = _refold_chunk(conn, chunk, now, sync_run_id, after, cache, enrich, counts)
+        write(conn)
     return counts[0], counts[1], counts[2]
 
 
@@ -555,8 +544,7 @@ def _refold_chunk(
     enrich: Enrich | None,
     counts: list[int],
 ) -> Callable[[Connection], None]:
-    """Read and plan one chunk through ``conn``; return its writes (for any connection in
-    the same database) — see :func:`refold_signals`."""
+    """Read and plan one chunk; return its writes — see :func:`refold_signals`."""
     existing = load_rows(conn, chunk, cache)
     events: dict[str, list[EventRow]] = {}
     if after is not None:
@@ -697,12 +685,10 @@ def project_log(
     head: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
-    reader: Connection | None = None,
-    chunk_size: int = CHUNK,
 ) -> ProjectionResult:
     """Catch the registry up with the log: re-fold every signal with events in
     ``(cursor, head]``, then advance the ``lifecycle`` cursor to ``head`` (same transaction
-    as the rows). ``reader``, ``chunk_size``: see :func:`refold_signals`.
+    as the rows).
 
     ``head``: the log's safe head (:func:`alphapulse_dagster.log_horizon.safe_head`),
     computed in an earlier transaction. With several writers on Postgres this is what
@@ -725,7 +711,7 @@ def project_log(
         )
     ]
     inserted, updated, reopened = refold_signals(
-        conn, ids, now, sync_run_id, cursor, cache, enrich, reader, chunk_size
+        conn, ids, now, sync_run_id, after=cursor, cache=cache, enrich=enrich
     )
     write_cursor(conn, head, now)
     return ProjectionResult(len(ids), inserted, updated, reopened, head)

@@ -228,35 +228,16 @@ def lifecycle_step(
 
     # the safe head, in its own transaction before the projection's (log_horizon)
     head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
-    with _reader(engine) as reader, derived_write(engine) as conn:
+    with derived_write(engine) as conn:
         # barrier timed out: the cursor is its own head, nothing new is projected this time
         head = read_cursor(conn) if head is None else head
         result.projection = project_log(
-            conn,
-            now,
-            sync_run_id,
-            head,
-            cache,
-            enrich if reconcile else None,
-            reader,
-            config.hybrid_sync.projection_chunk,
+            conn, now, sync_run_id, head, cache=cache, enrich=enrich if reconcile else None
         )
     with derived_write(engine) as conn:
         scope = None if full or signal_ids is None else signal_ids
         result.expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
     return result
-
-
-@contextmanager
-def _reader(engine: Engine) -> Iterator[Connection | None]:
-    """A second connection for the projection's reads, so that its writes can run behind
-    them (``lifecycle.refold_signals``) — Postgres only; SQLite has one writer and gains
-    nothing (None: reads and writes on the one connection)."""
-    if engine.dialect.name != "postgresql":
-        yield None
-        return
-    with engine.connect() as reader:
-        yield reader
 
 
 def _scope(

@@ -153,22 +153,14 @@ def _two_sqlite_databases(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "chunk"),
-    [
-        ("sqlite", 250),
-        pytest.param("postgres", 250, marks=pytest.mark.postgres),
-        # several chunks: each one's writes run behind the next one's reads (write-behind)
-        pytest.param("postgres", 4, marks=pytest.mark.postgres),
-    ],
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
-    backend: str, chunk: int, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """``run_sync`` reconciles the projected rows before writing them (one write per row);
     the Dagster job's assets write the projection, then reconcile. Same registry, gaps and
     audit trail after every kind of cycle."""
-    sync = CONFIG.hybrid_sync.model_copy(update={"projection_chunk": chunk})
-    config = CONFIG.model_copy(update={"hybrid_sync": sync})
     if backend == "postgres":
         urls = [request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")]
     else:
@@ -190,7 +182,7 @@ def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
                 for en in (fused, stepwise):
                     append(en, *_later_events(trades))
             cache = RegistryRows()
-            report = run_sync(fused, config, sync_run_id=f"f{n}", cache=cache, **cycle)
+            report = run_sync(fused, CONFIG, sync_run_id=f"f{n}", cache=cache, **cycle)
             _stepwise(stepwise, CONFIG, run_id=f"s{n}", **cycle)
             assert _state(fused) == _state(stepwise), n
             with fused.connect() as conn:
