@@ -97,6 +97,7 @@ PROVENANCED_COLUMNS: tuple[str, ...] = (
     "closed_at",
     "cancelled_at",
 )
+_PROVENANCED = frozenset(PROVENANCED_COLUMNS)
 CHUNK = 2000
 
 
@@ -207,7 +208,7 @@ def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) ->
 
     def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
         row[column] = value
-        if column in PROVENANCED_COLUMNS:
+        if column in _PROVENANCED:
             provenance[column] = {
                 "tier": "event",
                 "confidence": confidence,
@@ -323,9 +324,7 @@ def _fold_state(
     only way to hold CANCELLED at confidence 1.0)."""
     held: Mapping[str, Any] = stored["field_provenance"] or {}
     # the entries are shared, not copied: the fold replaces an entry, never edits one
-    provenance = {
-        c: v for c, v in held.items() if c in PROVENANCED_COLUMNS and v.get("tier") == "event"
-    }
+    provenance = {c: v for c, v in held.items() if c in _PROVENANCED and v.get("tier") == "event"}
     row = {c: stored[c] for c in PROJECTED_COLUMNS}
     for column in SHARED_COLUMNS:
         if column not in provenance:
@@ -387,7 +386,7 @@ def merge_with_existing(
     if existing is None:
         return merged
     old_provenance: Mapping[str, Any] = existing.get("field_provenance") or {}
-    provenance = {k: v for k, v in old_provenance.items() if k not in PROVENANCED_COLUMNS}
+    provenance = {k: v for k, v in old_provenance.items() if k not in _PROVENANCED}
     for column in SHARED_COLUMNS:
         if merged[column] is None and existing.get(column) is not None:
             kept = old_provenance.get(column)
@@ -433,19 +432,12 @@ def _events_where(
     if join:
         query = query.join(signals, signals.c.signal_id == signal_events.c.signal_id)
     grouped: dict[str, list[EventRow]] = defaultdict(list)
+    make = EventRow._make  # the selected columns are EventRow's fields, in its order
     for r in conn.execute(query).all():
-        grouped[r.signal_id].append(
-            EventRow(
-                int(r.event_id),
-                r.source,
-                r.event_type,
-                r.signal_id,
-                r.trade_id,
-                r.symbol,
-                r.event_time,
-                r.payload or {},
-            )
-        )
+        event = make(r)
+        if not event.payload:  # (NOT NULL, but a JSON null reads as None)
+            event = event._replace(payload={})
+        grouped[event.signal_id].append(event)
     return grouped
 
 

@@ -76,8 +76,9 @@ def test_insert_rows_stores_the_same_values_by_copy_and_by_statement(engine: sa.
             {
                 "thing_id": f"{prefix}{i:03d}",
                 "price": [1.25, None, float("inf")][i % 3],
-                "label": None if i % 2 else f"l{i}",
-                "doc": [None, {"a": [1.0, "x"]}, [2.5]][i % 3],
+                # COPY's text format escapes these; JSON strings keep their own escapes
+                "label": None if i % 2 else ["a\tb", "c\nd\r", "e\\f", "ü€", f"l{i}"][i % 5],
+                "doc": [None, {"a": [1.0, "x"], "s": 'q"\\n\n\t'}, [2.5]][i % 3],
                 "at": naive if i % 2 else T,
             }
             for i in range(n)
@@ -93,6 +94,8 @@ def test_insert_rows_stores_the_same_values_by_copy_and_by_statement(engine: sa.
     assert by_copy == by_statement and len(by_copy) == COPY_MIN + 6
     assert by_copy["001"]["at"] == T.replace(hour=3, minute=4, second=5, day=2)
     assert by_copy["002"]["price"] == float("inf") and by_copy["000"]["doc"] is None
+    assert by_copy["002"]["label"] == "e\\f" and by_copy["000"]["label"] == "a\tb"
+    assert by_copy["001"]["doc"] == {"a": [1.0, "x"], "s": 'q"\\n\n\t'}
     with engine.connect() as conn:
         sql_nulls = conn.execute(
             sa.select(sa.func.count()).select_from(things).where(things.c.doc.is_(None))
