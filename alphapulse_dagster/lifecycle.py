@@ -444,18 +444,20 @@ def _events_where(
 def _recent_events(
     conn: Connection, signal_ids: Sequence[str], after: int
 ) -> dict[str, list[EventRow]]:
-    """The events of ``signal_ids`` (with a registry row) whose id is above the smaller of
-    their row's ``last_event_id`` and the cursor ``after``: the new ones, and any that
-    the row may not hold (:func:`span_of`)."""
+    """The events of ``signal_ids`` past the projection cursor ``after`` — a primary-key
+    range at the end of the log, not each signal's whole history.
+
+    These are all the events a row may not hold (:func:`span_of`): those above its
+    ``last_event_id``, and any at or below it but past the cursor. None lies between a
+    row's ``last_event_id`` and a cursor above it: every event up to the cursor was
+    committed before the cursor passed it (:mod:`~alphapulse_dagster.log_horizon`), so it
+    was folded then, and ``last_event_id`` counts it."""
     if not signal_ids:
         return {}
     return _events_where(
         conn,
+        signal_events.c.event_id > after,
         in_ids(conn, signal_events.c.signal_id, signal_ids),
-        in_ids(conn, signals.c.signal_id, signal_ids),
-        # event_id > min(last_event_id, after), in a form both dialects have
-        (signal_events.c.event_id > signals.c.last_event_id) | (signal_events.c.event_id > after),
-        join=True,
     )
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy import column as sql_column
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
 
 from alphapulse_dagster.clock import as_utc
 from alphapulse_dagster.db.types import UtcDateTime
@@ -73,10 +74,15 @@ def is_postgres(conn: Connection) -> bool:
 
 def in_ids(conn: Connection, column: ColumnElement[Any], ids: Collection[Any]) -> Any:
     """``column IN ids`` — on Postgres ``column = ANY(:array)``, one parameter: the array
-    as its text literal (:func:`array_literal`), parsed by the server."""
+    as its text literal (:func:`array_literal`), parsed by the server.
+
+    The parameter is bound untyped so that the server reads it *as* the array (a
+    constant when the statement is planned: hashed when ``ANY`` is a filter). Bound as
+    text and cast, it would be re-parsed for every row the filter sees — 300 ms over
+    1,000 log rows against 1,000 ids."""
     if is_postgres(conn):
-        text = literal(array_literal(ids), Text())
-        return column == any_(cast(text, ARRAY(column.type)))
+        array = bindparam(None, array_literal(ids), type_=NullType())
+        return column == any_(cast(array, ARRAY(column.type)))
     return column.in_(list(ids))
 
 

@@ -229,7 +229,6 @@ signal_gaps = Table(
     Index(
         "ix_signal_gaps_open",
         "signal_id",
-        "gap_type",
         postgresql_where=text("resolved_at IS NULL"),
         sqlite_where=text("resolved_at IS NULL"),
     ),
