@@ -4,7 +4,7 @@ with exactly the columns it wrote changed, every other column untouched."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -22,6 +22,7 @@ things = sa.Table(
     sa.Column("at", UtcDateTime),
 )
 T = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+ZERO = timedelta(0)
 
 
 def _rows(engine: sa.Engine) -> dict[str, dict]:
@@ -36,14 +37,18 @@ def test_update_rows_with_different_column_sets_in_one_call(engine: sa.Engine) -
     meta.create_all(engine)
     start = {"price": 1.5, "label": "x", "doc": {"a": 1, "b": 2}, "at": T}
     with engine.begin() as conn:
-        insert_rows(conn, things, [{"thing_id": f"t{n}", **start} for n in range(5)])
+        insert_rows(conn, things, [{"thing_id": f"t{n}", **start} for n in range(8)])
     old_doc = {"a": 1, "b": 2}
     updates = [
         {"b_id": "t0", "price": 2.5},  # one column
         {"b_id": "t1", "label": None, "at": T.replace(year=2026)},  # a NULL and a time
         {"b_id": "t2", "doc": json_merge(old_doc, {"a": 1, "b": 3, "c": [1.0, 2.0]})},  # merge
         {"b_id": "t3", "doc": {"z": None}, "price": None},  # whole document (a key removed)
-        # t4 not written
+        # a naive time (taken as UTC) and one at another offset, same instant
+        {"b_id": "t4", "at": datetime(2027, 5, 6, 7, 8, 9, 123456)},
+        {"b_id": "t5", "at": datetime(2027, 5, 6, 9, 8, 9, tzinfo=timezone(timedelta(hours=2)))},
+        {"b_id": "t6", "price": float("inf")},
+        # t7 not written
     ]
     with engine.begin() as conn:
         update_rows(conn, things, updates)
@@ -52,7 +57,11 @@ def test_update_rows_with_different_column_sets_in_one_call(engine: sa.Engine) -
     assert got["t1"] == {"thing_id": "t1", **start, "label": None, "at": T.replace(year=2026)}
     assert got["t2"] == {"thing_id": "t2", **start, "doc": {"a": 1, "b": 3, "c": [1.0, 2.0]}}
     assert got["t3"] == {"thing_id": "t3", **start, "doc": {"z": None}, "price": None}
-    assert got["t4"] == {"thing_id": "t4", **start}
+    at = datetime(2027, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert got["t4"] == {"thing_id": "t4", **start, "at": at}
+    assert got["t5"]["at"] == at.replace(microsecond=0) and got["t5"]["at"].utcoffset() == ZERO
+    assert got["t6"]["price"] == float("inf")
+    assert got["t7"] == {"thing_id": "t7", **start}
 
 
 def test_update_rows_with_one_column_set(engine: sa.Engine) -> None:

@@ -95,10 +95,11 @@ def array_literal(values: Collection[Any]) -> str:
 
 
 def _json_ready(value: Any) -> Any:
-    if isinstance(value, JsonMerge):
+    """A recordset value as orjson should see it: a merge as its changed keys, a
+    non-finite float as the text Postgres reads. The rest orjson encodes itself —
+    datetimes as RFC 3339, naive ones as UTC (``_orjson_dumps``)."""
+    if value.__class__ is JsonMerge:
         return value.changed
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return str(value).replace("inf", "Infinity").replace("nan", "NaN")
     return value
@@ -231,13 +232,15 @@ def update_rows(
             conn.execute(statement, batch)
         return
     # a column written as a merge and the same column written whole go apart
-    marked = [{(f"{c}+" if isinstance(v, JsonMerge) else c): v for c, v in r.items()} for r in rows]
-    for names, batch in _groups(marked, key).items():
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        marked = (f"{c}+" if v.__class__ is JsonMerge else c for c, v in row.items() if c != key)
+        groups[tuple(sorted(marked))].append(row)
+    for names, batch in groups.items():
         columns = tuple(n.rstrip("+") for n in names)
         merged = {n.rstrip("+") for n in names if n.endswith("+")}
-        part = [{n.rstrip("+"): v for n, v in r.items()} for r in batch]
-        for start in range(0, len(part), BATCH):
-            given = _recordset(table, columns, part[start : start + BATCH], key)
+        for start in range(0, len(batch), BATCH):
+            given = _recordset(table, columns, batch[start : start + BATCH], key)
             conn.execute(
                 update(table)
                 .where(primary == given.c[key])
