@@ -607,7 +607,6 @@ def _refold_chunk(
             cache.put(full[new["signal_id"]])
     counts[0] += len(new_rows)
     counts[1] += len(changed_rows)
-    _one_column_set(changed_rows, full)
 
     def write(conn: Connection) -> None:
         if new_rows:
@@ -620,20 +619,6 @@ def _refold_chunk(
             later(conn)
 
     return write
-
-
-def _one_column_set(rows: list[dict[str, Any]], full: Mapping[str, Mapping[str, Any]]) -> None:
-    """Give every ``UPDATE`` row the union of the rows' columns — a column it does not
-    change with its current value, the provenance as an empty merge — so that a chunk's
-    rows go as one statement, not one per column set (each statement has its own
-    planning, recordset and run of the health trigger). Writing a value over itself
-    changes nothing: Postgres rewrites the whole row either way."""
-    columns: set[str] = set().union(*rows) if rows else set()
-    for row in rows:
-        current = full[row["b_id"]]
-        for column in columns.difference(row):
-            value = current[column]
-            row[column] = JsonMerge({}, value) if column == "field_provenance" else value
 
 
 class Enrichment(NamedTuple):
