@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Connection, select
 
-from alphapulse_dagster.db.bulk import in_ids
+from alphapulse_dagster.db.bulk import array_literal, in_ids, is_postgres
 from alphapulse_dagster.db.tables import signals
 
 CHUNK = 2000
@@ -25,12 +26,37 @@ CHUNK = 2000
 
 def read_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Registry rows of ``signal_ids`` as dicts, by id (missing ids are absent)."""
+    if is_postgres(conn):
+        return _read_rows_binary(conn, signal_ids)
     rows: dict[str, dict[str, Any]] = {}
     for start in range(0, len(signal_ids), CHUNK):
         chunk = signal_ids[start : start + CHUNK]
         query = select(signals).where(in_ids(conn, signals.c.signal_id, chunk))
         for r in conn.execute(query).mappings().all():
             rows[r["signal_id"]] = dict(r)
+    return rows
+
+
+_COLUMNS = tuple(signals.c.keys())
+_BY_IDS = sql.SQL("SELECT {} FROM signals WHERE signal_id = ANY(%s::varchar[])").format(
+    sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+)
+
+
+def _read_rows_binary(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`read_rows` on Postgres: psycopg's binary protocol on the connection's own
+    transaction. The registry's types need no conversion there (timestamps arrive
+    aware, in the session's UTC; JSONB through the engine's orjson loader), and binary
+    rows cost the server and the client less than SQLAlchemy's text rows — ~35 instead
+    of ~50 ms of CPU for 1,000 rows."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    rows: dict[str, dict[str, Any]] = {}
+    with raw.cursor(binary=True) as cursor:
+        for start in range(0, len(signal_ids), CHUNK):
+            cursor.execute(_BY_IDS, [array_literal(signal_ids[start : start + CHUNK])])
+            for values in cursor.fetchall():
+                rows[values[0]] = dict(zip(_COLUMNS, values, strict=True))
     return rows
 
 

@@ -19,7 +19,7 @@ from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
 from alphapulse_dagster.events import NewEvent
 from alphapulse_dagster.lifecycle import EventRow, KnownEvents
-from alphapulse_dagster.registry_rows import RegistryRows
+from alphapulse_dagster.registry_rows import RegistryRows, read_rows
 from alphapulse_dagster.sync_cycle import (
     gap_step,
     health_step,
@@ -204,3 +204,23 @@ def test_known_events_tell_the_latest_of_a_type_only_when_they_can() -> None:
     everything = KnownEvents([ev(3, "SIGNAL_CREATED"), ev(5, "ENTRY")], complete=True)
     assert everything.latest("SIGNAL_CREATED") == ev(3, "SIGNAL_CREATED")
     assert everything.latest("MFE_UPDATE") is None  # it has none
+
+
+def test_read_rows_equals_the_orm_read_value_for_value(engine: sa.Engine) -> None:
+    """On Postgres ``read_rows`` reads through psycopg's binary protocol, not SQLAlchemy:
+    every column of every row (times, JSON, booleans, NULLs) must come back the same."""
+    first, _ = _first_events(engine)
+    append(engine, *first)
+    run_sync(engine, CONFIG, NOW, "r1")
+    with engine.connect() as conn:
+        by_orm = {
+            r["signal_id"]: dict(r) for r in conn.execute(sa.select(signals)).mappings().all()
+        }
+        fast = read_rows(conn, sorted(by_orm))
+    assert len(fast) == len(by_orm) == 23
+    for signal_id, row in by_orm.items():
+        got = fast[signal_id]
+        assert got == row, signal_id
+        assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in row.items()}
+    assert any(r["stop_hit"] is not None for r in fast.values())  # booleans were read
+    assert all(r["updated_at"].utcoffset() == timedelta(0) for r in fast.values())
