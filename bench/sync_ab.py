@@ -1,0 +1,140 @@
+"""Interleaved A/B of the incremental hybrid sync on one database (a noisy box's
+before/after).
+
+A shared 2-core machine drifts by ±20% within minutes, so two benchmark runs minutes
+apart cannot show a 5–15% change. This script instead takes turns: checkout A, then
+checkout B, then A again, and so on. Each turn runs a few incremental cycles (1,000
+changed signals each) in a fresh process on the *same* copy of a synced, vacuumed
+database, and prints the median wall time and Python CPU of those cycles.
+
+Usage (from the repository root; both checkouts must know the database's schema)::
+
+    python bench/sync_ab.py template --signals 100000     # once: ~2 min at 100k
+    python bench/sync_ab.py ab --a ../old-checkout --b . --pairs 3 --cycles 6
+    python bench/sync_ab.py cycles --db NAME --cycles 6   # one turn (used by ab)
+
+The template database is ``alphapulse_ab_tpl_<signals>``; ``ab`` clones it and drops
+the clone at the end. Admin URL: ``ALPHAPULSE_BENCH_PG_ADMIN_URL`` (as bench_sync.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def _admin() -> sa.Engine:
+    from bench_sync import ADMIN_URL
+
+    return sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def _url(name: str) -> str:
+    from bench_sync import ADMIN_URL
+
+    return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(False)
+
+
+def template(signals: int) -> None:
+    """Create ``alphapulse_ab_tpl_<signals>``: the synthetic log loaded, projected, fully
+    synced and vacuumed (what bench_sync.py measures incremental cycles on)."""
+    from bench_sync import NOW, catch_up, load, vacuum
+
+    from alphapulse_dagster.config import AppConfig
+    from alphapulse_dagster.db.engine import make_engine
+    from alphapulse_dagster.db.migrate import upgrade
+    from alphapulse_dagster.sync_cycle import run_sync
+
+    name = f"alphapulse_ab_tpl_{signals}"
+    with _admin().connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = _url(name)
+    upgrade(url)
+    load(url, 0, signals, random.Random(7))
+    engine = make_engine(url)
+    catch_up(engine)
+    run_sync(engine, AppConfig(), NOW, full=True)
+    engine.dispose()
+    vacuum(url)
+    print(f"template {name} ready")
+
+
+def cycles(db: str, signals: int, count: int, seed: int) -> None:
+    """``count`` incremental cycles (after one untimed warm-up) on database ``db``."""
+    from bench_sync import NOW, changes
+
+    from alphapulse_dagster.config import AppConfig
+    from alphapulse_dagster.db.engine import make_engine
+    from alphapulse_dagster.sync_cycle import run_sync
+
+    url, config, rng = _url(db), AppConfig(), random.Random(seed)
+    engine = make_engine(url)
+    walls, cpus = [], []
+    for n in range(count + 1):
+        ids = changes(url, 1000, rng, signals)
+        wall, cpu = time.perf_counter(), time.process_time()
+        run_sync(engine, config, NOW, signal_ids=ids)
+        if n:  # the first cycle warms the pool and the statement caches
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+    engine.dispose()
+    print(f"wall {statistics.median(walls):.3f} s  python cpu {statistics.median(cpus):.3f} s")
+
+
+def ab(a: Path, b: Path, signals: int, pairs: int, count: int) -> None:
+    name = f"alphapulse_ab_{uuid.uuid4().hex[:8]}"
+    with _admin().connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "alphapulse_ab_tpl_{signals}"')
+    script = Path(__file__).resolve()
+    try:
+        for pair in range(pairs):
+            for label, repo in (("A", a), ("B", b)):
+                env = {**os.environ, "PYTHONPATH": f"{repo.resolve()}:{script.parent}"}
+                seed = str(1000 * pair + (label == "B"))
+                command = [sys.executable, str(script), "cycles", "--db", name]
+                command += ["--signals", str(signals), "--cycles", str(count), "--seed", seed]
+                out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+                print(f"{label} ({repo}): {out.stdout.strip()}", flush=True)
+    finally:
+        with _admin().connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tpl = sub.add_parser("template")
+    tpl.add_argument("--signals", type=int, default=100_000)
+    one = sub.add_parser("cycles")
+    one.add_argument("--db", required=True)
+    one.add_argument("--signals", type=int, default=100_000)
+    one.add_argument("--cycles", type=int, default=6)
+    one.add_argument("--seed", type=int, default=11)
+    both = sub.add_parser("ab")
+    both.add_argument("--a", type=Path, required=True)
+    both.add_argument("--b", type=Path, default=Path("."))
+    both.add_argument("--signals", type=int, default=100_000)
+    both.add_argument("--pairs", type=int, default=3)
+    both.add_argument("--cycles", type=int, default=6)
+    args = parser.parse_args()
+    if args.command == "template":
+        template(args.signals)
+    elif args.command == "cycles":
+        cycles(args.db, args.signals, args.cycles, args.seed)
+    else:
+        ab(args.a, args.b, args.signals, args.pairs, args.cycles)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
