@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     Connection,
     delete,
-    func,
     insert,
     select,
 )
@@ -44,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, json_merge, update_rows
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
+from alphapulse_dagster.log_horizon import log_head, signals_after
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import UnknownTimeframe, normalise_interval
 
@@ -425,12 +425,8 @@ _EVENT_COLUMNS = (
 )
 
 
-def _events_where(
-    conn: Connection, *conditions: Any, join: bool = False
-) -> dict[str, list[EventRow]]:
+def _events_where(conn: Connection, *conditions: Any) -> dict[str, list[EventRow]]:
     query = select(*_EVENT_COLUMNS).where(*conditions)
-    if join:
-        query = query.join(signals, signals.c.signal_id == signal_events.c.signal_id)
     grouped: dict[str, list[EventRow]] = defaultdict(list)
     make = EventRow._make  # the selected columns are EventRow's fields, in its order
     for r in conn.execute(query).all():
@@ -523,8 +519,7 @@ def refold_signals(
     ids = sorted(set(signal_ids))
     counts = [0, 0, 0]  # inserted, updated, reopened
     for chunk in chunked(ids):
-        write = _refold_chunk(conn, chunk, now, sync_run_id, after, cache, enrich, counts)
-        write(conn)
+        _refold_chunk(conn, chunk, now, sync_run_id, after, cache, enrich, counts)
     return counts[0], counts[1], counts[2]
 
 
@@ -537,8 +532,8 @@ def _refold_chunk(
     cache: RegistryRows | None,
     enrich: Enrich | None,
     counts: list[int],
-) -> Callable[[Connection], None]:
-    """Read and plan one chunk; return its writes — see :func:`refold_signals`."""
+) -> None:
+    """Re-fold one chunk and write it, adding to ``counts`` — see :func:`refold_signals`."""
     existing = load_rows(conn, chunk, cache)
     events: dict[str, list[EventRow]] = {}
     if after is not None:
@@ -553,7 +548,7 @@ def _refold_chunk(
     changed_rows: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     full: dict[str, dict[str, Any]] = {}  # each written row as it will be stored
-    after_writes: list[Callable[[Connection], None]] = []
+    enrichment_after: Callable[[Connection], None] | None = None
     for signal_id in chunk:
         if signal_id not in events:
             continue
@@ -598,8 +593,7 @@ def _refold_chunk(
         enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
         _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
         audits.extend(enrichment.audits)
-        if enrichment.after is not None:
-            after_writes.append(enrichment.after)
+        enrichment_after = enrichment.after
     if cache is not None:  # last: an ``existing`` row may be the cached row itself
         for changed in changed_rows:
             cache.record(full[changed["b_id"]])
@@ -607,18 +601,14 @@ def _refold_chunk(
             cache.put(full[new["signal_id"]])
     counts[0] += len(new_rows)
     counts[1] += len(changed_rows)
-
-    def write(conn: Connection) -> None:
-        if new_rows:
-            insert_rows(conn, signals, new_rows)
-        if changed_rows:
-            update_by_id(conn, changed_rows)
-        if audits:
-            insert_rows(conn, sync_audit_log, audits)
-        for later in after_writes:
-            later(conn)
-
-    return write
+    if new_rows:
+        insert_rows(conn, signals, new_rows)
+    if changed_rows:
+        update_by_id(conn, changed_rows)
+    if audits:
+        insert_rows(conn, sync_audit_log, audits)
+    if enrichment_after is not None:
+        enrichment_after(conn)
 
 
 class Enrichment(NamedTuple):
@@ -693,17 +683,10 @@ def project_log(
     Cost grows with the number of new events' signals, not with the log's length."""
     cursor = read_cursor(conn)
     if head is None:
-        head = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
+        head = log_head(conn)
     if head <= cursor:
         return ProjectionResult(0, 0, 0, 0, cursor)
-    ids = [
-        r[0]
-        for r in conn.execute(
-            select(signal_events.c.signal_id)
-            .where(signal_events.c.event_id > cursor, signal_events.c.event_id <= head)
-            .distinct()
-        )
-    ]
+    ids = signals_after(conn, cursor, head)
     inserted, updated, reopened = refold_signals(
         conn, ids, now, sync_run_id, after=cursor, cache=cache, enrich=enrich
     )
@@ -715,7 +698,7 @@ def rebuild_registry(conn: Connection, now: datetime) -> ProjectionResult:
     """Rebuild the registry from the whole log, from scratch: every row is deleted and
     re-folded. Sync-owned columns (and their provenance) of the old rows are carried over —
     they are enrichments, not facts of the log."""
-    head = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
+    head = log_head(conn)
     ids = sorted(r[0] for r in conn.execute(select(signal_events.c.signal_id).distinct()))
     sync_owned = [c.name for c in signals.columns if c.name not in _NOT_SYNC_OWNED]
     inserted = 0

@@ -47,8 +47,22 @@ DEFAULT_LOCK_TIMEOUT_MS = 2000
 LOCK_NOT_AVAILABLE = "55P03"
 
 
-def _max_event_id(conn: Connection) -> int:
+def log_head(conn: Connection) -> int:
+    """``max(event_id)`` as this transaction sees it (0 for an empty log) — safe as a
+    cursor's new position only behind the barrier of :func:`safe_head`, or with one
+    writer at a time."""
     return int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
+
+
+def signals_after(conn: Connection, after: int, head: int) -> list[str]:
+    """Signals with an event in ``(after, head]`` — a primary-key range over the
+    append-only log, never a scan of the (update-heavy) registry."""
+    query = (
+        select(signal_events.c.signal_id)
+        .where(signal_events.c.event_id > after, signal_events.c.event_id <= head)
+        .distinct()
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def safe_head(engine: Engine, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) -> int | None:
@@ -63,13 +77,13 @@ def safe_head(engine: Engine, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) ->
         raise ValueError(f"lock_timeout_ms must be positive, not {lock_timeout_ms}")
     if engine.dialect.name != "postgresql":
         with engine.connect() as conn:
-            return _max_event_id(conn)
+            return log_head(conn)
     try:
         with engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
             table = conn.dialect.identifier_preparer.format_table(signal_events)
             conn.execute(text(f"LOCK TABLE {table} IN SHARE MODE"))
-            return _max_event_id(conn)
+            return log_head(conn)
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise

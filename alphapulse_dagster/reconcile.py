@@ -771,18 +771,6 @@ def tier1_signal_ids(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(query)]
 
 
-def signals_after(conn: Connection, last_event_id: int, head: int) -> list[str]:
-    """Signals with an event in ``(last_event_id, head]`` — once the registry has folded
-    them, exactly those whose latest event is newer than ``last_event_id``. A primary-key
-    range over the append-only log: never a scan of the (update-heavy) registry."""
-    query = (
-        select(signal_events.c.signal_id)
-        .where(signal_events.c.event_id > last_event_id, signal_events.c.event_id <= head)
-        .distinct()
-    )
-    return [r[0] for r in conn.execute(query)]
-
-
 def signals_audited_after(conn: Connection, audit_id: int, head: int) -> list[str]:
     """Signals with an audit row in ``(audit_id, head]`` (primary-key range)."""
     query = (

@@ -63,7 +63,7 @@ from alphapulse_dagster.cancellations import cancel_expired
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import derived_write
-from alphapulse_dagster.db.tables import signal_events, sync_audit_log, sync_locks
+from alphapulse_dagster.db.tables import sync_audit_log, sync_locks
 from alphapulse_dagster.gaps import (
     GapResult,
     plan_gap_rows,
@@ -81,12 +81,11 @@ from alphapulse_dagster.lifecycle import (
     read_cursor,
     write_cursor,
 )
-from alphapulse_dagster.log_horizon import safe_head
+from alphapulse_dagster.log_horizon import log_head, safe_head, signals_after
 from alphapulse_dagster.reconcile import (
     ReconcileResult,
     plan_rows,
     reconcile,
-    signals_after,
     signals_audited_after,
     tier1_signal_ids,
 )
@@ -259,8 +258,7 @@ def _scope(
         # events are not folded yet is reconciled as the registry has it: a no-op or an
         # early fill; its events come in the next cycle).
         head = read_cursor(conn)
-        newest = int(conn.execute(select(func.max(signal_events.c.event_id))).scalar() or 0)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name), newest))
+        ids = set(signals_after(conn, read_cursor(conn, cursor_name), log_head(conn)))
         ids.update(signal_ids or ())
         ids.update(changed)
         if signal_ids is None or full:

@@ -196,18 +196,12 @@ def _copy_rows(
             encode[c] = _copy_json
         elif isinstance(kind, DateTime | UtcDateTime):
             encode[c] = _copy_time
-    plain = [c for c in columns if c not in encode]
+    steps = [(c, encode.get(c)) for c in columns]
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        write = copy.write_row
-        if not encode:
-            for row in rows:
-                write([row[c] for c in plain])
-            return
-        steps = [(c, encode.get(c)) for c in columns]
         for row in rows:
-            write([row[c] if f is None else f(row[c]) for c, f in steps])
+            copy.write_row([row[c] if f is None else f(row[c]) for c, f in steps])
 
 
 def _copy_json(value: Any) -> str:
