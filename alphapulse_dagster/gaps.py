@@ -48,11 +48,10 @@ from sqlalchemy import (
     or_,
     select,
     union,
-    update,
 )
 
 from alphapulse_dagster.config import HybridSyncConfig
-from alphapulse_dagster.db.bulk import in_ids, insert_rows
+from alphapulse_dagster.db.bulk import in_ids, insert_rows, update_rows
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
 from alphapulse_dagster.lifecycle import (
@@ -255,11 +254,19 @@ def _created_events(
     conn: Connection,
     rows: Sequence[Mapping[str, Any]],
     known: Mapping[str, KnownEvents] | None = None,
+    looked_up: Mapping[str, LatestEvent | None] | None = None,
 ) -> dict[str, LatestEvent]:
     """Latest SIGNAL_CREATED per row: ids from the partial index for all, payloads only
     where a gap's fillability depends on them. ``known``: events already loaded, used
-    where they tell (:meth:`KnownEvents.latest`)."""
+    where they tell (:meth:`KnownEvents.latest`); ``looked_up``: answers the database
+    already gave in this transaction (:func:`reconcile.latest_known`)."""
     told, ask = latest_told([r["signal_id"] for r in rows], "SIGNAL_CREATED", known)
+    if looked_up:
+        for signal_id in [i for i in ask if i in looked_up]:
+            event = looked_up[signal_id]
+            if event is not None:
+                told[signal_id] = event
+        ask = [i for i in ask if i not in looked_up]
     if not ask:
         return told
     asked = set(ask)
@@ -306,11 +313,13 @@ def plan_gap_rows(
     config: HybridSyncConfig,
     result: GapResult,
     known: Mapping[str, KnownEvents] | None = None,
+    created_looked_up: Mapping[str, LatestEvent | None] | None = None,
 ) -> GapPlan:
     """Detect the gaps of ``rows`` against their open ``signal_gaps``, without writing.
-    A changed score is also set on the row itself (it may be the cycle's cached row)."""
+    A changed score is also set on the row itself (it may be the cycle's cached row).
+    ``known`` / ``created_looked_up``: see :func:`_created_events`."""
     ids = [r["signal_id"] for r in rows]
-    created = _created_events(conn, rows, known)
+    created = _created_events(conn, rows, known, created_looked_up)
     open_rows = conn.execute(
         select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
             in_ids(conn, signal_gaps.c.signal_id, ids), signal_gaps.c.resolved_at.is_(None)
@@ -351,17 +360,15 @@ def plan_gap_rows(
 
 
 def write_gap_rows(conn: Connection, plan: GapPlan, now: datetime, result: GapResult) -> None:
-    """Insert the new gaps and close the resolved ones (the scores are the caller's)."""
+    """Insert the new gaps and close the resolved ones (the scores are the caller's). Only
+    batch writes (:mod:`~alphapulse_dagster.db.bulk`): ``conn`` may be in pipeline mode."""
     if plan.inserts:
         insert_rows(conn, signal_gaps, plan.inserts)
         result.opened += len(plan.inserts)
-    for chunk in chunked(plan.resolved):
-        conn.execute(
-            update(signal_gaps)
-            .where(in_ids(conn, signal_gaps.c.gap_id, chunk))
-            .values(resolved_at=now)
-        )
-        result.resolved += len(chunk)
+    if plan.resolved:
+        closed = [{"b_id": gap_id, "resolved_at": now} for gap_id in plan.resolved]
+        update_rows(conn, signal_gaps, closed)
+        result.resolved += len(plan.resolved)
 
 
 def refresh_gap_rows(

@@ -41,7 +41,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.bulk import (
+    JsonMerge,
+    in_ids,
+    insert_rows,
+    json_merge,
+    pipelined,
+    update_rows,
+)
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.log_horizon import log_head, signals_after
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
@@ -99,6 +106,9 @@ PROVENANCED_COLUMNS: tuple[str, ...] = (
 )
 _PROVENANCED = frozenset(PROVENANCED_COLUMNS)
 CHUNK = 2000
+# chunk of a pipelined projection (:func:`project_log`): small enough that the server's
+# writes of one chunk overlap most of the planning, large enough to keep statements few
+PIPELINED_CHUNK = 500
 
 
 class EventRow(NamedTuple):
@@ -503,6 +513,8 @@ def refold_signals(
     after: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
+    writes: Connection | None = None,
+    chunk_size: int = CHUNK,
 ) -> tuple[int, int, int]:
     """Re-fold ``signal_ids`` and write the rows that changed.
 
@@ -515,25 +527,39 @@ def refold_signals(
     ``enrich``: called with the full rows the fold inserts or changes, *before* they are
     written (the sync's reconciliation): it updates them in place and returns its own
     ``UPDATE`` rows and audit rows, which are written with the fold's — one write per
-    row instead of two. Returns (inserted, updated, reopened)."""
+    row instead of two.
+
+    ``writes``: another connection for the writes (only :func:`~alphapulse_dagster.db.bulk.
+    insert_rows` / ``update_rows`` run on it) — :func:`project_log` passes one in pipeline
+    mode, so a chunk's writes run on the server while the next chunk is read and planned;
+    ``conn`` then only reads. Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     counts = [0, 0, 0]  # inserted, updated, reopened
     for chunk in chunked(ids):
-        _refold_chunk(conn, chunk, now, sync_run_id, after, cache, enrich, counts)
+        existing, events, resumable = _read_chunk(conn, chunk, after, cache)
+        # the reads are shared; planning and writing go by ``chunk_size`` (pipelining)
+        for part in chunked(chunk, chunk_size):
+            _refold_part(
+                conn,
+                part,
+                existing,
+                events,
+                resumable,
+                now,
+                sync_run_id,
+                cache,
+                enrich,
+                counts,
+                writes,
+            )
     return counts[0], counts[1], counts[2]
 
 
-def _refold_chunk(
-    conn: Connection,
-    chunk: Sequence[str],
-    now: datetime,
-    sync_run_id: str | None,
-    after: int | None,
-    cache: RegistryRows | None,
-    enrich: Enrich | None,
-    counts: list[int],
-) -> None:
-    """Re-fold one chunk and write it, adding to ``counts`` — see :func:`refold_signals`."""
+def _read_chunk(
+    conn: Connection, chunk: Sequence[str], after: int | None, cache: RegistryRows | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[EventRow]], set[str]]:
+    """The stored rows of ``chunk``, the events to fold for each signal and the signals
+    whose fold resumes from their stored row (:func:`can_resume`)."""
     existing = load_rows(conn, chunk, cache)
     events: dict[str, list[EventRow]] = {}
     if after is not None:
@@ -544,6 +570,24 @@ def _refold_chunk(
                 events[signal_id] = candidates  # all new: none is unseen
     resumable = set(events)
     events.update(load_events(conn, [i for i in chunk if i not in resumable]))
+    return existing, events, resumable
+
+
+def _refold_part(
+    conn: Connection,
+    chunk: Sequence[str],
+    existing: Mapping[str, dict[str, Any]],
+    events: Mapping[str, list[EventRow]],
+    resumable: set[str],
+    now: datetime,
+    sync_run_id: str | None,
+    cache: RegistryRows | None,
+    enrich: Enrich | None,
+    counts: list[int],
+    writes: Connection | None,
+) -> None:
+    """Fold, enrich and write the signals of ``chunk`` (read by :func:`_read_chunk`),
+    adding to ``counts`` — see :func:`refold_signals`."""
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
@@ -590,7 +634,8 @@ def _refold_chunk(
         full[signal_id] = {**old, **{c: row[c] for c in _WRITTEN}, "updated_at": now}
     if enrich is not None and full:
         known = {i: KnownEvents(events[i], i not in resumable) for i in full}
-        enrichment = enrich(conn, list(full.values()), known)  # updates ``full``
+        # updates ``full``; ``existing`` still holds the rows as stored before this fold
+        enrichment = enrich(conn, list(full.values()), known, existing)
         _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
         audits.extend(enrichment.audits)
         enrichment_after = enrichment.after
@@ -601,14 +646,15 @@ def _refold_chunk(
             cache.put(full[new["signal_id"]])
     counts[0] += len(new_rows)
     counts[1] += len(changed_rows)
+    out = conn if writes is None else writes
     if new_rows:
-        insert_rows(conn, signals, new_rows)
+        insert_rows(out, signals, new_rows)
     if changed_rows:
-        update_by_id(conn, changed_rows)
+        update_by_id(out, changed_rows)
     if audits:
-        insert_rows(conn, sync_audit_log, audits)
+        insert_rows(out, sync_audit_log, audits)
     if enrichment_after is not None:
-        enrichment_after(conn)
+        enrichment_after(out)
 
 
 class Enrichment(NamedTuple):
@@ -620,7 +666,11 @@ class Enrichment(NamedTuple):
     after: Callable[[Connection], None] | None = None
 
 
-Enrich = Callable[[Connection, list[dict[str, Any]], Mapping[str, KnownEvents]], Enrichment]
+# (connection, the rows to write, the events folded into each, the rows as stored before)
+Enrich = Callable[
+    [Connection, list[dict[str, Any]], Mapping[str, KnownEvents], Mapping[str, Mapping[str, Any]]],
+    Enrichment,
+]
 _EMPTY_ROW: dict[str, Any] = dict.fromkeys(signals.c.keys())
 
 
@@ -669,10 +719,18 @@ def project_log(
     head: int | None = None,
     cache: RegistryRows | None = None,
     enrich: Enrich | None = None,
+    writes: Connection | None = None,
 ) -> ProjectionResult:
     """Catch the registry up with the log: re-fold every signal with events in
     ``(cursor, head]``, then advance the ``lifecycle`` cursor to ``head`` (same transaction
-    as the rows).
+    as the rows: ``writes``'s when given, else ``conn``'s).
+
+    ``writes``: a second connection (its own transaction, committed by the caller) that
+    takes every write, in pipeline mode (:func:`~alphapulse_dagster.db.bulk.pipelined`):
+    the server writes one chunk (``PIPELINED_CHUNK`` signals) while this process reads and
+    plans the next on ``conn``. The chunks touch disjoint signals, so no read depends on
+    a write still in flight; a failed write aborts ``writes``'s transaction, cursor
+    included.
 
     ``head``: the log's safe head (:func:`alphapulse_dagster.log_horizon.safe_head`),
     computed in an earlier transaction. With several writers on Postgres this is what
@@ -687,10 +745,15 @@ def project_log(
     if head <= cursor:
         return ProjectionResult(0, 0, 0, 0, cursor)
     ids = signals_after(conn, cursor, head)
-    inserted, updated, reopened = refold_signals(
-        conn, ids, now, sync_run_id, after=cursor, cache=cache, enrich=enrich
-    )
-    write_cursor(conn, head, now)
+    if writes is None:
+        counts = refold_signals(conn, ids, now, sync_run_id, cursor, cache, enrich)
+    else:
+        with pipelined(writes):
+            counts = refold_signals(
+                conn, ids, now, sync_run_id, cursor, cache, enrich, writes, PIPELINED_CHUNK
+            )
+    write_cursor(conn if writes is None else writes, head, now)
+    inserted, updated, reopened = counts
     return ProjectionResult(len(ids), inserted, updated, reopened, head)
 
 

@@ -40,7 +40,7 @@ import functools
 import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -77,7 +77,7 @@ from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
 TIER_ORDER: tuple[str, ...] = ("0", "1", "3", "2")
-_TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIER_ORDER)}
+
 R_MULTIPLES: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 # The columns the sync owns (plus direction / entry / stop / targets while no event has them).
@@ -355,18 +355,36 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _open_to(row: Mapping[str, Any], provenance: Mapping[str, Any], name: str, tier: str) -> bool:
+    """Whether a ``tier`` proposal for ``name`` could pass the write rule of
+    :func:`plan_changes` at all — the field is empty, held less confidently, or a
+    refreshable measure held by the same tier. Lets :func:`candidates` skip computing
+    proposals that cannot win (most fields of a reconciled row are settled)."""
+    if row[name] is None:
+        return True
+    held = provenance.get(name)
+    if held is None or held.get("confidence") is None:
+        return False  # a value with no provenance is never overwritten
+    if TIER_CONFIDENCE[tier] > float(held["confidence"]):
+        return True
+    return name in REFRESHABLE and held.get("tier") == tier
+
+
 def candidates(
     row: Mapping[str, Any],
     created: LatestEvent | None,
     mfe_snapshot: LatestEvent | None,
     measured: tuple[Excursion, str] | None,
-) -> dict[str, list[Candidate]]:
-    """Every tier's proposal for every field of one signal, best tier first."""
-    out: dict[str, list[Candidate]] = defaultdict(list)
+) -> dict[str, Candidate]:
+    """The best proposal of any tier for each field of one signal that a proposal could
+    still change (:func:`_open_to`). Tiers are offered in ``TIER_ORDER``, so the first
+    proposal for a field is its best one."""
+    out: dict[str, Candidate] = {}
+    provenance: Mapping[str, Any] = row["field_provenance"] or {}
 
     def offer(field_name: str, tier: str, value: Any, source: str, reason: str) -> None:
-        if value is not None:
-            out[field_name].append(Candidate(tier, value, source, reason))
+        if value is not None and field_name not in out:
+            out[field_name] = Candidate(tier, value, source, reason)
 
     if created is not None:
         p, src = created.payload, f"SIGNAL_CREATED#{created.event_id}"
@@ -392,14 +410,24 @@ def candidates(
         offer("target_hit", "1", ex.target_hit, src, "Tier 1: candles since entry")
         offer("stop_hit", "1", ex.stop_hit, src, "Tier 1: candles since entry")
 
-    parsed = parse_trade_id(row["trade_id"])
-    if parsed is not None:
-        offer("signal_time", "3", parsed.signal_time, "trade_id", "Tier 3: trade_id parsed")
-        offer("direction", "3", parsed.direction, "trade_id", "Tier 3: trade_id parsed")
+    direction = row["direction"]
+    tier3 = _open_to(row, provenance, "signal_time", "3") or _open_to(
+        row, provenance, "direction", "3"
+    )
+    if tier3:  # (an empty direction is open: the parsed one also serves Tier 2's targets)
+        parsed = parse_trade_id(row["trade_id"])
+        if parsed is not None:
+            offer("signal_time", "3", parsed.signal_time, "trade_id", "Tier 3: trade_id parsed")
+            offer("direction", "3", parsed.direction, "trade_id", "Tier 3: trade_id parsed")
+            direction = direction or parsed.direction
 
-    direction = row["direction"] or (parsed.direction if parsed else None)
     entry, stop = row["entry_price"], row["stop_loss"]
-    if entry is not None and stop is not None and direction in ("LONG", "SHORT"):
+    if (
+        entry is not None
+        and stop is not None
+        and direction in ("LONG", "SHORT")
+        and _open_to(row, provenance, "targets", "2")
+    ):
         risk = abs(entry - stop)
         sign = 1.0 if direction == "LONG" else -1.0
         if risk > 0 and (entry - stop) * sign > 0:
@@ -417,10 +445,6 @@ def candidates(
             offer("mae_price", "2", None if mae is None else mae * risk, src, "Tier 2: R x risk")
         offer("highest", "2", price(p.get("highest")), src, "Tier 2: last MFE_UPDATE")
         offer("lowest", "2", price(p.get("lowest")), src, "Tier 2: last MFE_UPDATE")
-
-    for proposals in out.values():
-        if len(proposals) > 1:
-            proposals.sort(key=lambda c: _TIER_RANK[c.tier])
     return out
 
 
@@ -442,9 +466,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def plan_changes(
-    row: Mapping[str, Any], proposals: Mapping[str, list[Candidate]]
-) -> list[FieldChange]:
+def plan_changes(row: Mapping[str, Any], proposals: Mapping[str, Candidate]) -> list[FieldChange]:
     """Apply the write rule to one signal: per field, the best candidate wins if the field
     is empty, if it is strictly more confident, or (``REFRESHABLE``) if the same tier
     measured a different value."""
@@ -452,10 +474,7 @@ def plan_changes(
     changes: list[FieldChange] = []
     # the offered fields only (a handful of the SYNC_FIELDS), in SYNC_FIELDS order
     for name in sorted(proposals.keys() & _FIELD_RANK.keys(), key=_FIELD_RANK.__getitem__):
-        options = proposals[name]
-        if not options:
-            continue
-        best = options[0]
+        best = proposals[name]
         current = row[name]
         held = provenance.get(name) or {}
         held_confidence = held.get("confidence")
@@ -538,10 +557,18 @@ def latest_known(
     signal_ids: Sequence[str],
     event_type: str,
     known: Mapping[str, KnownEvents] | None = None,
+    looked_up: dict[str, LatestEvent | None] | None = None,
 ) -> dict[str, LatestEvent]:
-    """:func:`latest_events`, answered from events already loaded where they tell."""
+    """:func:`latest_events`, answered from events already loaded where they tell.
+    ``looked_up``: filled with the database's answer for each id it was asked about (None:
+    the signal has no such event), for a later caller in the same transaction."""
     told, ask = latest_told(signal_ids, event_type, known)
-    return told | (latest_events(conn, ask, event_type) if ask else {})
+    if not ask:
+        return told
+    found = latest_events(conn, ask, event_type)
+    if looked_up is not None:
+        looked_up.update((signal_id, found.get(signal_id)) for signal_id in ask)
+    return told | found
 
 
 TIER0_FIELDS: tuple[str, ...] = (
@@ -554,6 +581,47 @@ TIER0_FIELDS: tuple[str, ...] = (
     "stop_loss",
     "targets",
 )
+
+
+# what Tier 0 reads of a row besides the SIGNAL_CREATED payload
+_TIER0_INPUTS: tuple[str, ...] = (*TIER0_FIELDS, "confirmation_time", "confirmed_at")
+
+
+def tier0_settled(
+    before: Mapping[str, Any] | None,
+    row: Mapping[str, Any],
+    events: KnownEvents | None,
+    reconciled_through: int,
+) -> bool:
+    """Whether Tier 0 is known to change nothing in ``row``, the fold of ``events`` onto
+    ``before`` (the row as stored), without reading the SIGNAL_CREATED payload again:
+
+    - every event of ``before`` is at or below ``reconciled_through`` (the ``reconcile``
+      cursor): a completed reconciliation saw the row as stored, Tier 0 included;
+    - the fold resumed from ``before`` (``events`` are only the new ones) and none of
+      them is a SIGNAL_CREATED: the latest SIGNAL_CREATED is the one Tier 0 already used;
+    - the fold left every field Tier 0 reads or writes as it was (value and confidence):
+      a field it could not fill then, it cannot fill now.
+
+    Tier 0 is then a pure function of unchanged inputs, and the reconciliation of
+    ``before`` already applied its result. A resumed MFE_UPDATE on a trade whose targets
+    come from Tier 2 — the commonest event — is the case this serves."""
+    if before is None or events is None or events.complete:
+        return False
+    if before["last_event_id"] > reconciled_through:
+        return False
+    if any(e.event_type == "SIGNAL_CREATED" for e in events.events):
+        return False
+    held: Mapping[str, Any] = before["field_provenance"] or {}
+    now_held: Mapping[str, Any] = row["field_provenance"] or {}
+    for name in _TIER0_INPUTS:
+        if row[name] != before[name]:
+            return False
+        entry, was = now_held.get(name), held.get(name)
+        # (the fold shares the entries it leaves alone: the same object, nothing to compare)
+        if entry is not was and (entry or {}).get("confidence") != (was or {}).get("confidence"):
+            return False
+    return True
 
 
 def needs_tier0(row: Mapping[str, Any]) -> bool:
@@ -632,15 +700,20 @@ def plan_rows(
     sync_run_id: str,
     result: ReconcileResult,
     known: Mapping[str, KnownEvents] | None = None,
+    created_looked_up: dict[str, LatestEvent | None] | None = None,
+    tier0_done: Container[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What reconciling ``rows`` writes, without writing it: the ``UPDATE`` rows (by
     ``b_id``) and the audit rows. Each row is updated in place with its new values (and
     its whole new provenance). Reads events and candles, never ``signals``; ``known``:
-    events the caller loaded (the fold's), which answer "latest of a type" where they can."""
-    ids = [r["signal_id"] for r in rows if needs_tier0(r)]
+    events the caller loaded (the fold's), which answer "latest of a type" where they can;
+    ``created_looked_up``: receives the SIGNAL_CREATED events read from the database
+    (:func:`latest_known`); ``tier0_done``: signals whose Tier 0 cannot change anything
+    (:func:`tier0_settled`) — their payload is not read."""
+    ids = [r["signal_id"] for r in rows if r["signal_id"] not in tier0_done and needs_tier0(r)]
     # a row that needs no Tier 0 has every phase-1 field held at 1.0: nothing to do there
     phase1 = set(ids)
-    created = latest_known(conn, ids, "SIGNAL_CREATED", known) if ids else {}
+    created = latest_known(conn, ids, "SIGNAL_CREATED", known, created_looked_up) if ids else {}
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
     snapshots = latest_known(conn, confirmed, "MFE_UPDATE", known) if confirmed else {}
     to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
@@ -651,8 +724,8 @@ def plan_rows(
     for row in rows:
         signal_id = row["signal_id"]
         result.signals_seen += 1
-        work = dict(row)
-        work["field_provenance"] = dict(row["field_provenance"] or {})
+        # ``work``: the row as its changes so far leave it — copied at the first change
+        work: dict[str, Any] = row
         changes: list[FieldChange] = []
         # phase 1: identity, levels and metadata; phase 2: excursions, which need the
         # targets / stop that phase 1 may just have filled
@@ -667,7 +740,10 @@ def plan_rows(
             # at 1.0, or is blocked by what still blocks it (no field it offers refreshes)
             created_event = None if measuring else created.get(signal_id)
             proposals = candidates(work, created_event, snapshot, measured)
-            for change in plan_changes(work, proposals):
+            for change in plan_changes(work, proposals) if proposals else ():
+                if work is row:
+                    work = dict(row)
+                    work["field_provenance"] = dict(row["field_provenance"] or {})
                 work[change.field] = change.new
                 work["field_provenance"][change.field] = {
                     "tier": change.tier,

@@ -83,10 +83,12 @@ from alphapulse_dagster.lifecycle import (
 )
 from alphapulse_dagster.log_horizon import log_head, safe_head, signals_after
 from alphapulse_dagster.reconcile import (
+    LatestEvent,
     ReconcileResult,
     plan_rows,
     reconcile,
     signals_audited_after,
+    tier0_settled,
     tier1_signal_ids,
 )
 from alphapulse_dagster.registry_rows import RegistryRows
@@ -213,12 +215,25 @@ def lifecycle_step(
     result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
 
     def enrich(
-        conn: Connection, rows: list[dict[str, Any]], known: Mapping[str, KnownEvents]
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        known: Mapping[str, KnownEvents],
+        before: Mapping[str, Mapping[str, Any]],
     ) -> Enrichment:
         result.reconciled_ids.update(r["signal_id"] for r in rows)
-        updates, audits = plan_rows(conn, rows, now, sync_run_id, result.reconciled, known)
+        settled = set()
+        if not full:
+            for row in rows:
+                signal_id = row["signal_id"]
+                if tier0_settled(before.get(signal_id), row, known.get(signal_id), reconciled):
+                    settled.add(signal_id)
+        # SIGNAL_CREATED events the reconciliation reads are the gap pass's too
+        created: dict[str, LatestEvent | None] = {}
+        updates, audits = plan_rows(
+            conn, rows, now, sync_run_id, result.reconciled, known, created, settled
+        )
         sync_config = config.hybrid_sync
-        plan = plan_gap_rows(conn, rows, now, sync_run_id, sync_config, result.gaps, known)
+        plan = plan_gap_rows(conn, rows, now, sync_run_id, sync_config, result.gaps, known, created)
         return Enrichment(
             [*updates, *plan.scores],
             audits,
@@ -227,16 +242,36 @@ def lifecycle_step(
 
     # the safe head, in its own transaction before the projection's (log_horizon)
     head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
-    with derived_write(engine) as conn:
+    with derived_write(engine) as conn, _write_connection(engine, conn) as writes:
         # barrier timed out: the cursor is its own head, nothing new is projected this time
         head = read_cursor(conn) if head is None else head
+        reconciled = read_cursor(conn, RECONCILE_CURSOR)  # (tier0_settled)
         result.projection = project_log(
-            conn, now, sync_run_id, head, cache=cache, enrich=enrich if reconcile else None
+            conn,
+            now,
+            sync_run_id,
+            head,
+            cache=cache,
+            enrich=enrich if reconcile else None,
+            writes=writes,
         )
     with derived_write(engine) as conn:
         scope = None if full or signal_ids is None else signal_ids
         result.expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
     return result
+
+
+@contextmanager
+def _write_connection(engine: Engine, reads: Connection) -> Iterator[Connection | None]:
+    """The projection's write connection: on Postgres a second one, in a transaction of its
+    own committed when the block ends — before ``reads``'s, which only reads — so that its
+    writes can run pipelined beside the reads (:func:`lifecycle.project_log`). Elsewhere
+    None: ``reads`` writes too (SQLite has one writer)."""
+    if engine.dialect.name != "postgresql":
+        yield None
+        return
+    with derived_write(engine) as writes:
+        yield writes
 
 
 def _scope(

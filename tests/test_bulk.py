@@ -6,9 +6,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
-from alphapulse_dagster.db.bulk import COPY_MIN, in_ids, insert_rows, json_merge, update_rows
+from alphapulse_dagster.db.bulk import (
+    COPY_MIN,
+    in_ids,
+    insert_rows,
+    json_merge,
+    pipelined,
+    update_rows,
+)
+from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.types import JsonDoc, UtcDateTime
 
 meta = sa.MetaData()
@@ -126,3 +135,22 @@ def test_in_ids_selects_exactly_the_given_ids_whatever_their_text(engine: sa.Eng
         assert sorted(found) == sorted(nasty)
         none = conn.execute(sa.select(things.c.thing_id).where(in_ids(conn, things.c.thing_id, [])))
         assert none.all() == []
+
+
+@pytest.mark.postgres
+def test_batch_writes_in_pipeline_mode_store_what_they_store_outside_it(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    meta.create_all(engine)
+    rows = [
+        {"thing_id": f"t{n}", "price": n / 4, "label": "x", "doc": {"n": n}, "at": T}
+        for n in range(COPY_MIN + 5)
+    ]
+    with engine.begin() as conn, pipelined(conn):
+        # COPY cannot run in pipeline mode: the rows go as one recordset INSERT
+        insert_rows(conn, things, rows)
+        update_rows(conn, things, [{"b_id": "t1", "price": None}, {"b_id": "t2", "doc": None}])
+    expected = {r["thing_id"]: dict(r) for r in rows}
+    expected["t1"]["price"] = None
+    expected["t2"]["doc"] = None
+    assert _rows(engine) == expected
+    engine.dispose()

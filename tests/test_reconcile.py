@@ -149,14 +149,14 @@ def test_lower_tier_never_overwrites_a_more_confident_value() -> None:
             targets=[1.0, 2.0],
             field_provenance={"targets": {"tier": tier, "confidence": confidence}},
         )
-        offer = {"targets": [Candidate("2", [9.0, 10.0, 11.0], "calc", "Tier 2")]}
+        offer = {"targets": Candidate("2", [9.0, 10.0, 11.0], "calc", "Tier 2")}
         assert plan_changes(row, offer) == []
     # equal confidence (0.8 over 0.8, different source) does not overwrite either
     row = _row(targets=[1.0], field_provenance={"targets": {"tier": "2", "confidence": 0.8}})
-    assert plan_changes(row, {"targets": [Candidate("2", [3.0], "calc", "x")]}) == []
+    assert plan_changes(row, {"targets": Candidate("2", [3.0], "calc", "x")}) == []
     # Tier 3 (0.9) over Tier 2 (0.8) does
     row = _row(direction="LONG", field_provenance={"direction": {"tier": "2", "confidence": 0.8}})
-    (change,) = plan_changes(row, {"direction": [Candidate("3", "SHORT", "trade_id", "x")]})
+    (change,) = plan_changes(row, {"direction": Candidate("3", "SHORT", "trade_id", "x")})
     assert (change.new, change.confidence, change.old_confidence) == ("SHORT", 0.9, 0.8)
 
 

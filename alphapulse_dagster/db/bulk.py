@@ -13,30 +13,26 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg import sql
 from sqlalchemy import (
     JSON,
     Connection,
     DateTime,
     Table,
-    Text,
     any_,
     bindparam,
     cast,
-    func,
     insert,
-    literal,
-    literal_column,
-    select,
     update,
 )
-from sqlalchemy import column as sql_column
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
@@ -112,35 +108,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _recordset(  # type: ignore[no-untyped-def]
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
-    key: str,
-):
-    types = {c: table.c[c].type for c in columns}
-    if key not in types:
-        types = {key: table.primary_key.columns[0].type, **types}
-    doc = [{c: _json_ready(row[c]) for c in types} for row in rows]
-    # serialised here with orjson (~10x the stdlib encoder on these documents)
-    text = _orjson_dumps(doc).decode()
-    return (
-        func.jsonb_to_recordset(cast(literal(text, Text()), JSONB))
-        .table_valued(*(sql_column(c, t) for c, t in types.items()))
-        .render_derived(name="given", with_types=True)
-    )
-
-
-def _value(table: Table, given: Any, name: str, merge: bool = False) -> ColumnElement[Any]:
-    if merge:
-        return table.c[name].op("||")(given.c[name])
-    # a Python None in a JSON column is stored as JSON 'null' (SQLAlchemy's default);
-    # jsonb_to_recordset yields SQL NULL for it
-    if isinstance(table.c[name].type, JSON):
-        return func.coalesce(given.c[name], literal_column("'null'::jsonb"))
-    return given.c[name]
-
-
 def _groups(rows: Sequence[Mapping[str, Any]], skip: str = "") -> dict[tuple[str, ...], list]:  # type: ignore[type-arg]
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -160,14 +127,15 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         for batch in _groups(rows).values():  # an executemany needs one key set
             conn.execute(insert(table), batch)
         return
+    raw = _driver(conn)
     for columns, batch in _groups(rows).items():
-        if len(batch) >= COPY_MIN:
+        # COPY cannot run in pipeline mode (:func:`pipelined`): a recordset there
+        if len(batch) >= COPY_MIN and not in_pipeline(conn):
             _copy_rows(conn, table, columns, batch)
             continue
+        query = _insert_sql(conn, table, columns)
         for start in range(0, len(batch), BATCH):
-            given = _recordset(table, columns, batch[start : start + BATCH], columns[0])
-            chosen = select(*(_value(table, given, c) for c in columns))
-            conn.execute(insert(table).from_select(list(columns), chosen))
+            raw.execute(query, [_recordset_json(columns, batch[start : start + BATCH])])
 
 
 def _orjson_dumps(value: Any) -> bytes:
@@ -218,25 +186,138 @@ def update_rows(
     primary = table.primary_key.columns[0]
     if not is_postgres(conn):
         for columns, batch in _groups([_whole(r) for r in rows], key).items():
-            statement = (
+            conn.execute(
                 update(table)
                 .where(primary == bindparam(key))
-                .values({c: bindparam(c) for c in columns})
+                .values({c: bindparam(c) for c in columns}),
+                batch,
             )
-            conn.execute(statement, batch)
         return
     # a column written as a merge and the same column written whole go apart
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         marked = (f"{c}+" if v.__class__ is JsonMerge else c for c, v in row.items() if c != key)
         groups[tuple(sorted(marked))].append(row)
+    raw = _driver(conn)
     for names, batch in groups.items():
         columns = tuple(n.rstrip("+") for n in names)
-        merged = {n.rstrip("+") for n in names if n.endswith("+")}
+        merged = frozenset(n.rstrip("+") for n in names if n.endswith("+"))
+        query = _update_sql(conn, table, columns, merged, key)
         for start in range(0, len(batch), BATCH):
-            given = _recordset(table, columns, batch[start : start + BATCH], key)
-            conn.execute(
-                update(table)
-                .where(primary == given.c[key])
-                .values({c: _value(table, given, c, c in merged) for c in columns})
+            raw.execute(query, [_recordset_json((key, *columns), batch[start : start + BATCH])])
+
+
+# --- Postgres statements -------------------------------------------------------------------
+#
+# The batch statements run on psycopg's own connection (the SQLAlchemy connection's
+# transaction), with their text built once per table and column set: a ``SELECT`` over
+# ``jsonb_to_recordset`` of the one JSON parameter. Sent this way they also work in
+# pipeline mode (:func:`pipelined`), where a statement goes to the server at once and the
+# caller does not wait for it.
+
+_STATEMENTS: dict[tuple[Any, ...], sql.Composed] = {}
+
+
+def _driver(conn: Connection) -> Any:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw
+
+
+def in_pipeline(conn: Connection) -> bool:
+    """Whether ``conn``'s psycopg connection is in pipeline mode."""
+    return bool(_driver(conn).pgconn.pipeline_status)
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Run the block's batch writes on ``conn`` (Postgres) in psycopg's pipeline mode: each
+    statement is sent at once and the caller goes on — planning the next chunk — while
+    the server executes it. Leaving the block waits for every statement and raises the
+    first error (the transaction is then aborted: the caller's rollback undoes it all).
+
+    Only :func:`insert_rows` and :func:`update_rows` may run on ``conn`` inside the block:
+    a statement whose result is read (a SELECT, or SQLAlchemy's ``execute``) would wait
+    for the whole queue. Elsewhere (SQLite) the block runs as is."""
+    if not is_postgres(conn):
+        yield
+        return
+    with _driver(conn).pipeline():
+        yield
+
+
+def _recordset_json(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    # serialised with orjson (~10x the stdlib encoder on these documents)
+    return _orjson_dumps([{c: _json_ready(row[c]) for c in columns} for row in rows]).decode()
+
+
+def _given(conn: Connection, table: Table, columns: Sequence[str], key: str | None) -> sql.Composed:
+    """``jsonb_to_recordset(%s::jsonb) AS given(<column> <type>, …)`` — the key (not a
+    column of the table) takes the primary key's type. Names and types come from the
+    table definition."""
+    primary = table.primary_key.columns[0]
+    fields = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(
+            sql.Identifier(c),
+            sql.SQL((primary if c == key else table.c[c]).type.compile(dialect=conn.dialect)),
+        )
+        for c in columns
+    )
+    return sql.SQL("jsonb_to_recordset(%s::jsonb) AS given({})").format(fields)
+
+
+def _given_value(table: Table, name: str) -> sql.Composed:
+    column = sql.SQL("given.{}").format(sql.Identifier(name))
+    # a Python None in a JSON column is stored as JSON 'null' (as SQLAlchemy stores it);
+    # jsonb_to_recordset yields SQL NULL for it
+    if isinstance(table.c[name].type, JSON):
+        return sql.SQL("coalesce({}, 'null'::jsonb)").format(column)
+    return column
+
+
+def _table(table: Table) -> sql.Identifier:
+    return (
+        sql.Identifier(table.name)
+        if table.schema is None
+        else sql.Identifier(table.schema, table.name)
+    )
+
+
+def _insert_sql(conn: Connection, table: Table, columns: tuple[str, ...]) -> sql.Composed:
+    cache_key = ("insert", table, columns)
+    if cache_key not in _STATEMENTS:
+        _STATEMENTS[cache_key] = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            _table(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(_given_value(table, c) for c in columns),
+            _given(conn, table, columns, None),
+        )
+    return _STATEMENTS[cache_key]
+
+
+def _update_sql(
+    conn: Connection, table: Table, columns: tuple[str, ...], merged: frozenset[str], key: str
+) -> sql.Composed:
+    """``UPDATE`` by primary key from the recordset; a ``merged`` JSON column is written as
+    ``column || given`` (:class:`JsonMerge`)."""
+    cache_key = ("update", table, columns, merged, key)
+    if cache_key not in _STATEMENTS:
+        name = _table(table)
+        sets = [
+            sql.SQL("{} = {}").format(
+                sql.Identifier(c),
+                sql.SQL("{}.{} || given.{}").format(name, sql.Identifier(c), sql.Identifier(c))
+                if c in merged
+                else _given_value(table, c),
             )
+            for c in columns
+        ]
+        _STATEMENTS[cache_key] = sql.SQL("UPDATE {} SET {} FROM {} WHERE {}.{} = given.{}").format(
+            name,
+            sql.SQL(", ").join(sets),
+            _given(conn, table, (key, *columns), key),
+            name,
+            sql.Identifier(table.primary_key.columns[0].name),
+            sql.Identifier(key),
+        )
+    return _STATEMENTS[cache_key]
