@@ -84,7 +84,7 @@ def _span(history: list[EventRow], stored: dict, after: int) -> EventSpan:  # ty
 
 def test_resuming_the_fold_from_the_stored_row_equals_a_full_fold() -> None:
     rng = random.Random(11)
-    resumed = 0
+    resumed = early_created = 0
     for _ in range(3000):
         history = _random_history(rng)
         for k in range(1, len(history)):
@@ -92,9 +92,15 @@ def test_resuming_the_fold_from_the_stored_row_equals_a_full_fold() -> None:
             if not can_resume(stored, _span(history, stored, after=k)):
                 continue
             resumed += 1
+            # a first SIGNAL_CREATED arriving after events it is timed before
+            early_created += any(
+                e.event_type == "SIGNAL_CREATED" and e.event_time < stored["folded_until"]
+                for e in history[k:]
+            )
             assert fold(history[k:], resume=stored) == fold(history), history
         assert fold(history)["folded_until"] == max(e.event_time for e in history)
     assert resumed > 1000  # the shortcut is exercised, in every kind of history
+    assert early_created > 200
 
 
 def test_span_of_a_stored_row() -> None:
