@@ -259,6 +259,7 @@ def main() -> None:
                     conn.exec_driver_sql("ANALYZE")
             else:
                 vacuum(url)
+            box = box_speed()
             incremental = []
             for _ in range(args.repeat):
                 ids = changes(url, args.changed, rng, size)
@@ -273,6 +274,7 @@ def main() -> None:
                 "cold_fields_changed": rep.reconcile.fields_changed,
                 "full_sync_warm_s": round(t_warm, 2),
                 "warm_fields_changed": warm.reconcile.fields_changed,
+                "box_loop_s": round(box, 3),
                 "incremental_1000_median_s": round(statistics.median(incremental), 3),
                 "incremental_1000_runs_s": [round(t, 3) for t in incremental],
                 "incremental_fields_changed_last": inc.reconcile.fields_changed,
@@ -283,6 +285,18 @@ def main() -> None:
             }
             print(json.dumps({size: results[size]}, indent=2))
         engine.dispose()
+
+
+def box_speed() -> float:
+    """Seconds for a fixed pure-Python loop, timed just before the incremental runs. The
+    shared 2-core box drifts by ±20-30% over minutes; this puts a run's figures in context
+    (``box_loop_s`` in the output, from round VI of bench/RESULTS.md: lower is a faster
+    moment of the box)."""
+    started = time.perf_counter()
+    total = 0
+    for n in range(6_000_000):
+        total += n * n % 7
+    return time.perf_counter() - started
 
 
 def vacuum(url: str) -> None:
