@@ -106,8 +106,9 @@ PROVENANCED_COLUMNS: tuple[str, ...] = (
 )
 _PROVENANCED = frozenset(PROVENANCED_COLUMNS)
 CHUNK = 2000
-# chunk of a pipelined projection (:func:`project_log`): small enough that the server's
-# writes of one chunk overlap most of the planning, large enough to keep statements few
+# part of a pipelined projection (:func:`project_log`): small enough that the server's
+# writes of one part overlap most of the planning, large enough to keep statements few
+# (parts of 250 measured slower: bench/RESULTS.md, round VI)
 PIPELINED_CHUNK = 500
 
 
@@ -544,7 +545,7 @@ def refold_signals(
 
     ``writes``: another connection for the writes (only :func:`~alphapulse_dagster.db.bulk.
     insert_rows` / ``update_rows`` run on it) — :func:`project_log` passes one in pipeline
-    mode, so a chunk's writes run on the server while the next chunk is read and planned;
+    mode, so the server writes one part (``chunk_size`` signals) while the next is planned;
     ``conn`` then only reads. Returns (inserted, updated, reopened)."""
     ids = sorted(set(signal_ids))
     counts = [0, 0, 0]  # inserted, updated, reopened
@@ -740,9 +741,9 @@ def project_log(
 
     ``writes``: a second connection (its own transaction, committed by the caller) that
     takes every write, in pipeline mode (:func:`~alphapulse_dagster.db.bulk.pipelined`):
-    the server writes one chunk (``PIPELINED_CHUNK`` signals) while this process reads and
-    plans the next on ``conn``. The chunks touch disjoint signals, so no read depends on
-    a write still in flight; a failed write aborts ``writes``'s transaction, cursor
+    the server writes one part (``PIPELINED_CHUNK`` signals) while this process plans the
+    next, reading on ``conn``. The parts touch disjoint signals, so no read depends on a
+    write still in flight; a failed write aborts ``writes``'s transaction, cursor
     included.
 
     ``head``: the log's safe head (:func:`alphapulse_dagster.log_horizon.safe_head`),

@@ -40,6 +40,10 @@ and gap rows in the same transaction (``lifecycle_step``'s ``enrich``). The late
 skip those rows unless the expiry step touched them. The Dagster assets call the steps
 one by one with ``reconcile=False`` (each asset's metadata then describes its own step);
 both ways write the same registry, gaps and audit trail (``tests/test_registry_rows.py``).
+
+On Postgres the projection's writes go to a second connection in pipeline mode, part by
+part, while the next part is planned (:func:`lifecycle.project_log`); a row whose Tier 0
+inputs did not change skips Tier 0 (:func:`reconcile.tier0_settled`).
 """
 
 from __future__ import annotations
@@ -213,6 +217,7 @@ def lifecycle_step(
     expired since.
     ``reconcile=False``: the projection alone (rows as the log has them)."""
     result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
+    reconciled = 0  # the ``reconcile`` cursor, read in the projection's transaction
 
     def enrich(
         conn: Connection,
@@ -242,10 +247,10 @@ def lifecycle_step(
 
     # the safe head, in its own transaction before the projection's (log_horizon)
     head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
-    with derived_write(engine) as conn, _write_connection(engine, conn) as writes:
+    with derived_write(engine) as conn, _write_connection(engine) as writes:
         # barrier timed out: the cursor is its own head, nothing new is projected this time
         head = read_cursor(conn) if head is None else head
-        reconciled = read_cursor(conn, RECONCILE_CURSOR)  # (tier0_settled)
+        reconciled = read_cursor(conn, RECONCILE_CURSOR)  # for tier0_settled
         result.projection = project_log(
             conn,
             now,
@@ -262,11 +267,12 @@ def lifecycle_step(
 
 
 @contextmanager
-def _write_connection(engine: Engine, reads: Connection) -> Iterator[Connection | None]:
+def _write_connection(engine: Engine) -> Iterator[Connection | None]:
     """The projection's write connection: on Postgres a second one, in a transaction of its
-    own committed when the block ends — before ``reads``'s, which only reads — so that its
-    writes can run pipelined beside the reads (:func:`lifecycle.project_log`). Elsewhere
-    None: ``reads`` writes too (SQLite has one writer)."""
+    own committed when the block ends — before the reading connection's, which only reads
+    — so that its writes can run pipelined beside the reads
+    (:func:`lifecycle.project_log`). Elsewhere None: the reading connection writes too
+    (SQLite has one writer)."""
     if engine.dialect.name != "postgresql":
         yield None
         return

@@ -43,7 +43,7 @@ SHIPPED = (sync_cycle._write_connection, lifecycle.PIPELINED_CHUNK, sync_cycle.t
 
 
 @contextlib.contextmanager
-def _no_write_connection(engine: sa.Engine, reads: sa.Connection) -> Iterator[None]:
+def _no_write_connection(engine: sa.Engine) -> Iterator[None]:
     yield None
 
 
