@@ -260,13 +260,10 @@ def _created_events(
     where a gap's fillability depends on them. ``known``: events already loaded, used
     where they tell (:meth:`KnownEvents.latest`); ``looked_up``: answers the database
     already gave in this transaction (:func:`reconcile.latest_known`)."""
-    told, ask = latest_told([r["signal_id"] for r in rows], "SIGNAL_CREATED", known)
-    if looked_up:
-        for signal_id in [i for i in ask if i in looked_up]:
-            event = looked_up[signal_id]
-            if event is not None:
-                told[signal_id] = event
-        ask = [i for i in ask if i not in looked_up]
+    told, unknown = latest_told([r["signal_id"] for r in rows], "SIGNAL_CREATED", known)
+    looked_up = looked_up or {}
+    ask = [i for i in unknown if i not in looked_up]
+    told.update((i, e) for i in unknown if (e := looked_up.get(i)) is not None)
     if not ask:
         return told
     asked = set(ask)

@@ -77,7 +77,6 @@ from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
 TIER_ORDER: tuple[str, ...] = ("0", "1", "3", "2")
-
 R_MULTIPLES: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 # The columns the sync owns (plus direction / entry / stop / targets while no event has them).
@@ -356,10 +355,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _open_to(row: Mapping[str, Any], provenance: Mapping[str, Any], name: str, tier: str) -> bool:
-    """Whether a ``tier`` proposal for ``name`` could pass the write rule of
-    :func:`plan_changes` at all — the field is empty, held less confidently, or a
-    refreshable measure held by the same tier. Lets :func:`candidates` skip computing
-    proposals that cannot win (most fields of a reconciled row are settled)."""
+    """The write rule's gate: a ``tier`` proposal for ``name`` may be written when the
+    field is empty, held less confidently, or a refreshable measure held by the same tier
+    (written then only if the measure changed: :func:`plan_changes`). :func:`candidates`
+    uses it to skip computing proposals that cannot win (most fields of a reconciled row
+    are settled)."""
     if row[name] is None:
         return True
     held = provenance.get(name)
@@ -475,20 +475,13 @@ def plan_changes(row: Mapping[str, Any], proposals: Mapping[str, Candidate]) -> 
     # the offered fields only (a handful of the SYNC_FIELDS), in SYNC_FIELDS order
     for name in sorted(proposals.keys() & _FIELD_RANK.keys(), key=_FIELD_RANK.__getitem__):
         best = proposals[name]
+        if not _open_to(row, provenance, name, best.tier):
+            continue
         current = row[name]
-        held = provenance.get(name) or {}
-        held_confidence = held.get("confidence")
-        if current is None:
-            write = True
-        elif held_confidence is None:
-            write = False  # a value with no provenance: written by hand, leave it alone
-        elif best.confidence > float(held_confidence):
-            write = True
-        elif name in REFRESHABLE and held.get("tier") == best.tier:
-            write = not _same(current, best.value)
-        else:
-            write = False
-        if not write:
+        confidence = (provenance.get(name) or {}).get("confidence")
+        held = None if confidence is None else float(confidence)  # (None only if empty)
+        # open but not more confident: a refreshable measure, written if it changed
+        if held is not None and best.confidence <= held and _same(current, best.value):
             continue
         changes.append(
             FieldChange(
@@ -498,7 +491,7 @@ def plan_changes(row: Mapping[str, Any], proposals: Mapping[str, Candidate]) -> 
                 best.value,
                 best.tier,
                 best.confidence,
-                None if held_confidence is None else float(held_confidence),
+                held,
                 best.source,
                 best.reason,
             )

@@ -127,7 +127,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         for batch in _groups(rows).values():  # an executemany needs one key set
             conn.execute(insert(table), batch)
         return
-    raw = _driver(conn)
+    raw = driver_connection(conn)
     for columns, batch in _groups(rows).items():
         # COPY cannot run in pipeline mode (:func:`pipelined`): a recordset there
         if len(batch) >= COPY_MIN and not in_pipeline(conn):
@@ -165,9 +165,7 @@ def _copy_rows(
         elif isinstance(kind, DateTime | UtcDateTime):
             encode[c] = _copy_time
     steps = [(c, encode.get(c)) for c in columns]
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+    with driver_connection(conn).cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[c] if f is None else f(row[c]) for c, f in steps])
 
@@ -198,7 +196,7 @@ def update_rows(
     for row in rows:
         marked = (f"{c}+" if v.__class__ is JsonMerge else c for c, v in row.items() if c != key)
         groups[tuple(sorted(marked))].append(row)
-    raw = _driver(conn)
+    raw = driver_connection(conn)
     for names, batch in groups.items():
         columns = tuple(n.rstrip("+") for n in names)
         merged = frozenset(n.rstrip("+") for n in names if n.endswith("+"))
@@ -218,7 +216,8 @@ def update_rows(
 _STATEMENTS: dict[tuple[Any, ...], sql.Composed] = {}
 
 
-def _driver(conn: Connection) -> Any:
+def driver_connection(conn: Connection) -> Any:
+    """The psycopg connection under ``conn`` (its transaction is ``conn``'s)."""
     raw = conn.connection.driver_connection
     assert raw is not None
     return raw
@@ -226,7 +225,7 @@ def _driver(conn: Connection) -> Any:
 
 def in_pipeline(conn: Connection) -> bool:
     """Whether ``conn``'s psycopg connection is in pipeline mode."""
-    return bool(_driver(conn).pgconn.pipeline_status)
+    return bool(driver_connection(conn).pgconn.pipeline_status)
 
 
 @contextmanager
@@ -242,7 +241,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if not is_postgres(conn):
         yield
         return
-    with _driver(conn).pipeline():
+    with driver_connection(conn).pipeline():
         yield
 
 
