@@ -771,11 +771,19 @@ def project_log(
     return ProjectionResult(len(ids), inserted, updated, reopened, head)
 
 
-def rebuild_registry(conn: Connection, now: datetime) -> ProjectionResult:
+def rebuild_registry(conn: Connection, now: datetime, head: int | None = None) -> ProjectionResult:
     """Rebuild the registry from the whole log, from scratch: every row is deleted and
     re-folded. Sync-owned columns (and their provenance) of the old rows are carried over —
-    they are enrichments, not facts of the log."""
-    head = log_head(conn)
+    they are enrichments, not facts of the log.
+
+    ``head``: where the ``lifecycle`` cursor is left — the log's safe head
+    (:func:`alphapulse_dagster.log_horizon.safe_head`) when other processes may be
+    appending, as for :func:`project_log`. Every event this transaction sees is folded;
+    those past ``head`` are folded again by the next projection (a re-fold, idempotent),
+    and an id below ``head`` still uncommitted is not skipped. ``None``: ``max(event_id)``
+    as this transaction sees it (one writer at a time)."""
+    if head is None:
+        head = log_head(conn)
     ids = sorted(r[0] for r in conn.execute(select(signal_events.c.signal_id).distinct()))
     sync_owned = [c.name for c in signals.columns if c.name not in _NOT_SYNC_OWNED]
     inserted = 0
