@@ -24,7 +24,8 @@ from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.bulk import in_ids
 from alphapulse_dagster.db.tables import signals
 from alphapulse_dagster.events import NewEvent, append_events
-from alphapulse_dagster.lifecycle import PENDING, chunked, refold_signals
+from alphapulse_dagster.lifecycle import PENDING
+from alphapulse_dagster.projection import chunked, refold_signals
 from alphapulse_dagster.registry_rows import RegistryRows
 from alphapulse_dagster.timeframes import duration, is_timeframe
 

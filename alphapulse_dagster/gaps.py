@@ -54,15 +54,8 @@ from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.bulk import in_ids, insert_rows, update_rows
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals
-from alphapulse_dagster.lifecycle import (
-    CLOSED,
-    CONFIRMED,
-    KnownEvents,
-    chunked,
-    price,
-    price_list,
-    update_by_id,
-)
+from alphapulse_dagster.lifecycle import CLOSED, CONFIRMED, KnownEvents, price, price_list
+from alphapulse_dagster.projection import chunked, update_by_id
 from alphapulse_dagster.reconcile import (
     LatestEvent,
     all_signal_ids,

@@ -65,13 +65,12 @@ from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_a
 from alphapulse_dagster.lifecycle import (
     EventRow,
     KnownEvents,
-    chunked,
     mean_confidence,
     normalise_direction,
     price,
     price_list,
-    update_by_id,
 )
+from alphapulse_dagster.projection import chunked, update_by_id
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
 from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
 

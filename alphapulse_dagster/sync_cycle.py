@@ -42,7 +42,7 @@ one by one with ``reconcile=False`` (each asset's metadata then describes its ow
 both ways write the same registry, gaps and audit trail (``tests/test_registry_rows.py``).
 
 On Postgres the projection's writes go to a second connection in pipeline mode, part by
-part, while the next part is planned (:func:`lifecycle.project_log`); a row whose Tier 0
+part, while the next part is planned (:func:`projection.project_log`); a row whose Tier 0
 inputs did not change skips Tier 0 (:func:`reconcile.tier0_settled`).
 """
 
@@ -77,15 +77,15 @@ from alphapulse_dagster.gaps import (
     write_gap_rows,
 )
 from alphapulse_dagster.health import HealthReport, health_report
-from alphapulse_dagster.lifecycle import (
+from alphapulse_dagster.lifecycle import KnownEvents
+from alphapulse_dagster.log_horizon import log_head, safe_head, signals_after
+from alphapulse_dagster.projection import (
     Enrichment,
-    KnownEvents,
     ProjectionResult,
     project_log,
     read_cursor,
     write_cursor,
 )
-from alphapulse_dagster.log_horizon import log_head, safe_head, signals_after
 from alphapulse_dagster.reconcile import (
     LatestEvent,
     ReconcileResult,
@@ -271,7 +271,7 @@ def _write_connection(engine: Engine) -> Iterator[Connection | None]:
     """The projection's write connection: on Postgres a second one, in a transaction of its
     own committed when the block ends — before the reading connection's, which only reads
     — so that its writes can run pipelined beside the reads
-    (:func:`lifecycle.project_log`). Elsewhere None: the reading connection writes too
+    (:func:`projection.project_log`). Elsewhere None: the reading connection writes too
     (SQLite has one writer)."""
     if engine.dialect.name != "postgresql":
         yield None

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
-from alphapulse_dagster.lifecycle import project_log
+from alphapulse_dagster.projection import project_log
 from alphapulse_dagster.sync_cycle import run_sync
 
 ADMIN_URL = os.environ.get(

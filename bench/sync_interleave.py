@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa
 from bench_sync import ADMIN_URL, NOW, changes
 
-import alphapulse_dagster.lifecycle as lifecycle
+import alphapulse_dagster.projection as projection
 import alphapulse_dagster.sync_cycle as sync_cycle
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 
-SHIPPED = (sync_cycle._write_connection, lifecycle.PIPELINED_CHUNK, sync_cycle.tier0_settled)
+SHIPPED = (sync_cycle._write_connection, projection.PIPELINED_CHUNK, sync_cycle.tier0_settled)
 
 
 @contextlib.contextmanager
@@ -49,7 +49,7 @@ def _no_write_connection(engine: sa.Engine) -> Iterator[None]:
 
 def _set(write_connection: Callable[..., object], part: int, settled: Callable[..., bool]) -> None:
     sync_cycle._write_connection = write_connection  # type: ignore[assignment]
-    lifecycle.PIPELINED_CHUNK = part
+    projection.PIPELINED_CHUNK = part
     sync_cycle.tier0_settled = settled  # type: ignore[assignment]
 
 

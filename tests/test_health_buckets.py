@@ -22,7 +22,7 @@ from alphapulse_dagster.db.tables import (
 )
 from alphapulse_dagster.gaps import GAP_TYPES
 from alphapulse_dagster.health import health_report
-from alphapulse_dagster.lifecycle import rebuild_registry
+from alphapulse_dagster.projection import rebuild_registry
 from alphapulse_dagster.sync_cycle import run_sync
 
 H = timedelta(hours=1)

@@ -16,11 +16,9 @@ from alphapulse_dagster.lifecycle import (
     EventSpan,
     can_resume,
     fold,
-    project_log,
-    read_cursor,
-    rebuild_registry,
     span_of,
 )
+from alphapulse_dagster.projection import project_log, read_cursor, rebuild_registry
 from alphapulse_dagster.sync_cycle import run_sync
 
 TID = "20250106_120000_BULLISH"

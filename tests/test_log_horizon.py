@@ -20,8 +20,8 @@ from alphapulse_dagster.config import AppConfig, HybridSyncConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_events, signals
 from alphapulse_dagster.events import NewEvent, append_events
-from alphapulse_dagster.lifecycle import LIFECYCLE_CURSOR, read_cursor
 from alphapulse_dagster.log_horizon import safe_head
+from alphapulse_dagster.projection import LIFECYCLE_CURSOR, read_cursor
 from alphapulse_dagster.sync_cycle import GAPS_CURSOR, RECONCILE_CURSOR, lifecycle_step, run_sync
 from resources import ConfigResource, DatabaseResource
 from sensors.hybrid_sync import signal_created_sensor

@@ -169,16 +169,16 @@ def test_a_failed_pipelined_write_leaves_registry_audit_and_cursor_as_they_were(
             conn.execute(sa.select(sync_cursors.c.name, sync_cursors.c.last_event_id)).all()
         )
 
-    import alphapulse_dagster.lifecycle as lifecycle
+    import alphapulse_dagster.projection as projection
 
-    real_insert = lifecycle.insert_rows
+    real_insert = projection.insert_rows
 
     def broken_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if table is sync_audit_log:  # a NOT NULL column left empty: fails on the server
             rows = [*rows, {**rows[0], "field": None}]
         real_insert(conn, table, rows)
 
-    monkeypatch.setattr(lifecycle, "insert_rows", broken_insert)
+    monkeypatch.setattr(projection, "insert_rows", broken_insert)
     append(engine, event("MFE_UPDATE", TID, T0 + 2 * H, mfe=1.0, mae=0.1))
     with pytest.raises(psycopg.errors.NotNullViolation):
         run_sync(engine, CONFIG, NOW)
@@ -190,7 +190,7 @@ def test_a_failed_pipelined_write_leaves_registry_audit_and_cursor_as_they_were(
         )
     assert after == cursors
     # the next cycle catches up
-    monkeypatch.setattr(lifecycle, "insert_rows", real_insert)
+    monkeypatch.setattr(projection, "insert_rows", real_insert)
     run_sync(engine, CONFIG, NOW)
     assert registry(engine, SIGNAL)["mfe"] == 1.0
     engine.dispose()
