@@ -62,9 +62,9 @@ from alphapulse_dagster.reconcile import (
     latest_events,
     latest_told,
     mfe_provenance,
-    parse_trade_id,
 )
 from alphapulse_dagster.registry_rows import RegistryRows
+from alphapulse_dagster.trade_id import parse_trade_id
 
 GAP_TYPES: tuple[str, ...] = (
     "no_signal_created",

@@ -26,23 +26,16 @@ candles, a newer MFE_UPDATE) and change when the measurement changes. Every writ
 ``field_provenance[field] = {tier, confidence, source, at}`` and a ``sync_audit_log`` row.
 Nothing changes ⇒ nothing is written (a second sync with no new data is a no-op).
 
-MFE / MAE (price units, both ≥ 0): LONG MFE = max(high since entry) − entry, MAE = entry −
-min(low since entry); SHORT MFE = entry − min(low), MAE = max(high) − entry. In R: ÷ |entry −
-stop|. Candles are selected by bar *open* time: bars opening in ``[floor(entry time), end)``
-that have closed by ``now`` (``end`` = exit time, or ``now`` for an active trade); the bar
-containing the fill counts whole (bar resolution).
+The tiers' own rules: Tier 1 in ``excursions.py`` (MFE / MAE from candles), Tier 3 in
+``trade_id.py``; Tier 0 and Tier 2 are here (:func:`candidates`).
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
 import math
-import re
-from collections import defaultdict
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -52,16 +45,15 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    literal,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows, is_postgres
+from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
+from alphapulse_dagster.excursions import Excursion, candle_excursion, load_candles
 from alphapulse_dagster.lifecycle import (
     EventRow,
     KnownEvents,
@@ -72,7 +64,7 @@ from alphapulse_dagster.lifecycle import (
 )
 from alphapulse_dagster.projection import chunked, update_by_id
 from alphapulse_dagster.registry_rows import RegistryRows, load_rows
-from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS
+from alphapulse_dagster.trade_id import parse_trade_id
 
 TIER_CONFIDENCE: dict[str, float] = {"0": 1.0, "1": 1.0, "3": 0.9, "2": 0.8}
 TIER_ORDER: tuple[str, ...] = ("0", "1", "3", "2")
@@ -103,195 +95,6 @@ REFRESHABLE: frozenset[str] = frozenset(
     ("mfe", "mae", "mfe_price", "mae_price", "highest", "lowest", "target_hit", "stop_hit")
 )
 _EXCURSION_FIELDS = ("mfe", "mae", "mfe_price", "mae_price", "highest", "lowest")
-
-
-# --- Tier 3: trade_id ---------------------------------------------------------------------
-
-_TRADE_ID = re.compile(
-    r"^(?P<date>\d{8})_(?P<time>\d{6})_(?P<dir>BULLISH|BEARISH|LONG|SHORT)(?:_(?P<symbol>.+))?$",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class ParsedTradeId:
-    signal_time: datetime  # UTC
-    direction: str  # LONG | SHORT
-    symbol: str | None
-
-
-@functools.lru_cache(maxsize=8192)  # pure; a cycle asks twice per signal, gaps once more
-def parse_trade_id(trade_id: str | None) -> ParsedTradeId | None:
-    """Parse the indicator's ``YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>[_<symbol>]``
-    (time in UTC). Anything else — including impossible dates — is not parseable: None."""
-    if not trade_id:
-        return None
-    match = _TRADE_ID.match(trade_id.strip())
-    if match is None:
-        return None
-    date, clock = match["date"], match["time"]
-    try:  # int slices: strptime costs ~15 us, and a cycle parses thousands of ids
-        when = datetime(
-            int(date[:4]),
-            int(date[4:6]),
-            int(date[6:]),
-            int(clock[:2]),
-            int(clock[2:4]),
-            int(clock[4:]),
-        )
-    except ValueError:
-        return None
-    direction = normalise_direction(match["dir"])
-    assert direction is not None
-    return ParsedTradeId(when.replace(tzinfo=UTC), direction, match["symbol"] or None)
-
-
-# --- Tier 1: excursions from candles ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Excursion:
-    """Trade extremes since entry. ``mfe``/``mae`` in R (None without a usable stop)."""
-
-    highest: float
-    lowest: float
-    mfe_price: float
-    mae_price: float
-    mfe: float | None
-    mae: float | None
-    target_hit: int | None  # highest target index touched, 1-based; 0 = none
-    stop_hit: bool | None
-
-
-def excursion(
-    direction: str,
-    entry: float,
-    stop: float | None,
-    targets: Sequence[float] | None,
-    highs: Sequence[float],
-    lows: Sequence[float],
-) -> Excursion:
-    """MFE / MAE of a trade from the highs and lows of the bars since entry (SPEC §9)."""
-    highest, lowest = max(highs), min(lows)
-    if direction == "LONG":
-        mfe_price, mae_price = max(highest - entry, 0.0), max(entry - lowest, 0.0)
-    else:
-        mfe_price, mae_price = max(entry - lowest, 0.0), max(highest - entry, 0.0)
-    risk = abs(entry - stop) if stop is not None else 0.0
-    mfe = mfe_price / risk if risk > 0 else None
-    mae = mae_price / risk if risk > 0 else None
-    target_hit: int | None = None
-    if targets:
-        target_hit = 0
-        for index, target in enumerate(targets, start=1):
-            touched = highest >= target if direction == "LONG" else lowest <= target
-            if touched:
-                target_hit = max(target_hit, index)
-    stop_hit: bool | None = None
-    if stop is not None:
-        stop_hit = lowest <= stop if direction == "LONG" else highest >= stop
-    return Excursion(highest, lowest, mfe_price, mae_price, mfe, mae, target_hit, stop_hit)
-
-
-def _floor(moment: datetime, step: int) -> datetime:
-    epoch = int(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % step, tz=UTC)
-
-
-@dataclass
-class _SymbolCandles:
-    # timeframe -> (open_time epochs, highs, lows), ascending
-    by_timeframe: dict[str, tuple[list[int], list[float], list[float]]]
-
-
-def candle_excursion(
-    row: Mapping[str, Any], data: _SymbolCandles | None, now: datetime
-) -> tuple[Excursion, str] | None:
-    """Tier 1 for one trade: the finest timeframe (at or below the trade's) whose bars
-    cover the trade without a hole. None when nothing covers it."""
-    if data is None:
-        return None
-    start, end = row["confirmed_at"], row["closed_at"] or now
-    trade_tf = row["timeframe"]
-    limit = TIMEFRAME_SECONDS.get(trade_tf or "", max(TIMEFRAME_SECONDS.values()))
-    for timeframe in sorted(data.by_timeframe, key=TIMEFRAME_SECONDS.__getitem__):
-        step = TIMEFRAME_SECONDS[timeframe]
-        if step > limit:
-            break
-        first = int(_floor(start, step).timestamp())
-        last_open = min(int(end.timestamp()) - 1, int(now.timestamp()) - step)
-        last_open -= last_open % step
-        if last_open < first:
-            continue
-        opens, highs, lows = data.by_timeframe[timeframe]
-        lo = bisect.bisect_left(opens, first)
-        hi = bisect.bisect_right(opens, last_open)
-        expected = (last_open - first) // step + 1
-        if hi - lo != expected:
-            continue  # a missing bar: this timeframe does not cover the trade
-        result = excursion(
-            row["direction"],
-            row["entry_price"],
-            row["stop_loss"],
-            row["targets"],
-            highs[lo:hi],
-            lows[lo:hi],
-        )
-        return result, timeframe
-    return None
-
-
-def _load_candles(
-    conn: Connection,
-    trades: Sequence[Mapping[str, Any]],
-    now: datetime,
-    known: dict[str, bool] | None = None,
-) -> dict[str, _SymbolCandles]:
-    """One query per symbol with trades to measure, over the union of their windows.
-    ``known`` caches, for the whole pass, which symbols have any candles at all."""
-    known = {} if known is None else known
-    by_symbol: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for row in trades:
-        by_symbol[row["symbol"]].append(row)
-    unknown = [symbol for symbol in by_symbol if symbol not in known]
-    if unknown and is_postgres(conn):  # one round trip: which of them have any candles
-        wanted = (
-            func.unnest(literal(unknown, ARRAY(candles.c.symbol.type)))
-            .table_valued("symbol")
-            .render_derived(name="wanted")
-        )
-        having = exists(select(candles.c.symbol).where(candles.c.symbol == wanted.c.symbol))
-        found = {r[0] for r in conn.execute(select(wanted.c.symbol).where(having))}
-        known.update({symbol: symbol in found for symbol in unknown})
-    for symbol in unknown:
-        if symbol not in known:
-            probe = select(candles.c.symbol).where(candles.c.symbol == symbol).limit(1)
-            known[symbol] = conn.execute(probe).first() is not None
-    by_symbol = {s: rows for s, rows in by_symbol.items() if known[s]}
-    loaded: dict[str, _SymbolCandles] = {}
-    for symbol, rows in by_symbol.items():
-        start = min(r["confirmed_at"] for r in rows) - timedelta(days=7)
-        end = max((r["closed_at"] or now) for r in rows)
-        result = conn.execute(
-            select(candles.c.timeframe, candles.c.open_time, candles.c.high, candles.c.low)
-            .where(
-                candles.c.symbol == symbol,
-                candles.c.open_time >= start,
-                candles.c.open_time <= end,
-            )
-            .order_by(candles.c.timeframe, candles.c.open_time)
-        )
-        series: dict[str, tuple[list[int], list[float], list[float]]] = {}
-        for r in result:
-            if r.timeframe not in TIMEFRAME_SECONDS:
-                continue
-            opens, highs, lows = series.setdefault(r.timeframe, ([], [], []))
-            opens.append(int(r.open_time.timestamp()))
-            highs.append(float(r.high))
-            lows.append(float(r.low))
-        if series:
-            loaded[symbol] = _SymbolCandles(series)
-    return loaded
 
 
 # --- candidates and the write rule --------------------------------------------------------
@@ -709,7 +512,7 @@ def plan_rows(
     confirmed = [r["signal_id"] for r in rows if r["confirmed_at"] is not None]
     snapshots = latest_known(conn, confirmed, "MFE_UPDATE", known) if confirmed else {}
     to_measure = [r for r in rows if r["confirmed_at"] is not None and _not_final(r)]
-    candle_data = _load_candles(conn, to_measure, now, result.symbols_with_candles)
+    candle_data = load_candles(conn, to_measure, now, result.symbols_with_candles)
     stamp = now.isoformat()
     updates: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
