@@ -408,10 +408,10 @@ def rebuild_registry(conn: Connection, now: datetime, head: int | None = None) -
 
     ``head``: where the ``lifecycle`` cursor is left — the log's safe head
     (:func:`alphapulse_dagster.log_horizon.safe_head`) when other processes may be
-    appending, as for :func:`project_log`. Every event this transaction sees is folded;
-    those past ``head`` are folded again by the next projection (a re-fold, idempotent),
-    and an id below ``head`` still uncommitted is not skipped. ``None``: ``max(event_id)``
-    as this transaction sees it (one writer at a time)."""
+    appending, as for :func:`project_log`: every id up to it was committed before this
+    transaction began, so none is skipped. Every event this transaction sees is folded;
+    those past ``head`` are folded again by the next projection (a re-fold, idempotent).
+    ``None``: ``max(event_id)`` as this transaction sees it (one writer at a time)."""
     if head is None:
         head = log_head(conn)
     ids = sorted(r[0] for r in conn.execute(select(signal_events.c.signal_id).distinct()))
