@@ -23,8 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alphapulse_dagster.market.timeframes import TIMEFRAME_SECONDS, is_timeframe
 from alphapulse_dagster.paths import bundled_dir
-from alphapulse_dagster.timeframes import TIMEFRAME_SECONDS, is_timeframe
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
 def _check_heads(config: AppConfig, path: Path) -> None:
     """Every head named in ``mtf_strategies.signal.heads`` must resolve (built-in name or
     ``package.module:function``), and the consensus must be reachable."""
-    from alphapulse_dagster.model_heads import resolve_head
+    from alphapulse_dagster.signals.model_heads import resolve_head
 
     signal = config.mtf.signal
     for index, name in enumerate(signal.heads):

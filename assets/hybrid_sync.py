@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, sync_audit_log
-from alphapulse_dagster.gaps import GAP_TYPES
-from alphapulse_dagster.health import latest_health
-from alphapulse_dagster.sync_cycle import (
+from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.health import latest_health
+from alphapulse_dagster.sync.sync_cycle import (
     gap_step,
     health_step,
     lifecycle_step,

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from alphapulse_dagster.candle_refresh import derive_and_store, fetch_window
+from alphapulse_dagster.market.candle_refresh import derive_and_store, fetch_window
 from assets.contracts import contract_check
 from assets.partitions import hourly_partitions
 from resources import ConfigResource, DatabaseResource

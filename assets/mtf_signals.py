@@ -15,8 +15,8 @@ import dagster as dg
 import pandas as pd
 
 from alphapulse_dagster.clock import utcnow
-from alphapulse_dagster.mtf_metrics import mtf_metrics as compute_mtf_metrics
-from alphapulse_dagster.mtf_run import RAW_SIGNAL_COLUMNS, generate_window, record_window
+from alphapulse_dagster.signals.mtf_metrics import mtf_metrics as compute_mtf_metrics
+from alphapulse_dagster.signals.mtf_run import RAW_SIGNAL_COLUMNS, generate_window, record_window
 from assets.contracts import contract_check
 from assets.partitions import hourly_partitions
 from resources import ConfigResource, DatabaseResource

@@ -29,12 +29,12 @@ from bench_signals import synthetic_universe
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
-from alphapulse_dagster.model_heads import ConsensusRule
-from alphapulse_dagster.resample import resample_ohlcv
-from alphapulse_dagster.signal_cache import SignalCache
-from alphapulse_dagster.signal_generation import generate_signals
-from alphapulse_dagster.signal_store import store_signals
-from alphapulse_dagster.timeframes import duration
+from alphapulse_dagster.market.resample import resample_ohlcv
+from alphapulse_dagster.market.timeframes import duration
+from alphapulse_dagster.signals.model_heads import ConsensusRule
+from alphapulse_dagster.signals.signal_cache import SignalCache
+from alphapulse_dagster.signals.signal_generation import generate_signals
+from alphapulse_dagster.signals.signal_store import store_signals
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alphapulse_dagster.bars import last_closed_bar, panel_from_frame
-from alphapulse_dagster.entry_refinement import refine_entries
-from alphapulse_dagster.model_heads import ConsensusRule, evaluate_heads
-from alphapulse_dagster.resample import resample_ohlcv
-from alphapulse_dagster.signal_generation import generate_signals
+from alphapulse_dagster.market.bars import last_closed_bar, panel_from_frame
+from alphapulse_dagster.market.resample import resample_ohlcv
+from alphapulse_dagster.signals.entry_refinement import refine_entries
+from alphapulse_dagster.signals.model_heads import ConsensusRule, evaluate_heads
+from alphapulse_dagster.signals.signal_generation import generate_signals
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "BTCUSD_1h.csv"
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
-from alphapulse_dagster.projection import project_log
-from alphapulse_dagster.sync_cycle import run_sync
+from alphapulse_dagster.sync.projection import project_log
+from alphapulse_dagster.sync.sync_cycle import run_sync
 
 ADMIN_URL = os.environ.get(
     "ALPHAPULSE_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

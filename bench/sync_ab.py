@@ -52,7 +52,7 @@ def template(signals: int) -> None:
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
     from alphapulse_dagster.db.migrate import upgrade
-    from alphapulse_dagster.sync_cycle import run_sync
+    from alphapulse_dagster.sync.sync_cycle import run_sync
 
     name = f"alphapulse_ab_tpl_{signals}"
     with _admin().connect() as conn:
@@ -75,7 +75,7 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
 
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
-    from alphapulse_dagster.sync_cycle import run_sync
+    from alphapulse_dagster.sync.sync_cycle import run_sync
 
     url, config, rng = _url(db), AppConfig(), random.Random(seed)
     engine = make_engine(url)

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa
 from bench_sync import ADMIN_URL, NOW, changes
 
-import alphapulse_dagster.projection as projection
-import alphapulse_dagster.sync_cycle as sync_cycle
+import alphapulse_dagster.sync.projection as projection
+import alphapulse_dagster.sync.sync_cycle as sync_cycle
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from alphapulse_dagster.signal_cache import SignalCache
+from alphapulse_dagster.signals.signal_cache import SignalCache
 
 
 class SignalCacheResource(dg.ConfigurableResource):

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
-from alphapulse_dagster.market_data import (
+from alphapulse_dagster.market.market_data import (
     CsvMarketData,
     DatabaseMarketData,
     ExchangeMarketData,

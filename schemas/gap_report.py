@@ -7,7 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
-from alphapulse_dagster.gaps import GAP_TYPES
+from alphapulse_dagster.sync.gaps import GAP_TYPES
 
 
 class GapReportSchema(pa.DataFrameModel):

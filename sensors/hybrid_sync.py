@@ -8,7 +8,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from alphapulse_dagster.db.tables import signal_events
-from alphapulse_dagster.log_horizon import safe_head
+from alphapulse_dagster.sync.log_horizon import safe_head
 from resources import ConfigResource, DatabaseResource
 
 SYNC_JOB_NAME = "hybrid_sync_job"
@@ -71,7 +71,7 @@ def signal_created_sensor(
 
     The cursor is a sequence id, so it has the same hazard as the projection's: an id can
     commit after a higher one. The tick therefore reads only up to the log's safe head
-    (:func:`~alphapulse_dagster.log_horizon.safe_head`). A SIGNAL_CREATED committed late
+    (:func:`~alphapulse_dagster.sync.log_horizon.safe_head`). A SIGNAL_CREATED committed late
     would otherwise get no run of its own (the next scheduled cycle would still reconcile
     it, up to 2 minutes later). The barrier is a SHARE lock taken every tick. Writers'
     transactions are short, so webhook inserts normally wait microseconds (at most the rest

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, signals, sync_audit_log
-from alphapulse_dagster.events import NewEvent, append_events, payload_idempotency_key
+from alphapulse_dagster.sync.events import NewEvent, append_events, payload_idempotency_key
 from tests.live_server import free_port
 
 HTF = {"4h": "BULLISH", "1d": "NEUTRAL"}

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.tables import candles, signal_gaps, signals
-from alphapulse_dagster.events import NewEvent, append_events, payload_idempotency_key
+from alphapulse_dagster.sync.events import NewEvent, append_events, payload_idempotency_key
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 CONFIG = AppConfig()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from alphapulse_dagster.signal_generation import signal_id
+from alphapulse_dagster.signals.signal_generation import signal_id
 
 T0 = datetime(2019, 6, 3, 4, tzinfo=UTC)
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from alphapulse_dagster.candle_store import load_candles, upsert_candles
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import candles as candles_table
-from alphapulse_dagster.market_data import CsvMarketData, missing_bars, read_candle_csv
-from alphapulse_dagster.resample import resample_ohlcv
+from alphapulse_dagster.market.candle_store import load_candles, upsert_candles
+from alphapulse_dagster.market.market_data import CsvMarketData, missing_bars, read_candle_csv
+from alphapulse_dagster.market.resample import resample_ohlcv
 from assets.market_data import CANDLE_INTEGRITY, candles
 from resources import ConfigResource, DatabaseResource
 from resources.market_data import MarketDataResource
@@ -217,7 +217,7 @@ def test_exchange_per_symbol_database_source(
 def test_exchange_source_without_ccxt_says_how_to_install() -> None:
     import importlib.util
 
-    from alphapulse_dagster.market_data import MarketDataError
+    from alphapulse_dagster.market.market_data import MarketDataError
 
     if importlib.util.find_spec("ccxt") is not None:
         pytest.skip("ccxt is installed here; the message is for installs without the extra")

@@ -12,7 +12,7 @@ from hybrid_sync_support import append, created, entry
 from alphapulse_dagster.cli import main
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.sync_cycle import sync_lock
+from alphapulse_dagster.sync.sync_cycle import sync_lock
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "config")
 

@@ -119,7 +119,11 @@ def test_custom_head_by_dotted_path_loads(tmp_path: Path) -> None:
         tmp_path,
         "mtf_config.yaml",
         "mtf_strategies:\n  signal:\n    heads: [trend, momentum, "
-        "'alphapulse_dagster.example_heads:mean_reversion_head']\n    min_agreeing_heads: 2\n",
+        "'alphapulse_dagster.signals.example_heads:mean_reversion_head']\n"
+        "    min_agreeing_heads: 2\n",
     )
     config = load_config(tmp_path)
-    assert config.mtf.signal.heads[-1] == "alphapulse_dagster.example_heads:mean_reversion_head"
+    assert (
+        config.mtf.signal.heads[-1]
+        == "alphapulse_dagster.signals.example_heads:mean_reversion_head"
+    )

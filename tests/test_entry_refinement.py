@@ -13,9 +13,9 @@ from candle_builders import concat, frame, mirror, trend_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphapulse_dagster import key_levels
-from alphapulse_dagster.bars import Bars
-from alphapulse_dagster.entry_refinement import (
+from alphapulse_dagster.market.bars import Bars
+from alphapulse_dagster.signals import key_levels
+from alphapulse_dagster.signals.entry_refinement import (
     RefinementParams,
     entry_fill_status,
     refine_entries,

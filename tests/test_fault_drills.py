@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import ACTIVE_STATUSES, ai_signals_mtf, signal_events
-from alphapulse_dagster.mtf_run import record_window
-from alphapulse_dagster.signal_cache import SignalCache
+from alphapulse_dagster.signals.mtf_run import record_window
+from alphapulse_dagster.signals.signal_cache import SignalCache
 from assets import hybrid_sync
 from resources import ConfigResource, DatabaseResource
 from sensors.hybrid_sync import SCOPED_ASSETS

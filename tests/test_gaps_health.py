@@ -24,9 +24,15 @@ from hybrid_sync_support import (
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
-from alphapulse_dagster.gaps import GAP_TYPES
-from alphapulse_dagster.health import format_health, health_report, latest_health
-from alphapulse_dagster.sync_cycle import SyncBusy, gap_step, lifecycle_step, run_sync, sync_lock
+from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.health import format_health, health_report, latest_health
+from alphapulse_dagster.sync.sync_cycle import (
+    SyncBusy,
+    gap_step,
+    lifecycle_step,
+    run_sync,
+    sync_lock,
+)
 
 H = timedelta(hours=1)
 NOW = T0 + 6 * H

@@ -20,10 +20,10 @@ from alphapulse_dagster.db.tables import (
     signal_health_buckets,
     signals,
 )
-from alphapulse_dagster.gaps import GAP_TYPES
-from alphapulse_dagster.health import health_report
-from alphapulse_dagster.projection import rebuild_registry
-from alphapulse_dagster.sync_cycle import run_sync
+from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.health import health_report
+from alphapulse_dagster.sync.projection import rebuild_registry
+from alphapulse_dagster.sync.sync_cycle import run_sync
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=20)

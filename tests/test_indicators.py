@@ -11,7 +11,7 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphapulse_dagster import indicators as ind
+from alphapulse_dagster.market import indicators as ind
 
 DATA = Path("/work/shared/data")
 SAMPLES = ["BTCUSD_1h.csv", "EURUSD_1h.csv"]

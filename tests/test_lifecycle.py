@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, registry
 
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log
-from alphapulse_dagster.lifecycle import (
+from alphapulse_dagster.sync.lifecycle import (
     PROJECTED_COLUMNS,
     EventRow,
     EventSpan,
@@ -18,8 +18,8 @@ from alphapulse_dagster.lifecycle import (
     fold,
     span_of,
 )
-from alphapulse_dagster.projection import project_log, read_cursor, rebuild_registry
-from alphapulse_dagster.sync_cycle import run_sync
+from alphapulse_dagster.sync.projection import project_log, read_cursor, rebuild_registry
+from alphapulse_dagster.sync.sync_cycle import run_sync
 
 TID = "20250106_120000_BULLISH"
 SID = f"BTCUSDT:{TID}"

@@ -19,10 +19,15 @@ from hybrid_sync_support import T0, append, created, registry
 from alphapulse_dagster.config import AppConfig, HybridSyncConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_events, signals
-from alphapulse_dagster.events import NewEvent, append_events
-from alphapulse_dagster.log_horizon import safe_head
-from alphapulse_dagster.projection import LIFECYCLE_CURSOR, read_cursor
-from alphapulse_dagster.sync_cycle import GAPS_CURSOR, RECONCILE_CURSOR, lifecycle_step, run_sync
+from alphapulse_dagster.sync.events import NewEvent, append_events
+from alphapulse_dagster.sync.log_horizon import safe_head
+from alphapulse_dagster.sync.projection import LIFECYCLE_CURSOR, read_cursor
+from alphapulse_dagster.sync.sync_cycle import (
+    GAPS_CURSOR,
+    RECONCILE_CURSOR,
+    lifecycle_step,
+    run_sync,
+)
 from resources import ConfigResource, DatabaseResource
 from sensors.hybrid_sync import signal_created_sensor
 
@@ -104,7 +109,7 @@ def test_projection_never_passes_an_uncommitted_event(
     assert y > x
 
     # the barrier waits for T1, times out, and the cycle does not advance (nor fail)
-    with caplog.at_level(logging.WARNING, logger="alphapulse_dagster.log_horizon"):
+    with caplog.at_level(logging.WARNING, logger="alphapulse_dagster.sync.log_horizon"):
         started = time.monotonic()
         first = lifecycle_step(pg_engine, SHORT, T0 + H, "r1")
         waited = time.monotonic() - started

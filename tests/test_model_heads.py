@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from alphapulse_dagster.bars import Bars
-from alphapulse_dagster.model_heads import (
+from alphapulse_dagster.market.bars import Bars
+from alphapulse_dagster.signals.model_heads import (
     HEADS,
     LONG,
     NONE,
@@ -119,7 +119,7 @@ def test_consensus_rule() -> None:
 
 
 def test_custom_head_by_dotted_path() -> None:
-    spec = "alphapulse_dagster.example_heads:mean_reversion_head"
+    spec = "alphapulse_dagster.signals.example_heads:mean_reversion_head"
     head = resolve_head(spec)
     assert spec not in HEADS and head.__name__ == "mean_reversion_head"
     close = np.concatenate([np.full(10, 100.0), [90.0]])  # a sharp drop: RSI(2) = 0
@@ -130,7 +130,7 @@ def test_custom_head_by_dotted_path() -> None:
     res = evaluate_heads(bars, rule)
     assert res.direction[0, -1] == LONG and res.head_names == ("trend", spec)
     with pytest.raises(ValueError, match="cannot import"):
-        resolve_head("alphapulse_dagster.example_heads:nope")
+        resolve_head("alphapulse_dagster.signals.example_heads:nope")
     with pytest.raises(ValueError, match="unknown head"):
         resolve_head("not_a_head")
 

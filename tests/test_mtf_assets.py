@@ -15,7 +15,7 @@ from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import ai_signals_mtf, mtf_entry_analysis_history, signal_events
 from alphapulse_dagster.definitions import defs
-from alphapulse_dagster.mtf_run import generate_window
+from alphapulse_dagster.signals.mtf_run import generate_window
 from assets.mtf_signals import ENTRY_DATA_SUFFICIENCY, ENTRY_INVARIANTS, mtf_metrics, mtf_pipeline
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource

@@ -14,11 +14,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphapulse_dagster.bars import panel_from_frame
-from alphapulse_dagster.htf_alignment import align_signals
-from alphapulse_dagster.model_heads import ConsensusRule
-from alphapulse_dagster.resample import resample_ohlcv
-from alphapulse_dagster.signal_generation import generate_signals
+from alphapulse_dagster.market.bars import panel_from_frame
+from alphapulse_dagster.market.resample import resample_ohlcv
+from alphapulse_dagster.signals.htf_alignment import align_signals
+from alphapulse_dagster.signals.model_heads import ConsensusRule
+from alphapulse_dagster.signals.signal_generation import generate_signals
 
 DATA = Path("/work/shared/data")
 

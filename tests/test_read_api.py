@@ -241,9 +241,9 @@ def test_health_zero_report_then_latest(client: TestClient, db: sa.Engine) -> No
 
 
 def test_mtf_metrics_route_serves_the_metrics(client: TestClient, db: sa.Engine) -> None:
-    from alphapulse_dagster.signal_cache import SignalCache
-    from alphapulse_dagster.signal_store import store_signals
-    from alphapulse_dagster.timeframes import duration
+    from alphapulse_dagster.market.timeframes import duration
+    from alphapulse_dagster.signals.signal_cache import SignalCache
+    from alphapulse_dagster.signals.signal_store import store_signals
     from tests.signal_factory import refined_signal
 
     now = datetime.now(UTC)

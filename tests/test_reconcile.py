@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, load_candles, registry
 
 from alphapulse_dagster.db.tables import signal_gaps, signal_health_metrics, signals, sync_audit_log
-from alphapulse_dagster.excursions import excursion
-from alphapulse_dagster.reconcile import Candidate, plan_changes
-from alphapulse_dagster.sync_cycle import run_sync
-from alphapulse_dagster.trade_id import parse_trade_id
+from alphapulse_dagster.sync.excursions import excursion
+from alphapulse_dagster.sync.reconcile import Candidate, plan_changes
+from alphapulse_dagster.sync.sync_cycle import run_sync
+from alphapulse_dagster.sync.trade_id import parse_trade_id
 
 H = timedelta(hours=1)
 

@@ -17,10 +17,10 @@ from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
-from alphapulse_dagster.events import NewEvent
-from alphapulse_dagster.lifecycle import EventRow, KnownEvents
-from alphapulse_dagster.registry_rows import RegistryRows, read_rows
-from alphapulse_dagster.sync_cycle import (
+from alphapulse_dagster.sync.events import NewEvent
+from alphapulse_dagster.sync.lifecycle import EventRow, KnownEvents
+from alphapulse_dagster.sync.registry_rows import RegistryRows, read_rows
+from alphapulse_dagster.sync.sync_cycle import (
     gap_step,
     health_step,
     lifecycle_step,

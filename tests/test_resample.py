@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse_dagster.bars import last_closed_bar, panel_from_frame
-from alphapulse_dagster.resample import resample_ohlcv, timeframe_to_timedelta
+from alphapulse_dagster.market.bars import last_closed_bar, panel_from_frame
+from alphapulse_dagster.market.resample import resample_ohlcv, timeframe_to_timedelta
 
 
 def hourly(times: list[str], symbol: str = "X") -> pd.DataFrame:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from alphapulse_dagster.signal_cache import SignalCache
+from alphapulse_dagster.signals.signal_cache import SignalCache
 
 pytestmark = pytest.mark.redis
 
@@ -66,7 +66,7 @@ def test_recovers_after_backoff(redis_url: str, redis_namespace: str) -> None:
 
 
 def test_no_url_means_database_only(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="alphapulse_dagster.signal_cache"):
+    with caplog.at_level("INFO", logger="alphapulse_dagster.signals.signal_cache"):
         cache = SignalCache(None)
         assert not cache.configured
         assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] is None

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import ai_signals_mtf, mtf_entry_analysis_history, signal_events
-from alphapulse_dagster.signal_cache import SignalCache
-from alphapulse_dagster.signal_generation import signal_id
-from alphapulse_dagster.signal_store import store_signals
-from alphapulse_dagster.timeframes import duration
+from alphapulse_dagster.market.timeframes import duration
+from alphapulse_dagster.signals.signal_cache import SignalCache
+from alphapulse_dagster.signals.signal_generation import signal_id
+from alphapulse_dagster.signals.signal_store import store_signals
 from tests.signal_factory import T0, refined_signal
 from tests.test_signal_cache import closed_port
 

@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, registry
 
-import alphapulse_dagster.sync_cycle as sync_cycle
+import alphapulse_dagster.sync.sync_cycle as sync_cycle
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_cursors
-from alphapulse_dagster.lifecycle import EventRow, KnownEvents
-from alphapulse_dagster.reconcile import tier0_settled
-from alphapulse_dagster.sync_cycle import lifecycle_step, run_sync
+from alphapulse_dagster.sync.lifecycle import EventRow, KnownEvents
+from alphapulse_dagster.sync.reconcile import tier0_settled
+from alphapulse_dagster.sync.sync_cycle import lifecycle_step, run_sync
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=2)
@@ -169,7 +169,7 @@ def test_a_failed_pipelined_write_leaves_registry_audit_and_cursor_as_they_were(
             conn.execute(sa.select(sync_cursors.c.name, sync_cursors.c.last_event_id)).all()
         )
 
-    import alphapulse_dagster.projection as projection
+    import alphapulse_dagster.sync.projection as projection
 
     real_insert = projection.insert_rows
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from alphapulse_dagster.trade_outcome import trade_outcome
+from alphapulse_dagster.signals.trade_outcome import trade_outcome
 
 T = datetime(2020, 1, 1, 4, tzinfo=UTC)
 HOUR = pd.Timedelta(hours=1)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alphapulse_dagster.cli import main as cli_main
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_events, webhook_rejects
-from alphapulse_dagster.ingest import check_secret, parse_body, webhook_event
+from alphapulse_dagster.webhooks.ingest import check_secret, parse_body, webhook_event
 
 REPO = Path(__file__).resolve().parents[1]
 PINE = REPO / "integrations" / "tradingview" / "alphapulse_signals.pine"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alphapulse_dagster.ingest import Rejection, check_secret, parse_body, webhook_event
-from alphapulse_dagster.webhook_payload import parse_event_time
+from alphapulse_dagster.webhooks.ingest import Rejection, check_secret, parse_body, webhook_event
+from alphapulse_dagster.webhooks.webhook_payload import parse_event_time
 from tests.webhook_helpers import SECRET, created, entry
 
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from alphapulse_dagster.api import ApiSettings, create_app
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.events import NewEvent
-from alphapulse_dagster.spool import Spool
+from alphapulse_dagster.sync.events import NewEvent
+from alphapulse_dagster.webhooks.spool import Spool
 from tests.webhook_helpers import SECRET, body, created, entry, events
 
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/alphapulse_nowhere"

@@ -20,7 +20,7 @@ from alphapulse_dagster.api import reads, webhooks
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.db.engine import make_engine, redacted
-from alphapulse_dagster.spool import STORAGE_UNAVAILABLE, Spool
+from alphapulse_dagster.webhooks.spool import STORAGE_UNAVAILABLE, Spool
 
 log = logging.getLogger(__name__)
 

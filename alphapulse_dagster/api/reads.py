@@ -30,7 +30,7 @@ from alphapulse_dagster.db.tables import (
     signals,
     sync_audit_log,
 )
-from alphapulse_dagster.mtf_metrics import mtf_metrics
+from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
 
 router = APIRouter(dependencies=[Depends(require_token)])
 open_router = APIRouter()

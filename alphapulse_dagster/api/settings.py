@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alphapulse_dagster.db.engine import database_url
-from alphapulse_dagster.ingest import MAX_BODY_BYTES
-from alphapulse_dagster.spool import DEFAULT_SPOOL_PATH
+from alphapulse_dagster.webhooks.ingest import MAX_BODY_BYTES
+from alphapulse_dagster.webhooks.spool import DEFAULT_SPOOL_PATH
 
 # TradingView's documented webhook source addresses.
 TRADINGVIEW_IPS: tuple[str, ...] = (

@@ -20,14 +20,14 @@ from starlette.requests import ClientDisconnect
 from alphapulse_dagster.api.settings import ApiSettings, Network
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.clock import utcnow
-from alphapulse_dagster.ingest import (
+from alphapulse_dagster.webhooks.ingest import (
     Rejection,
     check_secret,
     parse_body,
     reject_row,
     webhook_event,
 )
-from alphapulse_dagster.webhook_payload import WebhookPayload
+from alphapulse_dagster.webhooks.webhook_payload import WebhookPayload
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from alphapulse_dagster.clock import utcnow
-from alphapulse_dagster.events import Appended, NewEvent, append_events
-from alphapulse_dagster.ingest import record_reject
-from alphapulse_dagster.spool import STORAGE_UNAVAILABLE, Spool
+from alphapulse_dagster.sync.events import Appended, NewEvent, append_events
+from alphapulse_dagster.webhooks.ingest import record_reject
+from alphapulse_dagster.webhooks.spool import STORAGE_UNAVAILABLE, Spool
 
 log = logging.getLogger(__name__)
 

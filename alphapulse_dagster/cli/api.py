@@ -76,7 +76,7 @@ def _replay_http(path: Path, url: str) -> Counter[str]:
 
 
 def _replay_database(path: Path, url: str | None) -> Counter[str]:
-    from alphapulse_dagster.ingest import ingest_body
+    from alphapulse_dagster.webhooks.ingest import ingest_body
 
     counts: Counter[str] = Counter()
     engine = make_engine(database_url(url))

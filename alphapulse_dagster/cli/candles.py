@@ -11,12 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from alphapulse_dagster.candle_store import upsert_candles
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.market_data import MarketDataError, read_candle_csv
-from alphapulse_dagster.resample import closed_bars, resample_ohlcv
-from alphapulse_dagster.timeframes import duration, is_timeframe, seconds
+from alphapulse_dagster.market.candle_store import upsert_candles
+from alphapulse_dagster.market.market_data import MarketDataError, read_candle_csv
+from alphapulse_dagster.market.resample import closed_bars, resample_ohlcv
+from alphapulse_dagster.market.timeframes import duration, is_timeframe, seconds
 
 _FILE_NAME = re.compile(r"^(?P<symbol>[A-Za-z0-9.!_-]+?)_(?P<timeframe>\d+[mhdw])\.csv$")
 _CHUNK = 2_000

@@ -68,8 +68,8 @@ def _run_demo(url: str, config_dir: str) -> str:
     from alphapulse_dagster.cli.candles import import_candles
     from alphapulse_dagster.clock import utcnow
     from alphapulse_dagster.config import load_config
-    from alphapulse_dagster.health import format_health, health_report
-    from alphapulse_dagster.ingest import ingest_body
+    from alphapulse_dagster.sync.health import format_health, health_report
+    from alphapulse_dagster.webhooks.ingest import ingest_body
     from assets import hybrid_sync, market_data, mtf_signals
     from resources import ConfigResource, DatabaseResource
     from resources.cache import SignalCacheResource

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.health import format_health, health_report
-from alphapulse_dagster.sync_cycle import SyncBusy, run_sync
+from alphapulse_dagster.sync.health import format_health, health_report
+from alphapulse_dagster.sync.sync_cycle import SyncBusy, run_sync
 
 # exit status when another sync holds the lock for longer than --wait (EX_TEMPFAIL)
 EXIT_BUSY = 75

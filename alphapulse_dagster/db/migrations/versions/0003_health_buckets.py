@@ -5,7 +5,7 @@
 fillable), maintained by triggers on ``signals`` and ``signal_gaps`` — statement-level
 with transition tables on Postgres, row-level on SQLite — and back-filled from the
 existing rows. An index on the moment lets the report read the one partial hour at the
-window's edge from ``signals`` (alphapulse_dagster/health.py).
+window's edge from ``signals`` (alphapulse_dagster/sync/health.py).
 
 The triggers' joins to ``signals`` / ``signal_gaps`` are LATERAL index look-ups per changed
 row: the planner knows nothing of a transition table's size and would otherwise scan the

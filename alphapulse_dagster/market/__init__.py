@@ -1,0 +1,1 @@
+"""Market data: candles, their sources, timeframes, resampling and indicators."""

@@ -1,0 +1,1 @@
+"""MTF signals: model heads, consensus, HTF alignment, entry refinement, storage, lifecycle."""

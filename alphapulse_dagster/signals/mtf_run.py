@@ -1,0 +1,187 @@
+"""One MTF window end to end, outside any orchestrator: load the finest bars each symbol
+needs from the ``candles`` table, derive the coarser timeframes in memory, generate and
+refine the signals whose signal bar closes in ``[start, end)``.
+
+The same function serves the Dagster assets, the benchmark and ``make demo``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.market.candle_store import load_candles
+from alphapulse_dagster.market.resample import resample_ohlcv
+from alphapulse_dagster.market.timeframes import duration, seconds
+from alphapulse_dagster.signals.entry_refinement import RefinementParams
+from alphapulse_dagster.signals.model_heads import ConsensusRule
+from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats, advance_signals
+from alphapulse_dagster.signals.signal_cache import SignalCache
+from alphapulse_dagster.signals.signal_generation import generate_signals
+from alphapulse_dagster.signals.signal_store import StoreStats, store_signals
+
+# history loaded before the window so indicators are warm (EMA50 on the entry timeframe,
+# EMA21 + slope on the higher timeframes, heads on the signal timeframe)
+SIGNAL_LOOKBACK_BARS = 300
+ENTRY_LOOKBACK_BARS = 500
+HTF_LOOKBACK_BARS = 100
+
+RAW_SIGNAL_COLUMNS = [
+    "signal_id",
+    "symbol",
+    "direction",
+    "signal_timeframe",
+    "timestamp",
+    "signal_confidence",
+    "model_heads_analysis",
+    "market_price",
+    "htf_alignment",
+    "htf_agreement",
+]
+
+
+@dataclass(frozen=True)
+class TimeframePlan:
+    signal: str
+    entry: str
+    higher: tuple[str, ...]
+
+    @property
+    def all(self) -> list[str]:
+        return sorted({self.signal, self.entry, *self.higher}, key=seconds)
+
+    def lookback(self) -> timedelta:
+        return max(
+            SIGNAL_LOOKBACK_BARS * duration(self.signal),
+            ENTRY_LOOKBACK_BARS * duration(self.entry),
+            *(HTF_LOOKBACK_BARS * duration(tf) for tf in self.higher),
+        )
+
+
+def consensus_rule(config: AppConfig) -> ConsensusRule:
+    signal = config.mtf.signal
+    return ConsensusRule(
+        min_agreeing_heads=signal.min_agreeing_heads,
+        min_mean_confidence=signal.min_mean_confidence,
+        heads=tuple(signal.heads),
+        fire_on=signal.fire_on,
+    )
+
+
+def refinement_params(config: AppConfig) -> RefinementParams:
+    mtf = config.mtf
+    return RefinementParams(
+        min_entry_candles=mtf.min_entry_candles,
+        fallback_atr_pct=mtf.fallback_atr_pct,
+        fibonacci_levels=tuple(mtf.entry.fibonacci_levels),
+        ema_periods=tuple(mtf.entry.ema_periods),
+        swing_confirmation_bars=mtf.entry.swing_confirmation_bars,
+        max_entry_distance_atr=mtf.entry.max_entry_distance_atr,
+        confluence_atr_fraction=mtf.entry.confluence_atr_fraction,
+        order_block_entry=mtf.entry.order_block_entry,
+        stop_loss_atr_multiplier=mtf.risk.stop_loss_atr_multiplier,
+        take_profit_atr_multipliers=tuple(mtf.risk.take_profit_atr_multipliers),
+        entry_valid_bars=mtf.entry.entry_valid_bars,
+    )
+
+
+def timeframe_plans(config: AppConfig) -> dict[TimeframePlan, list[str]]:
+    """Enabled symbols grouped by their (signal, entry, higher) timeframes."""
+    plans: dict[TimeframePlan, list[str]] = defaultdict(list)
+    for symbol in config.symbols.enabled():
+        signal_tf = config.signal_timeframe(symbol)
+        plan = TimeframePlan(
+            signal_tf, config.entry_timeframe(symbol), config.higher_timeframes(signal_tf)
+        )
+        plans[plan].append(symbol.symbol)
+    return dict(plans)
+
+
+def candles_by_timeframe(fine: pd.DataFrame, finest: str, wanted: Sequence[str]) -> dict:
+    """The finest bars plus every coarser timeframe resampled from them (UTC-aligned)."""
+    frames = {finest: fine}
+    for tf in wanted:
+        if tf != finest:
+            frames[tf] = resample_ohlcv(fine, tf).drop(columns="n_bars")
+    return frames
+
+
+def generate_window(
+    engine: Engine, config: AppConfig, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Refined signals (one row each) whose signal bar closes in ``[start, end)``."""
+    results = []
+    for plan, symbols in timeframe_plans(config).items():
+        finest = plan.all[0]
+        with engine.connect() as connection:
+            fine = load_candles(connection, symbols, finest, start - plan.lookback(), end)
+        if fine.empty:
+            continue
+        frames = candles_by_timeframe(fine, finest, plan.all)
+        results.append(
+            generate_signals(
+                frames,
+                signal_timeframe=plan.signal,
+                entry_timeframe=plan.entry,
+                start=start,
+                end=end,
+                htf_timeframes=plan.higher,
+                consensus_rule=consensus_rule(config),
+                refinement=refinement_params(config),
+                symbols=sorted(symbols),
+            )
+        )
+    if not results:
+        return pd.DataFrame()
+    frame = (
+        pd.concat([r for r in results if len(r)], ignore_index=True)
+        if any(len(r) for r in results)
+        else results[0]
+    )
+    return frame.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class WindowRecord:
+    store: StoreStats
+    lifecycle: LifecycleStats
+
+
+def record_window(
+    engine: Engine,
+    cache: SignalCache,
+    signals: pd.DataFrame,
+    window_end: datetime,
+    entry_valid_bars: int,
+    now: datetime,
+) -> WindowRecord:
+    """Store a window's signals in signal-time order, advancing the lifecycle of earlier
+    signals to each signal time first (a filled, closed or expired signal frees its
+    symbol+direction for the next one), then to the window end. A backfill over a range is
+    therefore the same history the live schedule would have written, hour by hour."""
+    totals = WindowRecord(StoreStats(), LifecycleStats())
+
+    def advance(as_of: datetime) -> None:
+        step = advance_signals(engine, cache, as_of, entry_valid_bars, now)
+        for name in ("confirmed", "closed", "expired"):
+            setattr(totals.lifecycle, name, getattr(totals.lifecycle, name) + getattr(step, name))
+        totals.lifecycle.still_pending = step.still_pending
+
+    records: list[dict[str, Any]] = signals.to_dict("records") if len(signals) else []  # type: ignore[assignment]
+    for timestamp in sorted({r["timestamp"] for r in records}):
+        advance(pd.Timestamp(timestamp).to_pydatetime())
+        batch = [r for r in records if r["timestamp"] == timestamp]
+        step = store_signals(engine, batch, cache, now, entry_valid_bars, duration)
+        totals.store.stored += step.stored
+        totals.store.duplicates_skipped += step.duplicates_skipped
+        totals.store.already_stored += step.already_stored
+        totals.store.stored_ids.extend(step.stored_ids)
+    advance(window_end)
+    return totals

@@ -1,0 +1,394 @@
+"""The signal lifecycle: the ``signals`` registry as a pure fold of ``signal_events``.
+
+States (SPEC §8)::
+
+    PENDING --ENTRY--> CONFIRMED --EXIT--> CLOSED (TARGET | STOP | BREAKEVEN | MANUAL)
+    PENDING --CANCELLED--> CANCELLED (explicit, or inferred EXPIRED)
+
+Rules of the fold, applied to one signal's events in ``(event_time, event_id)`` order —
+whatever order they arrived in:
+
+- SIGNAL_CREATED opens a signal as PENDING (an ENTRY that arrived first already made it
+  CONFIRMED; the SIGNAL_CREATED then only adds ``created_at``).
+- ENTRY confirms a PENDING signal, and re-opens one cancelled by an *inferred* expiry
+  (the expiry event carries the expiry moment as its ``event_time``, so only an ENTRY
+  timed after it can be "late"). An ENTRY after an *explicit* CANCELLED is ignored.
+- An explicit CANCELLED outranks an inferred one in either order: it replaces an inferred
+  expiry (confidence 1.0), and an inferred expiry never touches a non-PENDING signal.
+- EXIT closes the trade; MFE_UPDATE only stamps ``last_mfe_update_at``.
+
+Inferred expiries are events too (``cancellations.py`` appends them), so rebuilding the
+registry from the log gives the same projection-owned columns as the incremental path
+(both in ``projection.py``, which reads the events and writes the rows; this module only
+folds). Sync-owned columns (``reconcile.py``) and their provenance survive both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
+
+PENDING, CONFIRMED, CLOSED, CANCELLED = "PENDING", "CONFIRMED", "CLOSED", "CANCELLED"
+EXIT_REASONS: tuple[str, ...] = ("TARGET", "STOP", "BREAKEVEN", "MANUAL")
+EXPIRED = "EXPIRED"
+# how sure we are that a PENDING signal past its window really expired (no explicit event)
+INFERRED_STATUS_CONFIDENCE = 0.8
+
+# Columns the fold owns (rewritten on every re-fold).
+PROJECTED_COLUMNS: tuple[str, ...] = (
+    "source",
+    "trade_id",
+    "symbol",
+    "timeframe",
+    "direction",
+    "status",
+    "status_reason",
+    "status_confidence",
+    "created_at",
+    "confirmed_at",
+    "entry_price",
+    "stop_loss",
+    "targets",
+    "last_mfe_update_at",
+    "exit_price",
+    "exit_reason",
+    "closed_at",
+    "cancelled_at",
+    "first_event_id",
+    "last_event_id",
+    "folded_until",
+)
+# Projection-owned, but the sync may fill them while no event carries them; an event value
+# always wins, an empty fold result keeps the sync's value.
+SHARED_COLUMNS: tuple[str, ...] = ("direction", "entry_price", "stop_loss", "targets")
+# Fields whose provenance the fold writes (tier "event").
+PROVENANCED_COLUMNS: tuple[str, ...] = (
+    "timeframe",
+    "direction",
+    "status",
+    "created_at",
+    "confirmed_at",
+    "entry_price",
+    "stop_loss",
+    "targets",
+    "last_mfe_update_at",
+    "exit_price",
+    "exit_reason",
+    "closed_at",
+    "cancelled_at",
+)
+_PROVENANCED = frozenset(PROVENANCED_COLUMNS)
+
+
+class EventRow(NamedTuple):
+    """One ``signal_events`` row (a tuple: a cycle loads thousands)."""
+
+    event_id: int
+    source: str
+    event_type: str
+    signal_id: str
+    trade_id: str | None
+    symbol: str
+    event_time: datetime
+    payload: Mapping[str, Any]
+
+    @property
+    def inferred(self) -> bool:
+        return self.event_type == "CANCELLED" and self.payload.get("inferred") is True
+
+
+class KnownEvents(NamedTuple):
+    """A signal's events that a fold loaded: all of them (``complete``), or only those past
+    its stored row's last folded event — whose ids are above every folded one, so the
+    latest event of a type is known whenever one of them has that type."""
+
+    events: Sequence[EventRow]
+    complete: bool
+
+    def latest(self, event_type: str) -> EventRow | None | bool:
+        """The latest ``event_type`` event (by id); None if the signal has none; False if
+        these events cannot tell (the database must)."""
+        best = None
+        for event in self.events:
+            if event.event_type == event_type and (best is None or event.event_id > best.event_id):
+                best = event
+        if best is None and not self.complete:
+            return False
+        return best
+
+
+# --- payload parsing ----------------------------------------------------------------------
+
+
+def normalise_direction(value: Any) -> str | None:
+    """LONG / SHORT from LONG, SHORT, BULLISH, BEARISH (any case); else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    return {"LONG": "LONG", "BULLISH": "LONG", "SHORT": "SHORT", "BEARISH": "SHORT"}.get(text)
+
+
+def price(value: Any) -> float | None:
+    """A finite positive price, or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def price_list(value: Any) -> list[float] | None:
+    if not isinstance(value, list | tuple):
+        return None
+    prices = [price(v) for v in value]
+    clean = [p for p in prices if p is not None]
+    return clean or None
+
+
+def timeframe_of(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return normalise_interval(str(value))
+    except UnknownTimeframe:
+        return None
+
+
+# --- the fold -----------------------------------------------------------------------------
+
+
+def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Project one signal's events into its registry columns (``PROJECTED_COLUMNS``) plus
+    ``field_provenance`` for them. ``events`` may be in any order.
+
+    ``resume``: the stored registry row of the signal, when every one of ``events`` sorts
+    after all the events already folded into it (in ``(event_time, event_id)`` order —
+    see :func:`can_resume`). The fold then continues from that row instead of replaying
+    the whole history; the result is the same."""
+    ordered = sorted(events, key=lambda e: (e.event_time, e.event_id))
+    row: dict[str, Any] = dict.fromkeys(PROJECTED_COLUMNS)
+    provenance: dict[str, dict[str, Any]] = {}
+    explicit_cancel = False
+    if resume is not None:
+        row, provenance, explicit_cancel = _fold_state(resume)
+
+    def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
+        row[column] = value
+        if column in _PROVENANCED:
+            provenance[column] = {
+                "tier": "event",
+                "confidence": confidence,
+                "source": f"{event.event_type}#{event.event_id}",
+            }
+
+    def clear(*columns: str) -> None:
+        for column in columns:
+            row[column] = None
+            provenance.pop(column, None)
+
+    for event in ordered:
+        payload = event.payload
+        kind = event.event_type
+        status = row["status"]
+        direction = normalise_direction(payload.get("direction"))
+        timeframe = timeframe_of(payload.get("timeframe"))
+        if kind == "SIGNAL_CREATED":
+            if row["created_at"] is None:
+                put("created_at", event.event_time, event)
+            if status is None:
+                put("status", PENDING, event)
+            if direction and row["direction"] is None:
+                put("direction", direction, event)
+            if timeframe and row["timeframe"] is None:
+                put("timeframe", timeframe, event)
+        elif kind == "ENTRY":
+            reopenable = status == CANCELLED and not explicit_cancel
+            if status in (None, PENDING) or reopenable:
+                put("status", CONFIRMED, event)
+                row["status_reason"] = None
+                row["status_confidence"] = 1.0
+                clear("cancelled_at")
+                put("confirmed_at", event.event_time, event)
+                for column in ("entry_price", "stop_loss"):
+                    value = price(payload.get(column))
+                    if value is not None:
+                        put(column, value, event)
+                targets = price_list(payload.get("targets"))
+                if targets is not None:
+                    put("targets", targets, event)
+                if direction:
+                    put("direction", direction, event)
+                if timeframe:
+                    put("timeframe", timeframe, event)
+        elif kind == "MFE_UPDATE":
+            if status in (None, PENDING):  # the trade is evidently live; ENTRY was missed
+                put("status", CONFIRMED, event)
+                row["status_confidence"] = 1.0
+            put("last_mfe_update_at", event.event_time, event)
+        elif kind == "EXIT":
+            if status != CLOSED:
+                reason = str(payload.get("exit_reason") or "MANUAL").strip().upper()[:16]
+                put("status", CLOSED, event)
+                row["status_reason"] = reason
+                row["status_confidence"] = 1.0
+                put("exit_reason", reason, event)
+                exit_price = price(payload.get("exit_price"))
+                if exit_price is not None:
+                    put("exit_price", exit_price, event)
+                put("closed_at", event.event_time, event)
+        elif kind == "CANCELLED":
+            if event.inferred:
+                if status in (None, PENDING):
+                    put("status", CANCELLED, event, INFERRED_STATUS_CONFIDENCE)
+                    row["status_reason"] = EXPIRED
+                    row["status_confidence"] = INFERRED_STATUS_CONFIDENCE
+                    put("cancelled_at", event.event_time, event, INFERRED_STATUS_CONFIDENCE)
+            elif status in (None, PENDING) or (status == CANCELLED and not explicit_cancel):
+                explicit_cancel = True
+                reason = str(payload.get("reason") or CANCELLED).strip().upper()[:32]
+                put("status", CANCELLED, event)
+                row["status_reason"] = reason
+                row["status_confidence"] = 1.0
+                put("cancelled_at", event.event_time, event)
+
+    if row["status"] is None:  # only events that do not open a signal (never expected)
+        row["status"] = PENDING
+        row["status_confidence"] = 1.0
+    if row["status_confidence"] is None:
+        row["status_confidence"] = 1.0
+    if resume is not None:
+        # the first SIGNAL_CREATED names the source; created_at is set iff one was folded
+        if resume["created_at"] is None:
+            created = (e for e in ordered if e.event_type == "SIGNAL_CREATED")
+            row["source"] = next((e.source for e in created), row["source"])
+        row["trade_id"] = row["trade_id"] or next((e.trade_id for e in ordered if e.trade_id), None)
+        row["last_event_id"] = max(row["last_event_id"], *(e.event_id for e in ordered))
+        if ordered:  # (can_resume: they all sort after the row's folded_until)
+            held = row["folded_until"]
+            row["folded_until"] = max(ordered[-1].event_time, held or ordered[-1].event_time)
+    else:
+        first = min(ordered, key=lambda e: e.event_id)
+        authored = [e for e in ordered if not e.inferred] or ordered
+        creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
+        row["source"] = creator.source
+        row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
+        row["symbol"] = first.symbol
+        row["first_event_id"] = first.event_id
+        row["last_event_id"] = max(e.event_id for e in ordered)
+        row["folded_until"] = ordered[-1].event_time
+    row["field_provenance"] = provenance
+    row["data_confidence"] = mean_confidence(provenance)
+    return row
+
+
+def _fold_state(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
+    """The fold's running state as it was after the events folded into ``stored``: its
+    projected columns and event provenance — a shared column the sync filled (not tier
+    "event") was empty for the fold — and whether an explicit CANCELLED was applied (the
+    only way to hold CANCELLED at confidence 1.0)."""
+    held: Mapping[str, Any] = stored["field_provenance"] or {}
+    # the entries are shared, not copied: the fold replaces an entry, never edits one
+    provenance = {c: v for c, v in held.items() if c in _PROVENANCED and v.get("tier") == "event"}
+    row = {c: stored[c] for c in PROJECTED_COLUMNS}
+    for column in SHARED_COLUMNS:
+        if column not in provenance:
+            row[column] = None
+    explicit = stored["status"] == CANCELLED and float(stored["status_confidence"]) >= 1.0
+    return row, provenance, explicit
+
+
+class EventSpan(NamedTuple):
+    """What :func:`can_resume` needs of a signal's events, relative to its stored row
+    (``last`` = the row's ``last_event_id``): the latest event time among the folded events
+    (the row's ``folded_until``), the earliest among those after ``last`` whose place in
+    time matters (:func:`span_of`; None when there is none), whether any event up to
+    ``last`` is past the projection cursor, and whether there is any event after ``last``."""
+
+    folded_until: datetime | None
+    fresh_from: datetime | None
+    unseen_before_last: bool
+    fresh: bool = True
+
+
+def is_inferred_expiry(row: Mapping[str, Any]) -> bool:
+    """CANCELLED by an inferred expiry (below confidence 1.0), which a late ENTRY may
+    re-open — an explicit CANCELLED is final."""
+    return (
+        row.get("status") == CANCELLED
+        and row.get("status_reason") == EXPIRED
+        and float(row.get("status_confidence") or 1.0) < 1.0
+    )
+
+
+def can_resume(stored: Mapping[str, Any] | None, span: EventSpan | None) -> bool:
+    """Whether the events past ``stored["last_event_id"]`` can be folded onto ``stored``:
+    each must sort after all the folded ones (``(event_time, event_id)`` order: a
+    late-timed event re-folds the history) — but a first SIGNAL_CREATED, whose place does
+    not matter (:func:`span_of`); no event up to the row's last one may be past the cursor
+    (the row may not hold it: re-fold); the fold must have opened the signal itself
+    (status provenance); and the signal's source must be settled (a row holding only
+    inferred expiries takes it from its first authored event)."""
+    if stored is None or span is None or "status" not in (stored["field_provenance"] or {}):
+        return False
+    if stored["created_at"] is None and is_inferred_expiry(stored):
+        return False
+    if span.unseen_before_last or span.folded_until is None or not span.fresh:
+        return False
+    return span.fresh_from is None or span.fresh_from >= span.folded_until
+
+
+def span_of(stored: Mapping[str, Any], recent: Sequence[EventRow], after: int) -> EventSpan:
+    """The :class:`EventSpan` of a stored row from its ``recent`` events — those with an id
+    above ``min(stored["last_event_id"], after)`` (:func:`_recent_events`): the ones above
+    ``last_event_id`` are new, the others lie in ``(after, last_event_id]``, unseen.
+
+    A SIGNAL_CREATED reaching a row that holds none (no ``created_at``) only fills what is
+    still empty — ``created_at``, and ``direction`` / ``timeframe`` where no event set
+    them — and a None status, which every later event treats as PENDING. So it may sort
+    anywhere among the folded events: folded last, it gives what the time-ordered fold
+    gives (``test_resuming_the_fold_from_the_stored_row_equals_a_full_fold`` checks this
+    over random histories). This is the seed's late SIGNAL_CREATED, timed before the
+    ENTRY and MFE updates it arrives after."""
+    last = stored["last_event_id"]
+    first_created = stored.get("created_at") is None
+    new = [e for e in recent if e.event_id > last]
+    placed = [e.event_time for e in new if not (first_created and e.event_type == "SIGNAL_CREATED")]
+    unseen = any(after < e.event_id <= last for e in recent)
+    return EventSpan(stored["folded_until"], min(placed, default=None), unseen, bool(new))
+
+
+def mean_confidence(provenance: Mapping[str, Any]) -> float | None:
+    """The mean confidence over a row's field provenance (``signals.data_confidence``)."""
+    values = [float(v["confidence"]) for v in provenance.values() if "confidence" in v]
+    return sum(values) / len(values) if values else None
+
+
+def merge_with_existing(
+    projected: Mapping[str, Any], existing: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The projected row with the sync-owned columns and provenance of ``existing`` kept.
+
+    A shared column (``SHARED_COLUMNS``) that no event carries keeps the sync's value."""
+    merged = dict(projected)
+    if existing is None:
+        return merged
+    old_provenance: Mapping[str, Any] = existing.get("field_provenance") or {}
+    provenance = {k: v for k, v in old_provenance.items() if k not in _PROVENANCED}
+    for column in SHARED_COLUMNS:
+        if merged[column] is None and existing.get(column) is not None:
+            kept = old_provenance.get(column)
+            if kept is not None and kept.get("tier") != "event":
+                merged[column] = existing[column]
+                provenance[column] = kept
+    provenance.update(projected["field_provenance"])
+    merged["field_provenance"] = provenance
+    merged["data_confidence"] = mean_confidence(provenance)
+    return merged

@@ -1,0 +1,1 @@
+"""TradingView webhooks: payload validation, ingestion and the outage spool."""
