@@ -5,8 +5,8 @@ checkout, else the copy bundled in the installed package):
 
 - ``symbol_config.yaml`` — the symbol universe (``symbols:`` list).
 - ``mtf_config.yaml`` — ``mtf_strategies`` (timeframes, entry and risk parameters, signal
-  thresholds), ``cache`` and ``hybrid_sync`` (interval, cancellation windows, gap weights,
-  health thresholds).
+  thresholds), ``history`` (the first day of the daily partitions), ``cache`` and
+  ``hybrid_sync`` (interval, cancellation windows, gap weights, health thresholds).
 
 Both are validated with typed models. A wrong type, an unknown key or an unknown timeframe
 raises :class:`ConfigError` naming the file, the key path and the problem. A missing file
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,8 +212,16 @@ class HybridSyncConfig(_Model):
         return value
 
 
+class HistoryConfig(_Model):
+    """The desk's history: the first UTC day of the daily partitions (candles, MTF and
+    outcome assets). The default is the bundled sample's first day."""
+
+    start: date = date(2017, 1, 1)
+
+
 class MtfFile(_Model):
     mtf_strategies: MtfStrategies = MtfStrategies()
+    history: HistoryConfig = HistoryConfig()
     cache: CacheConfig = CacheConfig()
     hybrid_sync: HybridSyncConfig = HybridSyncConfig()
 
@@ -222,6 +231,7 @@ class AppConfig(_Model):
 
     symbols: SymbolUniverse = SymbolUniverse()
     mtf: MtfStrategies = MtfStrategies()
+    history: HistoryConfig = HistoryConfig()
     cache: CacheConfig = CacheConfig()
     hybrid_sync: HybridSyncConfig = HybridSyncConfig()
     source_dir: str = ""
@@ -327,6 +337,7 @@ def load_config(config_dir: str | Path | None = None) -> AppConfig:
     config = AppConfig(
         symbols=symbols,
         mtf=mtf_file.mtf_strategies,
+        history=mtf_file.history,
         cache=mtf_file.cache,
         hybrid_sync=mtf_file.hybrid_sync,
         source_dir=str(folder),
