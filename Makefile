@@ -5,12 +5,9 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
-# the Dagster resources read these through dg.EnvVar: they must be set; empty = default
-export ALPHAPULSE_REDIS_URL ?=
-export ALPHAPULSE_CONFIG_DIR ?=
-export ALPHAPULSE_MARKET_DATA_DIR ?=
+# every other ALPHAPULSE_* variable: unset means its embedded default (README, Environment)
 
-.PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks clean
+.PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks reset clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,5 +60,12 @@ bench: install
 bench-webhooks: install
 	$(PY) bench/bench_webhooks.py
 
-clean:
-	rm -rf .alphapulse .dagster_home .pytest_cache .mypy_cache .ruff_cache
+## reset: forget the desk's data and Dagster's run history (keeps .venv); make dev starts fresh
+reset:
+	rm -rf .alphapulse .dagster_home
+	@echo "reset: removed .alphapulse/ (the desk's database, spool) and .dagster_home/ (runs, schedules); kept .venv/"
+
+## clean: reset + the tool caches; keeps .venv
+clean: reset
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	@echo "clean: kept .venv/ (the installed environment); remove it with: rm -rf .venv"

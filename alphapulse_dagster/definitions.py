@@ -3,11 +3,19 @@
 Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``,
 ``assets/hybrid_sync.py``) owns its assets, checks, jobs, schedules and sensors and exposes
 ``defs``; this module merges them and binds the shared resources, whose values come from
-the environment through ``dg.EnvVar`` (``make dev`` exports them; an empty value means
-"embedded default / absent").
+the environment through ``dg.EnvVar``.
+
+An unset ``ALPHAPULSE_*`` variable means its embedded default (SPEC §2), so plain
+``dagster dev`` / ``dagster asset materialize`` work from the project root with nothing
+exported. Dagster's ``EnvVar`` has no default (an unset one fails the run), so a field is
+bound to ``EnvVar`` only when its variable is set; otherwise it keeps the resource's own
+default, which is resolved when the run uses it. Definitions are loaded again in every run
+process from the same environment, so the decision is the same there.
 """
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 
@@ -17,11 +25,18 @@ from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
 from sensors import operations
 
+
+def env_or_default(name: str) -> str:
+    """``dg.EnvVar(name)`` when ``name`` is set (its value is read at run time and never
+    stored in the definitions), else ``""``: the resource's embedded default."""
+    return dg.EnvVar(name) if name in os.environ else ""
+
+
 resources = {
-    "database": DatabaseResource(url=dg.EnvVar("ALPHAPULSE_DATABASE_URL")),
-    "app_config": ConfigResource(config_dir=dg.EnvVar("ALPHAPULSE_CONFIG_DIR")),
-    "market_data": MarketDataResource(csv_dir=dg.EnvVar("ALPHAPULSE_MARKET_DATA_DIR")),
-    "signal_cache": SignalCacheResource(url=dg.EnvVar("ALPHAPULSE_REDIS_URL")),
+    "database": DatabaseResource(url=env_or_default("ALPHAPULSE_DATABASE_URL")),
+    "app_config": ConfigResource(config_dir=env_or_default("ALPHAPULSE_CONFIG_DIR")),
+    "market_data": MarketDataResource(csv_dir=env_or_default("ALPHAPULSE_MARKET_DATA_DIR")),
+    "signal_cache": SignalCacheResource(url=env_or_default("ALPHAPULSE_REDIS_URL")),
 }
 
 defs = dg.Definitions.merge(

@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # httpx logs every request at INFO: one line per event of a replay, next to its
+        # progress bar
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     result = args.handler(args)
     return int(result or 0)
 

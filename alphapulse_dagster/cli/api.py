@@ -46,19 +46,33 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line.strip()
 
 
+def _stream(path: Path, shift: bool) -> tuple[list[tuple[int, bytes]], str]:
+    """The file's numbered lines, moved to the present with ``--shift-to-now``; and a note
+    saying how far each symbol moved."""
+    lines = list(_lines(path))
+    if not shift:
+        return lines, ""
+    from alphapulse_dagster.webhooks.replay import shift_to_now
+
+    shifted = shift_to_now([body for _, body in lines], utcnow())
+    moved = ", ".join(f"{s} +{d} days" for s, d in sorted(shifted.days_by_symbol.items()))
+    numbers = [number for number, _ in lines]
+    return list(zip(numbers, shifted.bodies, strict=True)), f" (shifted to now: {moved})"
+
+
 def webhook_url(url: str) -> str:
     """``http://host:8000`` → ``http://host:8000/webhooks/tradingview``; a full endpoint
     URL is kept."""
     return url.rstrip("/") + WEBHOOK_PATH if urlsplit(url).path in ("", "/") else url
 
 
-def _replay_http(path: Path, url: str) -> Counter[str]:
+def _replay_http(lines: list[tuple[int, bytes]], url: str) -> Counter[str]:
     import httpx
 
     counts: Counter[str] = Counter()
     target = webhook_url(url)
     with httpx.Client(timeout=10.0) as client:
-        for number, body in tqdm(list(_lines(path)), desc="webhooks", unit="event"):
+        for number, body in tqdm(lines, desc="webhooks", unit="event"):
             try:
                 response = client.post(
                     target, content=body, headers={"Content-Type": "application/json"}
@@ -75,14 +89,12 @@ def _replay_http(path: Path, url: str) -> Counter[str]:
     return counts
 
 
-def _replay_database(path: Path, url: str | None) -> Counter[str]:
+def _replay_database(lines: list[tuple[int, bytes]], url: str | None, source: str) -> Counter[str]:
     from alphapulse_dagster.webhooks.ingest import ingest_body
 
     counts: Counter[str] = Counter()
     engine = make_engine(database_url(url))
-    source = f"replay:{path.name}"[:64]
     try:
-        lines = list(_lines(path))
         with engine.begin() as connection:
             for number, body in tqdm(lines, desc="webhooks", unit="event"):
                 result = ingest_body(connection, body, now=utcnow(), source_address=source)
@@ -101,14 +113,15 @@ def _replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"no such file: {path}", file=sys.stderr)
         return 2
+    lines, shift_note = _stream(path, args.shift_to_now)
     if args.url:
-        counts = _replay_http(path, args.url)
+        counts = _replay_http(lines, args.url)
         target = webhook_url(args.url)
     else:
-        counts = _replay_database(path, args.database_url)
+        counts = _replay_database(lines, args.database_url, f"replay:{path.name}"[:64])
         target = redacted(database_url(args.database_url))
     summary = ", ".join(f"{key} {value}" for key, value in sorted(counts.items()))
-    print(f"replayed {path} into {target}: {summary or 'nothing'}")
+    print(f"replayed {path} into {target}{shift_note}: {summary or 'nothing'}")
     return 0 if set(counts) <= {"accepted", "duplicate"} else 1
 
 
@@ -136,4 +149,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     replay.add_argument("file", metavar="FILE.jsonl")
     replay.add_argument("--url", help="server base URL or webhook URL, e.g. http://127.0.0.1:8000")
     replay.add_argument("--database-url", help="default: ALPHAPULSE_DATABASE_URL")
+    replay.add_argument(
+        "--shift-to-now",
+        action="store_true",
+        help="move each symbol's events by whole days so its last event is within the past "
+        "24 hours (trade ids too): a historical sample then shows in the health window",
+    )
     replay.set_defaults(handler=_replay)
