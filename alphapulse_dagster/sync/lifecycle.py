@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from alphapulse_dagster.direction import normalise_direction
 from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
 
 PENDING, CONFIRMED, CLOSED, CANCELLED = "PENDING", "CONFIRMED", "CLOSED", "CANCELLED"
@@ -122,14 +123,6 @@ class KnownEvents(NamedTuple):
 
 
 # --- payload parsing ----------------------------------------------------------------------
-
-
-def normalise_direction(value: Any) -> str | None:
-    """LONG / SHORT from LONG, SHORT, BULLISH, BEARISH (any case); else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().upper()
-    return {"LONG": "LONG", "BULLISH": "LONG", "SHORT": "SHORT", "BEARISH": "SHORT"}.get(text)
 
 
 def price(value: Any) -> float | None:

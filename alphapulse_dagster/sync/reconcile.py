@@ -53,12 +53,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from alphapulse_dagster.db.bulk import JsonMerge, in_ids, insert_rows
 from alphapulse_dagster.db.engine import derived_write
 from alphapulse_dagster.db.tables import candles, signal_events, signals, sync_audit_log
+from alphapulse_dagster.direction import normalise_direction
 from alphapulse_dagster.sync.excursions import Excursion, candle_excursion, load_candles
 from alphapulse_dagster.sync.lifecycle import (
     EventRow,
     KnownEvents,
     mean_confidence,
-    normalise_direction,
     price,
     price_list,
 )

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from alphapulse_dagster.sync.lifecycle import normalise_direction
+from alphapulse_dagster.direction import normalise_direction
 
 _TRADE_ID = re.compile(
     r"^(?P<date>\d{8})_(?P<time>\d{6})_(?P<dir>BULLISH|BEARISH|LONG|SHORT)(?:_(?P<symbol>.+))?$",

@@ -30,10 +30,10 @@ from pydantic import (
 )
 
 from alphapulse_dagster.clock import as_utc
+from alphapulse_dagster.direction import Spelling
 from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
 
 EventType = Literal["SIGNAL_CREATED", "ENTRY", "MFE_UPDATE", "EXIT", "CANCELLED"]
-Direction = Literal["LONG", "SHORT", "BULLISH", "BEARISH"]
 Trend = Literal["BULLISH", "BEARISH", "NEUTRAL"]
 ExitReason = Literal["TARGET", "STOP", "BREAKEVEN", "MANUAL"]
 
@@ -148,7 +148,7 @@ class WebhookPayload(BaseModel):
         ),
     ] = Field(description="event time: ISO-8601 or epoch milliseconds, UTC")
     timeframe: Annotated[str | None, BeforeValidator(_timeframe)] = None
-    direction: Annotated[Direction | None, BeforeValidator(_upper)] = None
+    direction: Annotated[Spelling | None, BeforeValidator(_upper)] = None
     htf_alignment: Annotated[dict[str, Trend] | None, BeforeValidator(_alignment)] = None
     session: ShortText | None = None
     market_state: ShortText | None = None
