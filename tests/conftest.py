@@ -18,13 +18,13 @@ import sqlalchemy as sa
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
+from tests.sample_data import SAMPLE_DIR
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
     "ALPHAPULSE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_TEST_URL = os.environ.get("ALPHAPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SHARED_DATA = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
 def _unavailable(what: str, error: Exception) -> None:
@@ -148,4 +148,4 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
-    return SHARED_DATA
+    return SAMPLE_DIR

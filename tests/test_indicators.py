@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphapulse_dagster.market import indicators as ind
+from alphapulse_dagster.market.swings import forward_fill_last, swing_pivots
+from tests.sample_data import SAMPLE_DIR
 
-DATA = Path("/work/shared/data")
+DATA = SAMPLE_DIR
 SAMPLES = ["BTCUSD_1h.csv", "EURUSD_1h.csv"]
 
 
@@ -101,8 +101,8 @@ def test_2d_equals_stacked_1d() -> None:
         lambda c, h, lo: ind.atr(h, lo, c, 14),
         lambda c, h, lo: ind.true_range(h, lo, c),
         lambda c, h, lo: ind.macd(c).histogram,
-        lambda c, h, lo: ind.swing_pivots(h, lo, 3).high,
-        lambda c, h, lo: ind.swing_pivots(h, lo, 3).low,
+        lambda c, h, lo: swing_pivots(h, lo, 3).high,
+        lambda c, h, lo: swing_pivots(h, lo, 3).low,
     ):
         stacked = np.vstack([fn(close[r], high[r], low[r]) for r in range(3)])
         np.testing.assert_array_equal(fn(close, high, low), stacked)
@@ -131,7 +131,7 @@ def test_swing_pivots_on_hand_built_series() -> None:
     #            0  1  2  3  4  5  6  7  8  9 10 11 12
     high = np.array([5, 6, 7, 10, 8, 7, 6, 7, 8, 9, 9, 8, 7], dtype=float)
     low = np.array([4, 5, 6, 9, 7, 6, 2, 6, 7, 8, 8, 7, 6], dtype=float)
-    p = ind.swing_pivots(high, low, confirmation_bars=2)
+    p = swing_pivots(high, low, confirmation_bars=2)
     # Pivot high at bar 3 (10 > 6,7 and >= 8,7): known at bar 5. Bar 9 (9 > 7,8 and >= 9,8):
     # the first of the equal tops at 9/10 counts; known at bar 11. Bar 10 fails (9 !> 9).
     expected_high = np.full(13, np.nan)
@@ -144,7 +144,7 @@ def test_swing_pivots_on_hand_built_series() -> None:
     expected_low[8] = 2.0
     np.testing.assert_array_equal(p.low, expected_low)
     assert p.low_bar[8] == 6
-    latest, latest_bar = ind.forward_fill_last(p.high, p.high_bar)
+    latest, latest_bar = forward_fill_last(p.high, p.high_bar)
     assert np.isnan(latest[4]) and latest[5] == 10.0 and latest[10] == 10.0 and latest[12] == 9.0
     assert latest_bar[4] == -1 and latest_bar[6] == 3 and latest_bar[12] == 9
 
@@ -170,7 +170,7 @@ def test_truncating_the_future_changes_no_past_value(start: int, length: int, cu
 
 def _all_indicators(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
     m = ind.macd(c)
-    p = ind.swing_pivots(h, lo, 3)
+    p = swing_pivots(h, lo, 3)
     return {
         "sma": ind.sma(c, 20),
         "ema": ind.ema(c, 21),

@@ -8,8 +8,6 @@ that opens at t -- none of which may leak into anything stamped at or before t.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +17,9 @@ from alphapulse_dagster.market.resample import resample_ohlcv
 from alphapulse_dagster.signals.htf_alignment import align_signals
 from alphapulse_dagster.signals.model_heads import ConsensusRule
 from alphapulse_dagster.signals.signal_generation import generate_signals
+from tests.sample_data import SAMPLE_DIR
 
-DATA = Path("/work/shared/data")
+DATA = SAMPLE_DIR
 
 
 def _hourly() -> pd.DataFrame:

@@ -63,15 +63,6 @@ def seconds(timeframe: str) -> int:
     return int(duration(timeframe).total_seconds())
 
 
-def pandas_rule(timeframe: str) -> str:
-    """The pandas resample rule for ``timeframe`` (weeks anchored on Monday)."""
-    duration(timeframe)  # validates
-    if timeframe == "1w":
-        return "W-MON"
-    number, unit = timeframe[:-1], timeframe[-1]
-    return number + {"m": "min", "h": "h", "d": "D"}[unit]
-
-
 def normalise_interval(value: str) -> str:
     """Normalise a TradingView ``{{interval}}`` (``15``, ``60``, ``240``, ``D``, ``1D``) or
     one of our own spellings (``15m``, ``1h``) to ours. Raises :class:`UnknownTimeframe`."""
@@ -85,8 +76,3 @@ def normalise_interval(value: str) -> str:
     if mapped is None:
         raise UnknownTimeframe(f"unknown timeframe {value!r}")
     return mapped
-
-
-def finer_or_equal(a: str, b: str) -> bool:
-    """True when timeframe ``a`` is at least as fine as ``b``."""
-    return seconds(a) <= seconds(b)
