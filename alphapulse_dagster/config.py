@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from alphapulse_dagster.market.timeframes import TIMEFRAME_SECONDS, is_timeframe
 from alphapulse_dagster.paths import bundled_dir
@@ -77,18 +84,44 @@ class SymbolUniverse(_Model):
 # --- mtf_config.yaml ----------------------------------------------------------------------
 
 
+# Entry refinement (SPEC §6) reads these models directly: ``mtf_strategies.entry`` and
+# ``.risk`` with ``min_entry_candles``/``fallback_atr_pct`` beside them; validated once, here.
+
+
 class EntryParameters(_Model):
+    """Where a refined entry may sit. Distances in ATR multiples of the entry timeframe."""
+
     fibonacci_levels: tuple[float, ...] = (0.5, 0.618, 0.786)
     ema_periods: tuple[int, ...] = (21, 50)
     swing_confirmation_bars: int = Field(default=3, ge=1)
     max_entry_distance_atr: float = Field(default=3.0, gt=0)
     confluence_atr_fraction: float = Field(default=0.25, ge=0)
     order_block_entry: Literal["top", "middle"] = "top"
+    order_block_lookback_bars: int = Field(default=100, ge=1)
     entry_valid_bars: int = Field(default=4, ge=1)
+    atr_period: int = Field(default=14, ge=1)
+
+    @field_validator("fibonacci_levels")
+    @classmethod
+    def _retracements(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < f < 1 for f in value):
+            raise ValueError("every Fibonacci level must be in (0, 1)")
+        return value
+
+    @field_validator("ema_periods")
+    @classmethod
+    def _periods(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(p < 1 for p in value):
+            raise ValueError("must be a non-empty list of periods >= 1")
+        return value
 
 
 class RiskParameters(_Model):
+    """Stop and targets of an entry, in ATR multiples of the entry timeframe."""
+
     stop_loss_atr_multiplier: float = Field(default=1.5, gt=0)
+    # a stop beyond an invalidating swing / order-block edge sits this far past it
+    stop_buffer_atr: float = Field(default=0.1, ge=0)
     take_profit_atr_multipliers: tuple[float, ...] = (2.0, 3.0, 5.0)
 
     @field_validator("take_profit_atr_multipliers")
@@ -148,6 +181,18 @@ class MtfStrategies(_Model):
     @classmethod
     def _default_tf(cls, value: str) -> str:
         return _check_timeframe(value)
+
+    @model_validator(mode="after")
+    def _fallback_stays_positive(self) -> MtfStrategies:
+        # A fallback entry's SHORT targets sit fallback_atr_pct x multiplier below the price:
+        # they must stay positive, or the fallback itself would break the risk invariants.
+        widest = max(self.risk.stop_loss_atr_multiplier, *self.risk.take_profit_atr_multipliers)
+        if not self.fallback_atr_pct * widest < 1:
+            raise ValueError(
+                f"fallback_atr_pct {self.fallback_atr_pct} x the widest ATR multiplier "
+                f"{widest} must be < 1"
+            )
+        return self
 
 
 class CacheConfig(_Model):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,14 +12,20 @@ from candle_builders import concat, frame, mirror, trend_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alphapulse_dagster.config import MtfStrategies
 from alphapulse_dagster.market.bars import Bars
 from alphapulse_dagster.signals import key_levels
 from alphapulse_dagster.signals.entry_refinement import (
-    RefinementParams,
     entry_fill_status,
     refine_entries,
     refine_entry,
 )
+from tests.sample_data import SAMPLE_DIR
+
+
+def params(**sections: object) -> MtfStrategies:
+    """The refinement's parameters as the config file would give them (validated)."""
+    return MtfStrategies.model_validate(sections)
 
 
 def fib_setup() -> pd.DataFrame:
@@ -118,7 +123,7 @@ def test_order_block_entry_top_and_middle() -> None:
     assert r.atr == pytest.approx(atr, rel=1e-12)
     # Stop: the further of entry - 1.5 ATR and the block's bottom 201.5 - 0.1 ATR.
     assert r.stop_loss == pytest.approx(min(203.5 - 1.5 * atr, 201.5 - 0.1 * atr))
-    mid = refine_entry("OB", "LONG", 207.6, df, RefinementParams(order_block_entry="middle"))
+    mid = refine_entry("OB", "LONG", 207.6, df, params(entry={"order_block_entry": "middle"}))
     assert mid.entry_price == 202.5 and mid.entry_strategy == "ORDER_BLOCK"
 
 
@@ -136,7 +141,7 @@ def test_mitigated_order_block_is_not_a_candidate() -> None:
 def test_no_key_level_gives_market_entry() -> None:
     # A strict uptrend that is too steep for EMA21 to be within 0.5 ATR; no structure.
     df = concat(trend_bars(100.0, 0.5, 250))
-    r = refine_entry("X", "LONG", 224.5, df, RefinementParams(max_entry_distance_atr=0.5))
+    r = refine_entry("X", "LONG", 224.5, df, params(entry={"max_entry_distance_atr": 0.5}))
     assert (r.entry_strategy, r.entry_pattern) == ("MARKET_ENTRY", "NO_KEY_LEVEL")
     assert r.entry_price == 224.5 and r.atr == pytest.approx(2.0)
     assert r.stop_loss == pytest.approx(224.5 - 3.0) and r.entry_improvement_bps == 0.0
@@ -161,7 +166,7 @@ def _batch(
     frames: list[pd.DataFrame],
     directions: list[str],
     markets: list[float],
-    params: RefinementParams | None = None,
+    parameters: MtfStrategies | None = None,
 ) -> list:
     width = max(len(f) for f in frames)
     arrays = {
@@ -174,7 +179,7 @@ def _batch(
     symbols = [f"S{r}" for r in range(len(frames))]
     idx = [len(f) - 1 for f in frames]
     return refine_entries(
-        bars, range(len(frames)), idx, directions, markets, symbols, params or RefinementParams()
+        bars, range(len(frames)), idx, directions, markets, symbols, parameters or MtfStrategies()
     )
 
 
@@ -222,7 +227,7 @@ def test_malformed_frame_gives_refinement_error() -> None:
     assert r.stop_loss > r.entry_price > max(r.take_profits)
 
 
-_BTC = pd.read_csv(Path("/work/shared/data/BTCUSD_1h.csv"))
+_BTC = pd.read_csv(SAMPLE_DIR / "BTCUSD_1h.csv")
 
 
 @settings(max_examples=40, deadline=None)
@@ -247,12 +252,11 @@ def test_invariants_always_hold(
     w = _BTC.iloc[start : start + length].copy()
     for c in ("open", "high", "low", "close"):
         w[c] = w[c] * scale
-    params = RefinementParams(
-        stop_loss_atr_multiplier=stop_mult,
-        take_profit_atr_multipliers=tuple(tps),
-        order_block_entry=ob_entry,
+    parameters = params(
+        risk={"stop_loss_atr_multiplier": stop_mult, "take_profit_atr_multipliers": sorted(tps)},
+        entry={"order_block_entry": ob_entry},
     )
-    r = refine_entry("BTC", "LONG" if long else "SHORT", float(w.close.iloc[-1]), w, params)
+    r = refine_entry("BTC", "LONG" if long else "SHORT", float(w.close.iloc[-1]), w, parameters)
     values = [r.entry_price, r.stop_loss, *r.take_profits, r.atr, r.risk_reward_ratio]
     assert all(np.isfinite(v) and v > 0 for v in values)
     if long:
@@ -285,7 +289,12 @@ def test_fill_status() -> None:
 
 
 def test_params_validation() -> None:
-    with pytest.raises(ValueError):
-        RefinementParams(order_block_entry="bottom")
-    with pytest.raises(ValueError):
-        RefinementParams(fallback_atr_pct=0.5)  # 5 ATR targets would go negative on SHORTs
+    with pytest.raises(ValueError, match="order_block_entry"):
+        params(entry={"order_block_entry": "bottom"})
+    with pytest.raises(ValueError, match="fallback_atr_pct 0.5"):
+        params(fallback_atr_pct=0.5)  # 5 ATR targets would go negative on SHORTs
+    with pytest.raises(ValueError, match="Fibonacci level must be in"):
+        params(entry={"fibonacci_levels": [0.618, 1.5]})
+    with pytest.raises(ValueError, match="non-empty list of periods"):
+        params(entry={"ema_periods": []})
+    assert params(fallback_atr_pct=0.19).fallback_atr_pct == 0.19  # 0.19 x 5 ATR < 1

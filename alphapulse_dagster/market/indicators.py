@@ -23,8 +23,10 @@ NaN handling: NaN marks "undefined". Leading NaNs are skipped per symbol, the wa
 ``talib`` wrapper does it: the indicator is computed as if the series started at the
 symbol's first bar where every input is finite (so symbols with different history lengths
 can share one left-padded 2-D array). A NaN *inside* a series makes windowed values
-(SMA, pivots) NaN while the window covers it, and recursive filters (EMA, ATR, RSI, MACD)
+(SMA, rolling extremes) NaN while the window covers it, and recursive filters (EMA, ATR, RSI, MACD)
 NaN from that bar on -- as in TA-Lib. Trailing NaN padding never affects earlier bars.
+
+Swing pivots (price structure rather than a TA-Lib indicator) live in :mod:`swings`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ IntArray = NDArray[np.int64]
 _TA_EPSILON = 1e-14
 
 
-def _as_2d(*arrays: ArrayLike) -> tuple[list[FloatArray], bool]:
+def as_2d(*arrays: ArrayLike) -> tuple[list[FloatArray], bool]:
     """Return float64 2-D views ``(n_symbols, n_bars)`` and whether the input was 1-D."""
     out = [np.asarray(a, dtype=np.float64) for a in arrays]
     ndim = out[0].ndim
@@ -96,7 +98,7 @@ def _with_leading_nans_skipped(
     return tuple(np.where(back_ok, res[rows, back_clipped], np.nan) for res in results)
 
 
-def _check_period(period: int, minimum: int = 1) -> None:
+def check_period(period: int, minimum: int = 1) -> None:
     if int(period) != period or period < minimum:
         raise ValueError(f"period must be an integer >= {minimum}, got {period!r}")
 
@@ -255,39 +257,39 @@ def _macd_kernel(
 
 def sma(values: ArrayLike, period: int) -> FloatArray:
     """Simple moving average over ``period`` bars (input units); first value at n-1."""
-    _check_period(period)
-    (x,), was_1d = _as_2d(values)
+    check_period(period)
+    (x,), was_1d = as_2d(values)
     (out,) = _with_leading_nans_skipped(lambda a: (_sma_kernel(a, period),), x)
     return _restore(out, was_1d)
 
 
 def ema(values: ArrayLike, period: int) -> FloatArray:
     """Exponential moving average, TA-Lib style (SMA seed at index ``period - 1``)."""
-    _check_period(period)
-    (x,), was_1d = _as_2d(values)
+    check_period(period)
+    (x,), was_1d = as_2d(values)
     (out,) = _with_leading_nans_skipped(lambda a: (_ema_kernel(a, period),), x)
     return _restore(out, was_1d)
 
 
 def true_range(high: ArrayLike, low: ArrayLike, close: ArrayLike) -> FloatArray:
     """True range in price units: max(H-L, |H-prevC|, |L-prevC|); NaN at the first bar."""
-    (h, lo, c), was_1d = _as_2d(high, low, close)
+    (h, lo, c), was_1d = as_2d(high, low, close)
     (out,) = _with_leading_nans_skipped(lambda a, b, c_: (_true_range_kernel(a, b, c_),), h, lo, c)
     return _restore(out, was_1d)
 
 
 def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> FloatArray:
     """Average true range (Wilder) in price units; first value at index ``period``."""
-    _check_period(period)
-    (h, lo, c), was_1d = _as_2d(high, low, close)
+    check_period(period)
+    (h, lo, c), was_1d = as_2d(high, low, close)
     (out,) = _with_leading_nans_skipped(lambda a, b, c_: (_atr_kernel(a, b, c_, period),), h, lo, c)
     return _restore(out, was_1d)
 
 
 def rsi(values: ArrayLike, period: int = 14) -> FloatArray:
     """Relative strength index (Wilder), 0..100; first value at index ``period``."""
-    _check_period(period)
-    (x,), was_1d = _as_2d(values)
+    check_period(period)
+    (x,), was_1d = as_2d(values)
     (out,) = _with_leading_nans_skipped(lambda a: (_rsi_kernel(a, period),), x)
     return _restore(out, was_1d)
 
@@ -304,84 +306,12 @@ class MACD:
 def macd(values: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> MACD:
     """MACD as ``talib.MACD`` computes it (fast EMA aligned to the slow EMA's start)."""
     for p in (fast, slow, signal):
-        _check_period(p)
+        check_period(p)
     if slow < fast:  # TA-Lib swaps them too
         fast, slow = slow, fast
-    (x,), was_1d = _as_2d(values)
+    (x,), was_1d = as_2d(values)
     line, sig, hist = _with_leading_nans_skipped(lambda a: _macd_kernel(a, fast, slow, signal), x)
     return MACD(_restore(line, was_1d), _restore(sig, was_1d), _restore(hist, was_1d))
-
-
-@dataclass(frozen=True)
-class SwingPivots:
-    """Confirmed swing pivots, indexed by the bar where each pivot becomes *known*.
-
-    ``high[j]`` is the price of a pivot high at bar ``j - k`` (NaN if bar ``j - k`` is not
-    one), known at the close of bar ``j``; ``high_bar[j]`` is that pivot's bar index
-    (``-1`` where there is none). Same for lows. Nothing here looks past bar ``j``.
-    """
-
-    high: FloatArray
-    high_bar: IntArray
-    low: FloatArray
-    low_bar: IntArray
-    confirmation_bars: int
-
-
-def swing_pivots(high: ArrayLike, low: ArrayLike, confirmation_bars: int = 3) -> SwingPivots:
-    """Swing highs/lows with ``k = confirmation_bars`` bars on each side.
-
-    Bar ``p`` is a pivot high when ``high[p]`` is strictly above the ``k`` highs before it
-    and at least every one of the ``k`` highs after it (so of two equal tops the first
-    counts once); pivot lows mirror it. It is known only at bar ``p + k``, and the arrays
-    put it there. Windows touching NaN yield no pivot.
-    """
-    k = confirmation_bars
-    _check_period(k)
-    (h, lo), was_1d = _as_2d(high, low)
-    n_bars = h.shape[1]
-    out_high = np.full(h.shape, np.nan)
-    out_low = np.full(h.shape, np.nan)
-    high_bar = np.full(h.shape, -1, dtype=np.int64)
-    low_bar = np.full(h.shape, -1, dtype=np.int64)
-    if n_bars >= 2 * k + 1:
-        hw = np.lib.stride_tricks.sliding_window_view(h, 2 * k + 1, axis=1)
-        lw = np.lib.stride_tricks.sliding_window_view(lo, 2 * k + 1, axis=1)
-        centre_h, centre_l = hw[:, :, k], lw[:, :, k]
-        with np.errstate(invalid="ignore"):
-            is_high = (centre_h > hw[:, :, :k].max(axis=2)) & (
-                centre_h >= hw[:, :, k + 1 :].max(axis=2)
-            )
-            is_low = (centre_l < lw[:, :, :k].min(axis=2)) & (
-                centre_l <= lw[:, :, k + 1 :].min(axis=2)
-            )
-        # Window w is centred on bar w + k and fully known at bar w + 2k.
-        pivot_bar = np.arange(n_bars - 2 * k)[np.newaxis, :] + k
-        known = slice(2 * k, n_bars)
-        out_high[:, known] = np.where(is_high, centre_h, np.nan)
-        out_low[:, known] = np.where(is_low, centre_l, np.nan)
-        high_bar[:, known] = np.where(is_high, pivot_bar, -1)
-        low_bar[:, known] = np.where(is_low, pivot_bar, -1)
-    if was_1d:
-        return SwingPivots(out_high[0], high_bar[0], out_low[0], low_bar[0], k)
-    return SwingPivots(out_high, high_bar, out_low, low_bar, k)
-
-
-def forward_fill_last(values: FloatArray, bars: IntArray) -> tuple[FloatArray, IntArray]:
-    """As of each bar, the latest event value and its bar index (``-1``/NaN before any).
-
-    ``values``/``bars`` are event arrays such as :class:`SwingPivots` ``high``/``high_bar``
-    (NaN / ``-1`` where no event). Causal: bar ``j`` sees events indexed ``<= j`` only.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    b = np.asarray(bars, dtype=np.int64)
-    has = b >= 0
-    cols = np.broadcast_to(np.arange(v.shape[-1]), v.shape)
-    last_col = np.maximum.accumulate(np.where(has, cols, -1), axis=-1)
-    safe = np.maximum(last_col, 0)
-    latest_v = np.where(last_col >= 0, np.take_along_axis(v, safe, axis=-1), np.nan)
-    latest_b = np.where(last_col >= 0, np.take_along_axis(b, safe, axis=-1), -1)
-    return latest_v, latest_b
 
 
 def _rolling_extreme(x: FloatArray, period: int, take_max: bool) -> FloatArray:
@@ -394,16 +324,16 @@ def _rolling_extreme(x: FloatArray, period: int, take_max: bool) -> FloatArray:
 
 def rolling_max(values: ArrayLike, period: int) -> FloatArray:
     """Highest value of the last ``period`` bars including bar i (``talib.MAX``)."""
-    _check_period(period)
-    (x,), was_1d = _as_2d(values)
+    check_period(period)
+    (x,), was_1d = as_2d(values)
     (out,) = _with_leading_nans_skipped(lambda a: (_rolling_extreme(a, period, True),), x)
     return _restore(out, was_1d)
 
 
 def rolling_min(values: ArrayLike, period: int) -> FloatArray:
     """Lowest value of the last ``period`` bars including bar i (``talib.MIN``)."""
-    _check_period(period)
-    (x,), was_1d = _as_2d(values)
+    check_period(period)
+    (x,), was_1d = as_2d(values)
     (out,) = _with_leading_nans_skipped(lambda a: (_rolling_extreme(a, period, False),), x)
     return _restore(out, was_1d)
 

@@ -5,17 +5,19 @@ price units) and the entry-timeframe bars closed at or before the signal time. O
 :class:`RefinedEntry` with entry, stop and targets (price), risk:reward and per-target R
 (R = distance / |entry - stop|), the entry-timeframe ATR(14) (price), the entry improvement
 versus the market price in basis points (positive = better price) and an ``analysis`` dict
-(every candidate's level, distance in ATR, score, the choice and any fallback reason).
+(every candidate's level, distance in ATR, score, the choice and any fallback reason);
+see :mod:`refined_entry`. Parameters: ``config.MtfStrategies`` (its ``entry`` and ``risk``
+sections with ``min_entry_candles`` and ``fallback_atr_pct``), validated once at load.
 
-Candidates (LONG; SHORT mirrored): ``FIBONACCI_500/618/786`` on the latest confirmed swing
-leg low->high (level = high - f * (high - low)); ``EMA_PULLBACK`` on EMA 21 then 50 when
-they are below price and EMA21 > EMA50; ``ORDER_BLOCK`` on the latest unmitigated bullish
-order block (top or middle). A candidate is valid only strictly below the market and within
-``max_entry_distance_atr`` ATR. Score = base score of the pattern (``BASE_SCORES``)
-+ 0.10 per confluent level of another family within ``confluence_atr_fraction`` ATR (at
-most 2) - 0.03 per ATR of distance; ``entry_confidence`` = score clipped to [0, 1]. The
-best score wins (ties: the first in candidate order); none => ``MARKET_ENTRY`` /
-``NO_KEY_LEVEL`` (confidence 0.5).
+Candidates (LONG; SHORT mirrored), one family each in ``entry_candidates.FAMILIES``:
+``FIBONACCI_500/618/786`` on the latest confirmed swing leg low->high (level = high - f *
+(high - low)); ``EMA_PULLBACK`` on EMA 21 then 50 when they are below price and EMA21 >
+EMA50; ``ORDER_BLOCK`` on the latest unmitigated bullish order block (top or middle). A
+candidate is valid only strictly below the market and within ``max_entry_distance_atr``
+ATR. Score = the candidate's base score + 0.10 per confluent level of another family
+within ``confluence_atr_fraction`` ATR (at most 2) - 0.03 per ATR of distance;
+``entry_confidence`` = score clipped to [0, 1]. The best score wins (ties: the first in
+candidate order); none => ``MARKET_ENTRY`` / ``NO_KEY_LEVEL`` (confidence 0.5).
 
 Fallbacks (market entry, ATR estimated as ``fallback_atr_pct`` x price): fewer than
 ``min_entry_candles`` => ``INSUFFICIENT_DATA`` (confidence 0.3, a logged warning); any error,
@@ -34,30 +36,28 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from alphapulse_dagster.config import MtfStrategies
+from alphapulse_dagster.direction import direction_sign
 from alphapulse_dagster.market.bars import Bars
 from alphapulse_dagster.signals import key_levels as kl
 from alphapulse_dagster.signals.entry_candidates import (
     FALLBACK_CONFIDENCE,
     INSUFFICIENT_DATA,
-    MARKET_ENTRY,
     NO_KEY_LEVEL,
-    REASONS,
     REFINEMENT_ERROR,
-    Candidates,
+    MarketView,
     candidates,
-    direction_sign,
     invariants_hold,
     risk_levels,
     score_candidates,
 )
 from alphapulse_dagster.signals.entry_fill import FillStatus, entry_fill_status
+from alphapulse_dagster.signals.refined_entry import Outcome, RefinedEntry, assemble
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ _OHLCV = ("open", "high", "low", "close", "volume")
 __all__ = [
     "FillStatus",
     "RefinedEntry",
-    "RefinementParams",
     "entry_fill_status",
     "error_fallback",
     "refine_entries",
@@ -77,101 +76,21 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
-@dataclass(frozen=True)
-class RefinementParams:
-    """Entry refinement settings (SPEC defaults). Distances are in ATR multiples."""
-
-    min_entry_candles: int = 200
-    fallback_atr_pct: float = 0.01
-    fibonacci_levels: tuple[float, ...] = (0.5, 0.618, 0.786)
-    ema_periods: tuple[int, ...] = (21, 50)
-    swing_confirmation_bars: int = 3
-    max_entry_distance_atr: float = 3.0
-    confluence_atr_fraction: float = 0.25
-    order_block_entry: str = "top"
-    order_block_lookback_bars: int = 100
-    stop_loss_atr_multiplier: float = 1.5
-    stop_buffer_atr: float = 0.1
-    take_profit_atr_multipliers: tuple[float, ...] = (2.0, 3.0, 5.0)
-    entry_valid_bars: int = 4
-    atr_period: int = 14
-
-    def __post_init__(self) -> None:
-        if self.order_block_entry not in ("top", "middle"):
-            raise ValueError("order_block_entry must be 'top' or 'middle'")
-        if not self.take_profit_atr_multipliers or min(self.take_profit_atr_multipliers) <= 0:
-            raise ValueError("take_profit_atr_multipliers must be a non-empty list of values > 0")
-        if self.stop_loss_atr_multiplier <= 0 or self.min_entry_candles < 1:
-            raise ValueError("stop_loss_atr_multiplier must be > 0, min_entry_candles >= 1")
-        if not self.ema_periods or any(f <= 0 or f >= 1 for f in self.fibonacci_levels):
-            raise ValueError("ema_periods must be non-empty and fibonacci_levels in (0, 1)")
-        # The fallback must always satisfy the invariants: prices stay positive.
-        widest = max(self.stop_loss_atr_multiplier, *self.take_profit_atr_multipliers)
-        if not 0 < self.fallback_atr_pct * widest < 1:
-            raise ValueError("fallback_atr_pct x the widest ATR multiplier must be in (0, 1)")
-
-
-@dataclass(frozen=True)
-class RefinedEntry:
-    """A refined entry: prices in price units, ``atr`` in price units, R in risk units."""
-
-    symbol: str
-    direction: str
-    market_price: float
-    entry_price: float
-    stop_loss: float
-    take_profits: tuple[float, ...]
-    risk_reward_ratio: float
-    targets_r: tuple[float, ...]
-    entry_strategy: str
-    entry_pattern: str
-    entry_confidence: float
-    atr: float
-    entry_improvement_bps: float
-    fallback_reason: str | None = None
-    error: str | None = None
-    analysis: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (tuples become lists)."""
-        d = asdict(self)
-        d["take_profits"] = list(self.take_profits)
-        d["targets_r"] = list(self.targets_r)
-        return d
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """Column-wise results of the vectorised core for M signals."""
-
-    pattern: list[str | None]  # None = refined; else a fallback pattern
-    error: list[str | None]
-    entry: FloatArray
-    stop: FloatArray
-    targets: FloatArray
-    atr: FloatArray
-    confidence: FloatArray
-    choice: IntArray  # winning candidate column, -1 for market entries
-    cands: Candidates | None
-    score: FloatArray | None
-    distance: FloatArray | None
-    confluent: IntArray | None
-
-
 def _refine_core(
-    p: RefinementParams,
+    p: MtfStrategies,
     bars: Bars,
     rows: IntArray,
     j: IntArray,
     sign: IntArray,
     market: FloatArray,
     features: kl.EntryFeatures | None = None,
-) -> _Outcome:
+) -> Outcome:
     m = len(rows)
-    f = features or kl.entry_features(bars, p.ema_periods, p.swing_confirmation_bars, p.atr_period)
+    e = p.entry
+    f = features or kl.entry_features(bars, e.ema_periods, e.swing_confirmation_bars, e.atr_period)
     jj = np.maximum(j, 0)
     count = np.where(j >= 0, f.valid_count[rows, jj], 0)
-    window = max(p.order_block_lookback_bars, p.min_entry_candles)
+    window = max(e.order_block_lookback_bars, p.min_entry_candles)
     start = jj - window
     bad = f.bad_count[rows, jj] - np.where(start >= 0, f.bad_count[rows, np.maximum(start, 0)], 0)
     atr = f.atr[rows, jj]
@@ -197,15 +116,15 @@ def _refine_core(
     ok = np.array([pt is None for pt in pattern], dtype=bool)
     safe_atr = np.where(ok, atr, 1.0)
     safe_market = np.where(ok, market, 1.0)
-    cands = candidates(p, f, bars, rows, jj, sign, safe_market, safe_atr)
-    cands.reason[~ok] = 1
-    score, distance, confluent = score_candidates(p, cands, sign, safe_market, safe_atr)
+    table = candidates(e, MarketView(f, bars, rows, jj, sign, safe_market), safe_atr)
+    table.reason[~ok] = 1
+    score, distance, confluent = score_candidates(e, table, sign, safe_market, safe_atr)
     best = np.argmax(score, axis=1)
     pick = np.arange(m)
     has = np.isfinite(score[pick, best])
     choice = np.where(has, best, -1)
-    entry = np.where(has, cands.level[pick, best], market)
-    edge = np.where(has, cands.invalidation[pick, best], np.nan)
+    entry = np.where(has, table.level[pick, best], market)
+    edge = np.where(has, table.invalidation[pick, best], np.nan)
     confidence = np.where(
         has, np.clip(score[pick, best], 0.0, 1.0), FALLBACK_CONFIDENCE[NO_KEY_LEVEL]
     )
@@ -218,7 +137,7 @@ def _refine_core(
     for i in np.nonzero(fallback)[0].tolist():
         confidence[i] = FALLBACK_CONFIDENCE[pattern[i] or REFINEMENT_ERROR]
         choice[i] = -1
-    stop, targets = risk_levels(p, sign, entry, atr_used, edge)
+    stop, targets = risk_levels(p.risk, sign, entry, atr_used, edge)
     broken = ~invariants_hold(sign, entry, stop, targets)
     redo = broken & ~fallback
     for i in np.nonzero(redo)[0].tolist():
@@ -232,109 +151,13 @@ def _refine_core(
         entry = np.where(redo, market, entry)
         confidence = np.where(redo, FALLBACK_CONFIDENCE[REFINEMENT_ERROR], confidence)
         choice = np.where(redo, -1, choice)
-        stop2, targets2 = risk_levels(p, sign, entry, atr_used, np.full(m, np.nan))
+        stop2, targets2 = risk_levels(p.risk, sign, entry, atr_used, np.full(m, np.nan))
         stop = np.where(redo, stop2, stop)
         targets = np.where(redo[:, None], targets2, targets)
-    return _Outcome(
-        pattern,
-        error,
-        entry,
-        stop,
-        targets,
-        atr_used,
-        confidence,
-        choice,
-        cands,
-        score,
-        distance,
-        confluent,
-    )
-
-
-def _json(v: float) -> float | None:
-    return round(float(v), 10) if math.isfinite(v) else None
-
-
-def _assemble(
-    p: RefinementParams, o: _Outcome, symbols: Sequence[str], sign: IntArray, market: FloatArray
-) -> list[RefinedEntry]:
-    out = []
-    risk = np.abs(o.entry - o.stop)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        targets_r = np.abs(o.targets - o.entry[:, None]) / risk[:, None]
-        improvement = sign * (market - o.entry) / market * 1e4
-    for i, symbol in enumerate(symbols):
-        side = "LONG" if sign[i] > 0 else "SHORT"
-        c = o.choice[i]
-        fallback = o.pattern[i]
-        if c >= 0 and o.cands is not None:
-            strategy = o.cands.names[c]
-            label = o.cands.labels[c]
-            pattern = (
-                ("BULLISH_" if sign[i] > 0 else "BEARISH_") + label
-                if strategy == "ORDER_BLOCK"
-                else label
-            )
-            if o.confluent is not None and o.confluent[i, c] > 0:
-                pattern += "_CONFLUENCE"
-        else:
-            strategy, pattern = MARKET_ENTRY, fallback or NO_KEY_LEVEL
-        candidates = []
-        if o.cands is not None and fallback in (None, NO_KEY_LEVEL):
-            for k, name in enumerate(o.cands.names):
-                reason = int(o.cands.reason[i, k])
-                candidates.append(
-                    {
-                        "strategy": name,
-                        "pattern": o.cands.labels[k],
-                        "level": _json(o.cands.level[i, k]),
-                        "distance_atr": _json(o.distance[i, k]) if o.distance is not None else None,
-                        "score": _json(o.score[i, k]) if o.score is not None else None,
-                        "confluent_levels": int(o.confluent[i, k])
-                        if o.confluent is not None
-                        else 0,
-                        "valid": reason == 0,
-                        "rejected_because": REASONS.get(reason),
-                        "chosen": bool(k == c),
-                    }
-                )
-        entry, stop = float(o.entry[i]), float(o.stop[i])
-        analysis = {
-            "symbol": symbol,
-            "direction": side,
-            "market_price": _json(market[i]),
-            "atr": _json(o.atr[i]),
-            "atr_source": "fallback_estimate"
-            if fallback in (INSUFFICIENT_DATA, REFINEMENT_ERROR)
-            else f"entry_tf_atr_{p.atr_period}",
-            "candidates": candidates,
-            "chosen": strategy,
-            "entry_pattern": pattern,
-            "fallback_reason": fallback,
-            "error": o.error[i],
-            "entry_valid_bars": p.entry_valid_bars,
-        }
-        out.append(
-            RefinedEntry(
-                symbol=symbol,
-                direction=side,
-                market_price=float(market[i]),
-                entry_price=entry,
-                stop_loss=stop,
-                take_profits=tuple(float(t) for t in o.targets[i]),
-                risk_reward_ratio=float(targets_r[i, 0]),
-                targets_r=tuple(float(r) for r in targets_r[i]),
-                entry_strategy=strategy,
-                entry_pattern=pattern,
-                entry_confidence=float(o.confidence[i]),
-                atr=float(o.atr[i]),
-                entry_improvement_bps=float(improvement[i]),
-                fallback_reason=fallback,
-                error=o.error[i],
-                analysis=analysis,
-            )
-        )
-    return out
+    return Outcome(
+        pattern, error, entry, stop, targets, atr_used, confidence, choice,
+        table, score, distance, confluent,
+    )  # fmt: skip
 
 
 def refine_entries(
@@ -344,7 +167,7 @@ def refine_entries(
     directions: ArrayLike,
     market_prices: ArrayLike,
     symbols: Sequence[str],
-    params: RefinementParams = RefinementParams(),
+    params: MtfStrategies = MtfStrategies(),
     features: kl.EntryFeatures | None = None,
 ) -> list[RefinedEntry]:
     """Refine many signals at once (vectorised over signals and symbols).
@@ -374,7 +197,7 @@ def refine_entries(
         bars = Bars(*(getattr(entry_bars, c)[used, :width] for c in _OHLCV))
     try:
         outcome = _refine_core(params, bars, core_rows, j, sign, market, features)
-        results = _assemble(params, outcome, symbols, sign, market)
+        results = assemble(params.entry, outcome, symbols, sign, market)
     except Exception:
         if len(rows_a) == 1:
             raise
@@ -388,14 +211,14 @@ def refine_entries(
 
 
 def _refine_one_guarded(
-    p: RefinementParams, bars: Bars, row: int, j: int, sign: int, market: float, symbol: str
+    p: MtfStrategies, bars: Bars, row: int, j: int, sign: int, market: float, symbol: str
 ) -> RefinedEntry:
     try:
         one = bars.take_rows([row])
         outcome = _refine_core(
             p, one, np.zeros(1, np.int64), np.array([j]), np.array([sign]), np.array([market])
         )
-        return _assemble(p, outcome, [symbol], np.array([sign]), np.array([market]))[0]
+        return assemble(p.entry, outcome, [symbol], np.array([sign]), np.array([market]))[0]
     except Exception as exc:  # one bad symbol never fails the batch
         return error_fallback(symbol, sign, market, f"{type(exc).__name__}: {exc}", p)
 
@@ -405,28 +228,18 @@ def error_fallback(
     direction: str | int,
     market_price: float,
     error: str,
-    params: RefinementParams = RefinementParams(),
+    params: MtfStrategies = MtfStrategies(),
 ) -> RefinedEntry:
     """The ``REFINEMENT_ERROR`` market entry for a signal whose refinement raised."""
     sign = np.array([direction_sign(direction)], dtype=np.int64)
     market = np.array([float(market_price)])
     atr = params.fallback_atr_pct * market
-    stop, targets = risk_levels(params, sign, market, atr, np.full(1, np.nan))
-    outcome = _Outcome(
-        [REFINEMENT_ERROR],
-        [error],
-        market,
-        stop,
-        targets,
-        atr,
-        np.array([FALLBACK_CONFIDENCE[REFINEMENT_ERROR]]),
-        np.array([-1]),
-        None,
-        None,
-        None,
-        None,
+    stop, targets = risk_levels(params.risk, sign, market, atr, np.full(1, np.nan))
+    confidence = np.array([FALLBACK_CONFIDENCE[REFINEMENT_ERROR]])
+    outcome = Outcome(
+        [REFINEMENT_ERROR], [error], market, stop, targets, atr, confidence, np.array([-1])
     )
-    return _assemble(params, outcome, [symbol], sign, market)[0]
+    return assemble(params.entry, outcome, [symbol], sign, market)[0]
 
 
 def _warn_fallbacks(results: Sequence[RefinedEntry]) -> None:
@@ -448,7 +261,7 @@ def refine_entry(
     direction: str | int,
     market_price: float,
     entry_candles: pd.DataFrame,
-    params: RefinementParams = RefinementParams(),
+    params: MtfStrategies = MtfStrategies(),
 ) -> RefinedEntry:
     """Refine one signal. ``entry_candles``: the symbol's entry-timeframe bars closed at or
     before the signal time, oldest first (columns open, high, low, close, volume)."""

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from alphapulse_dagster.market import indicators as ind
 from alphapulse_dagster.market.bars import Bars
+from alphapulse_dagster.market.swings import forward_fill_last, swing_pivots
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -65,7 +66,7 @@ def _by_pivot_bar(price: FloatArray, bar: IntArray) -> tuple[FloatArray, IntArra
     rows, cols = np.nonzero(bar >= 0)
     out[rows, bar[rows, cols]] = price[rows, cols]
     out_bar[rows, bar[rows, cols]] = bar[rows, cols]
-    filled, _ = ind.forward_fill_last(out, out_bar)
+    filled, _ = forward_fill_last(out, out_bar)
     return filled, out_bar
 
 
@@ -103,9 +104,9 @@ def entry_features(
     bars: Bars, ema_periods: tuple[int, ...], confirmation_bars: int, atr_period: int = 14
 ) -> EntryFeatures:
     """Compute every causal feature refinement needs, once per panel (vectorised)."""
-    piv = ind.swing_pivots(bars.high, bars.low, confirmation_bars)
-    sh, sh_bar = ind.forward_fill_last(piv.high, piv.high_bar)
-    sl, sl_bar = ind.forward_fill_last(piv.low, piv.low_bar)
+    piv = swing_pivots(bars.high, bars.low, confirmation_bars)
+    sh, sh_bar = forward_fill_last(piv.high, piv.high_bar)
+    sl, sl_bar = forward_fill_last(piv.low, piv.low_bar)
     low_before, _ = _by_pivot_bar(piv.low, piv.low_bar)
     high_before, _ = _by_pivot_bar(piv.high, piv.high_bar)
     bull_top, bull_bottom = _order_blocks(bars, sh, breaks_up=True)

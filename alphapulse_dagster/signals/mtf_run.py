@@ -20,7 +20,6 @@ from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.market.candle_store import load_candles
 from alphapulse_dagster.market.resample import resample_ohlcv
 from alphapulse_dagster.market.timeframes import duration, seconds
-from alphapulse_dagster.signals.entry_refinement import RefinementParams
 from alphapulse_dagster.signals.model_heads import ConsensusRule
 from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats, advance_signals
 from alphapulse_dagster.signals.signal_cache import SignalCache
@@ -75,23 +74,6 @@ def consensus_rule(config: AppConfig) -> ConsensusRule:
     )
 
 
-def refinement_params(config: AppConfig) -> RefinementParams:
-    mtf = config.mtf
-    return RefinementParams(
-        min_entry_candles=mtf.min_entry_candles,
-        fallback_atr_pct=mtf.fallback_atr_pct,
-        fibonacci_levels=tuple(mtf.entry.fibonacci_levels),
-        ema_periods=tuple(mtf.entry.ema_periods),
-        swing_confirmation_bars=mtf.entry.swing_confirmation_bars,
-        max_entry_distance_atr=mtf.entry.max_entry_distance_atr,
-        confluence_atr_fraction=mtf.entry.confluence_atr_fraction,
-        order_block_entry=mtf.entry.order_block_entry,
-        stop_loss_atr_multiplier=mtf.risk.stop_loss_atr_multiplier,
-        take_profit_atr_multipliers=tuple(mtf.risk.take_profit_atr_multipliers),
-        entry_valid_bars=mtf.entry.entry_valid_bars,
-    )
-
-
 def timeframe_plans(config: AppConfig) -> dict[TimeframePlan, list[str]]:
     """Enabled symbols grouped by their (signal, entry, higher) timeframes."""
     plans: dict[TimeframePlan, list[str]] = defaultdict(list)
@@ -134,7 +116,7 @@ def generate_window(
                 end=end,
                 htf_timeframes=plan.higher,
                 consensus_rule=consensus_rule(config),
-                refinement=refinement_params(config),
+                refinement=config.mtf,
                 symbols=sorted(symbols),
             )
         )

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphapulse_dagster.config import MtfStrategies
 from alphapulse_dagster.market.bars import last_closed_bar, panel_from_frame
 from alphapulse_dagster.market.resample import timeframe_to_timedelta
-from alphapulse_dagster.signals.entry_refinement import RefinementParams, refine_entries
+from alphapulse_dagster.signals.entry_refinement import refine_entries
 from alphapulse_dagster.signals.htf_alignment import HTFRule, adjust_confidence, align_signals
 from alphapulse_dagster.signals.model_heads import (
     ConsensusRule,
@@ -59,7 +60,7 @@ def generate_signals(
     end: Any,
     htf_timeframes: Sequence[str] = (),
     consensus_rule: ConsensusRule | None = None,
-    refinement: RefinementParams | None = None,
+    refinement: MtfStrategies | None = None,
     htf_rule: HTFRule | None = None,
     symbols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
@@ -72,10 +73,11 @@ def generate_signals(
     enough history before ``start`` for the indicators (e.g. 300 signal bars, 500 entry
     bars). Returns one row per signal (columns :data:`SIGNAL_COLUMNS`), sorted by
     timestamp then symbol. Deterministic: same input, same output (ids included).
-    Rules default to ``ConsensusRule()``, ``RefinementParams()`` and ``HTFRule()``.
+    Rules default to ``ConsensusRule()``, ``MtfStrategies()`` (the refinement's entry and
+    risk parameters) and ``HTFRule()``.
     """
     consensus_rule = consensus_rule or ConsensusRule()
-    refinement = refinement or RefinementParams()
+    refinement = refinement or MtfStrategies()
     htf_rule = htf_rule or HTFRule()
     start_ns, end_ns = _utc(start).value, _utc(end).value
     if symbols is None:
@@ -104,11 +106,11 @@ def generate_signals(
     entry_bar = last_closed_bar(entry, rows, times)  # entry bars closed <= signal time
     refined = refine_entries(entry.bars, rows, entry_bar, directions, market, sym, refinement)
 
-    valid_for = timeframe_to_timedelta(entry_timeframe) * refinement.entry_valid_bars
+    valid_for = timeframe_to_timedelta(entry_timeframe) * refinement.entry.entry_valid_bars
     records = []
     for i, r in enumerate(refined):
         ts = pd.Timestamp(int(times[i]), tz="UTC")
-        side = "LONG" if directions[i] > 0 else "SHORT"
+        side = r.direction
         base_conf = float(cons.confidence[rows[i], bars[i]])
         records.append({
             "signal_id": signal_id(sym[i], signal_timeframe, ts, side),
@@ -146,7 +148,6 @@ _FLOAT_COLUMNS = (
     "signal_confidence", "consensus_confidence", "market_price", "entry_price", "stop_loss",
     "risk_reward_ratio", "entry_confidence", "atr", "entry_improvement_bps",
 )  # fmt: skip
-_NULLABLE_TEXT = ("fallback_reason", "refinement_error")
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
