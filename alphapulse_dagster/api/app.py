@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from alphapulse_dagster.api import reads, webhooks
+from alphapulse_dagster.api import desk, desk_reads, reads, webhooks
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.db.engine import make_engine, redacted
@@ -30,6 +30,7 @@ before the 200; spooled and replayed when the database is down). The read API se
 signal registry, each signal's event timeline, gaps, field provenance and audit trail, the
 health report and the MTF metrics. Read endpoints need `Authorization: Bearer <token>`
 when `ALPHAPULSE_API_TOKEN` is set; the webhook uses the shared secret in its body.
+The desk's screen is at `/`.
 """
 
 
@@ -76,12 +77,16 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by desk.mount_desk
+        redoc_url=None,  # ReDoc loads from a CDN
     )
     app.state.settings = settings
     app.state.engine = app_engine
     app.include_router(webhooks.router)
     app.include_router(reads.router)
     app.include_router(reads.open_router)
+    app.include_router(desk_reads.router)
+    desk.mount_desk(app)
 
     async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("read failed, database unavailable: %s", type(exc).__name__)

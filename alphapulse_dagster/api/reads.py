@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from alphapulse_dagster.api.auth import require_token
 from alphapulse_dagster.clock import as_utc, utcnow
 from alphapulse_dagster.db.tables import (
+    ai_signals_mtf,
     signal_events,
     signal_gaps,
     signal_health_metrics,
@@ -31,6 +32,7 @@ from alphapulse_dagster.db.tables import (
     sync_audit_log,
 )
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
+from alphapulse_dagster.sync.lifecycle import is_inferred_expiry
 
 router = APIRouter(dependencies=[Depends(require_token)])
 open_router = APIRouter()
@@ -77,6 +79,9 @@ class SignalItem(BaseModel):
     closed_at: datetime | None = None
     cancelled_at: datetime | None = None
     health_score: float | None = None
+    entry_strategy: str | None = Field(
+        default=None, description="the MTF entry strategy (AlphaPulse signals only)"
+    )
     gaps: list[str] = Field(default_factory=list, description="open gap types")
     field_provenance: dict[str, Any] = Field(
         default_factory=dict, description="field -> {tier, confidence, source, …}"
@@ -97,6 +102,14 @@ class EventItem(BaseModel):
     received_at: datetime
     idempotency_key: str
     payload: dict[str, Any]
+    inferred: bool = Field(
+        default=False, description="appended by the sync (an inferred expiry), not reported"
+    )
+    superseded: bool = Field(
+        default=False,
+        description="an inferred expiry that no longer holds (a later ENTRY "
+        "re-opened the signal, or an explicit event outranked it)",
+    )
 
 
 class AuditItem(BaseModel):
@@ -211,6 +224,16 @@ def _open_gaps(connection: Connection, signal_ids: Sequence[str]) -> dict[str, l
     return found
 
 
+def _entry_strategies(connection: Connection, signal_ids: Sequence[str]) -> dict[str, str]:
+    if not signal_ids:
+        return {}
+    m = ai_signals_mtf.c
+    rows = connection.execute(
+        select(m.signal_id, m.entry_strategy).where(m.signal_id.in_(list(signal_ids)))
+    )
+    return {signal_id: strategy for signal_id, strategy in rows}
+
+
 def _item(row: RowMapping, gaps: list[str]) -> dict[str, Any]:
     item = {name: row[name] for name in SignalItem.model_fields if name in row}
     item["gaps"] = gaps
@@ -225,6 +248,7 @@ def list_signals(
     symbol: str | None = None,
     source: str | None = None,
     direction: str | None = None,
+    strategy: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -232,7 +256,8 @@ def list_signals(
 ) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
     """One page of the registry, newest first; returns the items and the key to continue
     after (``None`` on the last page). ``since`` is inclusive and ``until`` exclusive, on
-    the signal time (the ENTRY time for a signal whose creation time is unknown)."""
+    the signal time (the ENTRY time for a signal whose creation time is unknown).
+    ``strategy`` keeps the AlphaPulse signals of that MTF entry strategy."""
     query = select(signals)
     signal_time = func.coalesce(signals.c.signal_time, signals.c.confirmed_at)
     for column, value in (
@@ -243,6 +268,11 @@ def list_signals(
     ):
         if value is not None:
             query = query.where(column == value)
+    if strategy is not None:
+        of_strategy = select(ai_signals_mtf.c.signal_id).where(
+            ai_signals_mtf.c.entry_strategy == strategy
+        )
+        query = query.where(signals.c.signal_id.in_(of_strategy))
     if since is not None:
         query = query.where(signal_time >= since)
     if until is not None:
@@ -258,8 +288,11 @@ def list_signals(
     query = query.order_by(signals.c.first_event_id.desc(), signals.c.signal_id.desc())
     rows = connection.execute(query.limit(limit + 1)).mappings().all()
     page, more = rows[:limit], len(rows) > limit
-    gaps = _open_gaps(connection, [row["signal_id"] for row in page])
+    ids = [row["signal_id"] for row in page]
+    gaps, strategies = _open_gaps(connection, ids), _entry_strategies(connection, ids)
     items = [_item(row, gaps[row["signal_id"]]) for row in page]
+    for item in items:
+        item["entry_strategy"] = strategies.get(item["signal_id"])
     last = (int(page[-1]["first_event_id"]), str(page[-1]["signal_id"])) if more else None
     return items, last
 
@@ -278,6 +311,7 @@ def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | No
     ).mappings()
     gap_details = [dict(gap) for gap in gap_rows]
     item = _item(found, sorted({gap["gap_type"] for gap in gap_details}))
+    item["entry_strategy"] = _entry_strategies(connection, [signal_id]).get(signal_id)
     item["gap_details"] = gap_details
     item["events"] = [
         dict(event)
@@ -287,6 +321,11 @@ def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | No
             .order_by(signal_events.c.event_time, signal_events.c.event_id)
         ).mappings()
     ]
+    expired = is_inferred_expiry(dict(found))
+    for event in item["events"]:
+        payload = event["payload"] or {}
+        event["inferred"] = event["event_type"] == "CANCELLED" and payload.get("inferred") is True
+        event["superseded"] = event["inferred"] and not expired
     item["audit"] = [
         dict(audit)
         for audit in connection.execute(
@@ -352,6 +391,9 @@ def get_signals(
     symbol: Annotated[str | None, Query(max_length=40)] = None,
     source: Annotated[str | None, Query(max_length=16)] = None,
     direction: Literal["LONG", "SHORT"] | None = None,
+    strategy: Annotated[
+        str | None, Query(max_length=64, description="MTF entry strategy, e.g. FIBONACCI")
+    ] = None,
     since: Annotated[datetime | None, Query(description="inclusive, UTC")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, UTC")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
@@ -365,6 +407,7 @@ def get_signals(
             symbol=_text(symbol, "symbol"),
             source=_text(source, "source"),
             direction=direction,
+            strategy=_text(strategy, "strategy"),
             since=_utc(since, "since"),
             until=_utc(until, "until"),
             limit=limit,
