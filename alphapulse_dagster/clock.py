@@ -1,20 +1,12 @@
 """The one clock. Core functions take ``now`` explicitly; callers get it from here, tests
-pass a fixed time.
-
-``ALPHAPULSE_FROZEN_NOW`` (ISO-8601) freezes the clock for historical replays such as
-``make demo``, whose bundled data is from 2017–2019: "now" is then the end of the replayed
-day, not today. Never set it in production; it is logged once when used.
+pass a fixed time. A replay of historical data (``make demo``) passes its own ``now``
+explicitly too — to the core's functions, and to its Dagster runs as the ``alphapulse/now``
+run tag (``assets/run_clock.py``) — never through the process environment.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from datetime import UTC, datetime
-
-log = logging.getLogger(__name__)
-_FROZEN_ENV = "ALPHAPULSE_FROZEN_NOW"
-_warned: set[str] = set()
 
 
 def as_utc(value: datetime) -> datetime:
@@ -27,11 +19,5 @@ def as_utc(value: datetime) -> datetime:
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC (or the frozen replay time, see above)."""
-    frozen = os.environ.get(_FROZEN_ENV)
-    if frozen:
-        if frozen not in _warned:
-            _warned.add(frozen)
-            log.warning("clock frozen at %s (%s): replay mode", frozen, _FROZEN_ENV)
-        return as_utc(datetime.fromisoformat(frozen))
+    """The current time, timezone-aware UTC."""
     return datetime.now(UTC)

@@ -17,7 +17,6 @@ import pandas as pd
 import pandera.errors
 from sqlalchemy import func, select
 
-from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.tables import signal_events, signal_gaps, sync_audit_log
 from alphapulse_dagster.sync.gaps import GAP_TYPES
 from alphapulse_dagster.sync.health import latest_health
@@ -28,6 +27,7 @@ from alphapulse_dagster.sync.sync_cycle import (
     reconcile_step,
     sync_lock,
 )
+from assets.run_clock import run_now
 from resources import ConfigResource, DatabaseResource
 from schemas.gap_report import GapReportSchema
 from sensors.hybrid_sync import (
@@ -93,7 +93,7 @@ def signal_lifecycle(
         result = lifecycle_step(
             engine,
             app_config.load(),
-            utcnow(),
+            run_now(context),
             context.run_id,
             config.ids(),
             config.full,
@@ -120,7 +120,7 @@ def reconciled_signals(
     0.9, 2: calculation 0.8), with field provenance and an audit row per change."""
     engine = database.get_engine()
     with sync_lock(engine, context.run_id, LOCK_WAIT_SECONDS):
-        result = reconcile_step(engine, utcnow(), context.run_id, config.ids(), config.full)
+        result = reconcile_step(engine, run_now(context), context.run_id, config.ids(), config.full)
     metadata: dict[str, int] = {
         "signals_seen": result.signals_seen,
         "signals_changed": result.signals_changed,
@@ -142,7 +142,7 @@ def gap_report(
     engine = database.get_engine()
     with sync_lock(engine, context.run_id, LOCK_WAIT_SECONDS):
         result = gap_step(
-            engine, app_config.load(), utcnow(), context.run_id, config.ids(), config.full
+            engine, app_config.load(), run_now(context), context.run_id, config.ids(), config.full
         )
     with engine.connect() as conn:
         rows = conn.execute(
@@ -166,7 +166,7 @@ def signal_health(
     context: dg.AssetExecutionContext, database: DatabaseResource, app_config: ConfigResource
 ) -> dg.MaterializeResult:
     """The system health report (SPEC §9), appended to ``signal_health_metrics``."""
-    report = health_step(database.get_engine(), app_config.load(), utcnow(), context.run_id)
+    report = health_step(database.get_engine(), app_config.load(), run_now(context), context.run_id)
     context.log.info(json.dumps(sync_run_summary(context, report.as_api()), sort_keys=True))
     metadata: dict[str, float | int] = {
         "health_score": report.health_score,

@@ -14,11 +14,11 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics as compute_mtf_metrics
 from alphapulse_dagster.signals.mtf_run import RAW_SIGNAL_COLUMNS, generate_window, record_window
 from assets.contracts import contract_check
 from assets.partitions import hourly_partitions
+from assets.run_clock import run_now
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from schemas.mtf_entries import FALLBACK_PATTERNS, MtfEntryFrame, entry_sufficiency_schema
@@ -127,7 +127,7 @@ def mtf_pipeline(
 
     cache = signal_cache.get_cache()
     record = record_window(
-        engine, cache, signals, window.end, config.mtf.entry.entry_valid_bars, utcnow()
+        engine, cache, signals, window.end, config.mtf.entry.entry_valid_bars, run_now(context)
     )
     stats, lifecycle = record.store, record.lifecycle
     done = time.perf_counter()

@@ -62,7 +62,7 @@ def test_installed_wheel_carries_config_and_sample(tmp_path: Path) -> None:
         timeout=300,
     )
     probe = (
-        "import alphapulse_dagster, assets, resources, sensors, schemas;"
+        "import alphapulse_dagster, assets, resources, sensors, schemas, demo.run;"
         "from alphapulse_dagster.config import load_config;"
         "from alphapulse_dagster.paths import sample_market_data_dir;"
         "c = load_config();"
