@@ -1,12 +1,24 @@
 """The one clock. Core functions take ``now`` explicitly; callers get it from here, tests
-pass a fixed time. A replay of historical data (``make demo``) passes its own ``now``
-explicitly too — to the core's functions, and to its Dagster runs as the ``alphapulse/now``
-run tag (``assets/run_clock.py``) — never through the process environment.
+pass a fixed time.
+
+A process can be started with ``ALPHAPULSE_FROZEN_NOW`` (ISO-8601) to replay historical
+data through the real CLI and server — the browser tests and screenshots serve the 2019
+sample as of its last day. It is read from the environment the process was started with,
+never written by the code; never set it in production (it is logged once when used).
+``make demo`` does not use it: it passes its ``now`` explicitly, to the core's functions as
+an argument and to its Dagster runs as the ``alphapulse/now`` run tag
+(``assets/run_clock.py``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
+_FROZEN_ENV = "ALPHAPULSE_FROZEN_NOW"
+_warned: set[str] = set()
 
 
 def as_utc(value: datetime) -> datetime:
@@ -19,5 +31,11 @@ def as_utc(value: datetime) -> datetime:
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
+    """The current time, timezone-aware UTC (or the frozen replay time, see above)."""
+    frozen = os.environ.get(_FROZEN_ENV)
+    if frozen:
+        if frozen not in _warned:
+            _warned.add(frozen)
+            log.warning("clock frozen at %s (%s): replay mode", frozen, _FROZEN_ENV)
+        return as_utc(datetime.fromisoformat(frozen))
     return datetime.now(UTC)
