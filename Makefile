@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
+DAGSTER_PORT ?= 3000
+API_PORT     ?= 8000
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
 # every other ALPHAPULSE_* variable: unset means its embedded default (README, Environment)
@@ -23,13 +25,12 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.dev.yaml $@
 
-## dev: install, migrate, load the sample candles, start Dagster (:3000) and the API (:8000)
+## dev: install, migrate, load the sample candles, start Dagster (:3000) and the API (:8000);
+## Ctrl+C stops both (scripts/dev_supervisor.py)
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/alphapulse db upgrade
 	$(BIN)/alphapulse import-candles data/sample
-	$(BIN)/alphapulse serve --port 8000 & \
-	  API_PID=$$!; trap "kill $$API_PID" EXIT INT TERM; \
-	  $(BIN)/dagster dev -p 3000
+	$(PY) scripts/dev_supervisor.py --bin $(BIN) --dagster-port $(DAGSTER_PORT) --api-port $(API_PORT)
 
 ## demo: headless — every asset once, replay the sample webhooks, one sync, health report
 demo: install
