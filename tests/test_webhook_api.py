@@ -175,7 +175,7 @@ def test_refusals_answer_4xx_and_write_a_reject_row(
     if status == 422:
         assert ".".join(str(part) for part in detail[0]["loc"][1:]) == field, detail
     assert events(db) == []
-    [reject] = rejects(db)
+    [reject] = rejects(db, client)
     assert reject["status_code"] == status
     assert reject["field"] == field
     assert reject["reason"]
@@ -190,7 +190,7 @@ def test_declared_too_large_body_is_refused_unread(client: TestClient, db: sa.En
     big = b"{" + b" " * (64 * 1024 + 1) + b"}"
     response = post(client, big)
     assert response.status_code == 413
-    assert rejects(db)[0]["status_code"] == 413
+    assert rejects(db, client)[0]["status_code"] == 413
 
 
 def test_no_secret_configured_accepts_and_warns(

@@ -22,9 +22,10 @@ from hypothesis.errors import Unsatisfiable
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_events
+from alphapulse_dagster.webhooks.spool import Spool
 from tests.conftest import _drop_pg_database, _new_pg_database, _pg_url
 from tests.live_server import LiveServer
-from tests.test_webhook_spool import _set_connections
+from tests.test_webhook_spool import _set_connections, wait_until
 from tests.webhook_helpers import SECRET, body, created, entry
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -195,8 +196,9 @@ def test_database_outage_then_kill_9_spools_and_replays_exactly_once(
     assert not acknowledged.keys() & spooled
     assert spool_path.stat().st_size > 0  # the spooled events survived the kill on disk
 
-    server = LiveServer(env, tmp_path / "server2.log", port=server.port).start()  # replays
+    server = LiveServer(env, tmp_path / "server2.log", port=server.port).start()
     try:
+        wait_until(lambda: Spool(spool_path).pending() == 0)  # replayed in the background
         engine = make_engine(pg_url)
         with engine.connect() as connection:
             rows = connection.execute(
@@ -319,6 +321,7 @@ def test_hostile_input_on_the_real_server(pg_url: str, tmp_path: Path) -> None:
             ok = client.post("/webhooks/tradingview", content=body(created(alert_id="after")))
             assert ok.json()["status"] == "accepted"
         engine = make_engine(pg_url)
+        wait_until(lambda: len(rejects(engine)) >= refused)  # written in batches
         assert len(rejects(engine)) == refused
         assert len(events(engine)) == accepted + 1
         engine.dispose()

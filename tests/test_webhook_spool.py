@@ -4,6 +4,7 @@ database is back (on startup, at the next request, and by the background loop)."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ from tests.webhook_helpers import SECRET, body, created, entry, events
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/alphapulse_nowhere"
 
 pytestmark = pytest.mark.postgres
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def _post(client: TestClient, payload: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -45,8 +53,8 @@ def test_stopped_database_spools_and_restart_replays(pg_url: str, tmp_path: Path
     assert Spool(spool_path).pending_events() == 3
 
     up = create_app(ApiSettings(database_url=pg_url, webhook_secret=SECRET, spool_path=spool_path))
-    with TestClient(up) as client:  # startup replays the spool
-        assert Spool(spool_path).pending() == 0
+    with TestClient(up) as client:  # startup replays the spool, in the background
+        wait_until(lambda: Spool(spool_path).pending() == 0)
         # resending what was spooled is a duplicate: nothing twice
         assert _post(client, payloads[0]).json()["status"] == "duplicate"
     engine = make_engine(pg_url)

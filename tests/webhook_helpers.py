@@ -56,7 +56,11 @@ def events(engine: sa.Engine) -> list[dict[str, Any]]:
         return [dict(row) for row in rows.mappings()]
 
 
-def rejects(engine: sa.Engine) -> list[dict[str, Any]]:
+def rejects(engine: sa.Engine, client: Any = None) -> list[dict[str, Any]]:
+    """The ``webhook_rejects`` rows; with a running ``TestClient``, its queued reject rows
+    are written first (the server writes them in batches)."""
+    if client is not None:
+        client.portal.call(client.app.state.rejects.flush)
     with engine.connect() as connection:
         rows = connection.execute(sa.select(webhook_rejects).order_by(webhook_rejects.c.reject_id))
         return [dict(row) for row in rows.mappings()]

@@ -1,8 +1,9 @@
 """The FastAPI application: webhook ingestion and the read API (SPEC §11, §16).
 
 ``create_app(settings)`` builds it; ``alphapulse serve`` runs it under uvicorn. Startup
-opens the engine, starts the group-commit writer, replays any spooled events, and warns
-once when no webhook secret is configured.
+opens the engine, starts the group-commit writer (which replays any spooled events in the
+background, so the server answers at once) and the reject recorder, and warns once when no
+webhook secret is configured.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from alphapulse_dagster.api import desk, desk_reads, reads, webhooks
+from alphapulse_dagster.api.rejects import RejectRecorder
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.db.engine import make_engine, redacted
+from alphapulse_dagster.webhooks.reject_budget import RejectBudget
 from alphapulse_dagster.webhooks.spool import STORAGE_UNAVAILABLE, Spool
 
 log = logging.getLogger(__name__)
@@ -34,10 +37,15 @@ The desk's screen is at `/`.
 """
 
 
-def _engine_for(url: str) -> Engine:
+def _engine_for(settings: ApiSettings) -> Engine:
+    url = settings.database_url
     if url.startswith("postgresql"):
         # fail fast when Postgres is unreachable: the webhook spools instead of waiting
-        return make_engine(url, connect_args={"connect_timeout": 3}, pool_timeout=5)
+        return make_engine(
+            url,
+            connect_args={"connect_timeout": settings.db_connect_timeout},
+            pool_timeout=settings.write_timeout,
+        )
     return make_engine(url)
 
 
@@ -46,7 +54,7 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
     ``engine`` defaults to one built from ``settings.database_url``."""
     settings = settings or ApiSettings.from_env()
     owns_engine = engine is None
-    app_engine = engine if engine is not None else _engine_for(settings.database_url)
+    app_engine = engine if engine is not None else _engine_for(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,9 +65,19 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
         log.info(
             "API on %s, spool %s", redacted(str(app_engine.url)), settings.spool_path.resolve()
         )
-        writer = EventWriter(app_engine, Spool(settings.spool_path))
+        writer = EventWriter(
+            app_engine,
+            Spool(settings.spool_path),
+            write_timeout=settings.write_timeout,
+            timeouts=settings.write_timeouts,
+        )
+        rejects = RejectRecorder(
+            app_engine, RejectBudget(settings.reject_limits), timeouts=settings.write_timeouts
+        )
         app.state.writer = writer
+        app.state.rejects = rejects
         await writer.start()
+        await rejects.start()
         # Everything allocated so far (FastAPI, SQLAlchemy, pydantic) lives as long as the
         # process: move it out of the collector's reach so full collections stay short
         # (they stalled the writer for ~80 ms at a time under load).
@@ -69,6 +87,7 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
             yield
         finally:
             await writer.stop()
+            await rejects.stop()
             if owns_engine:
                 app_engine.dispose()
 

@@ -9,6 +9,7 @@ opaque (base64 of the last item's key).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -39,6 +40,7 @@ open_router = APIRouter()
 
 Status = Literal["PENDING", "CONFIRMED", "CLOSED", "CANCELLED"]
 MAX_LIMIT = 500
+HEALTHZ_PING_SECONDS = 1.0
 _MAX_BIGINT = 2**63 - 1
 
 
@@ -155,7 +157,13 @@ class HealthReport(BaseModel):
 class Liveness(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
-    spool_pending_bytes: int
+    spool_pending_bytes: int = Field(description="spooled webhook bytes not yet replayed")
+    spool_dead_letters: int = Field(
+        description="spool records set aside (unreadable or refused) in the dead-letter file"
+    )
+    rejects_dropped: int = Field(
+        description="refused webhooks not written to webhook_rejects (rate limit or cap)"
+    )
 
 
 # --- cursor -------------------------------------------------------------------------------
@@ -454,8 +462,8 @@ def get_mtf_metrics(request: Request) -> dict[str, Any]:
 
 @open_router.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness")
 async def healthz(request: Request) -> dict[str, Any]:
-    """Always 200 while the process serves; ``degraded`` when the database is unreachable
-    (webhooks are then spooled, not lost)."""
+    """Always 200 while the process serves, within about a second; ``degraded`` when the
+    database does not answer (webhooks are then spooled, not lost)."""
 
     def ping() -> bool:
         try:
@@ -465,9 +473,15 @@ async def healthz(request: Request) -> dict[str, Any]:
         except Exception:
             return False
 
-    database_ok = await run_in_threadpool(ping)
+    try:  # a hung database must not hang the liveness probe
+        database_ok = await asyncio.wait_for(run_in_threadpool(ping), HEALTHZ_PING_SECONDS)
+    except TimeoutError:
+        database_ok = False
+    writer = request.app.state.writer
     return {
         "status": "ok" if database_ok else "degraded",
         "database": "ok" if database_ok else "unavailable",
-        "spool_pending_bytes": request.app.state.writer.spool.pending(),
+        "spool_pending_bytes": writer.spool.pending(),
+        "spool_dead_letters": writer.spool.dead_letters(),
+        "rejects_dropped": request.app.state.rejects.dropped,
     }

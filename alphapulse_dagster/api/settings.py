@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alphapulse_dagster.db.engine import database_url
+from alphapulse_dagster.db.engine import WriteTimeouts, database_url
 from alphapulse_dagster.webhooks.ingest import MAX_BODY_BYTES
+from alphapulse_dagster.webhooks.reject_budget import RejectLimits
 from alphapulse_dagster.webhooks.spool import DEFAULT_SPOOL_PATH
 
 # TradingView's documented webhook source addresses.
@@ -49,6 +50,21 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    """``env[name]`` as a number ≥ ``minimum`` (``default`` when unset). Raises
+    ``ValueError`` naming the variable."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: not a number: {text!r}") from None
+    if not value >= minimum:
+        raise ValueError(f"{name}: must be at least {minimum:g}, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """``allowed_ips`` empty ⇒ any source may post (the secret still applies);
@@ -62,13 +78,28 @@ class ApiSettings:
     spool_path: Path = DEFAULT_SPOOL_PATH
     max_body_bytes: int = MAX_BODY_BYTES
     enable_noop: bool = False
+    write_timeout: float = 1.0
+    db_connect_timeout: int = 2
+    write_timeouts: WriteTimeouts = WriteTimeouts()
+    reject_limits: RejectLimits = RejectLimits()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         """``ALPHAPULSE_DATABASE_URL``, ``ALPHAPULSE_WEBHOOK_SECRET``,
         ``ALPHAPULSE_API_TOKEN``, ``ALPHAPULSE_WEBHOOK_ALLOWED_IPS`` (e.g. ``tradingview``),
         ``ALPHAPULSE_TRUSTED_PROXIES`` (e.g. ``127.0.0.1``), ``ALPHAPULSE_SPOOL_PATH``,
-        ``ALPHAPULSE_BENCH_NOOP`` (adds ``POST /webhooks/noop`` for the benchmark)."""
+        ``ALPHAPULSE_BENCH_NOOP`` (adds ``POST /webhooks/noop`` for the benchmark).
+
+        Bounded waits (SPEC §14; a webhook answers within ~``write_timeout`` + the spool's
+        fsync): ``ALPHAPULSE_WEBHOOK_WRITE_TIMEOUT`` (seconds a group commit may take before
+        its batch is spooled, default 1.0), ``ALPHAPULSE_DB_CONNECT_TIMEOUT`` (seconds,
+        default 2 — libpq's minimum), ``ALPHAPULSE_DB_LOCK_TIMEOUT_MS`` (default 500) and
+        ``ALPHAPULSE_DB_STATEMENT_TIMEOUT_MS`` (default 1000) for the webhook path's writes.
+
+        Reject rows: ``ALPHAPULSE_REJECTS_PER_SOURCE_PER_MINUTE`` (default 60),
+        ``ALPHAPULSE_REJECTS_BURST`` (default 20), ``ALPHAPULSE_REJECTS_PER_MINUTE`` (all
+        sources, default 1200), ``ALPHAPULSE_REJECTS_MAX_ROWS`` (table cap, default
+        100000)."""
         env = os.environ if environ is None else environ
         return cls(
             database_url=database_url(env.get("ALPHAPULSE_DATABASE_URL")),
@@ -78,4 +109,18 @@ class ApiSettings:
             trusted_proxies=parse_networks(env.get("ALPHAPULSE_TRUSTED_PROXIES")),
             spool_path=Path(env.get("ALPHAPULSE_SPOOL_PATH") or DEFAULT_SPOOL_PATH),
             enable_noop=_flag(env.get("ALPHAPULSE_BENCH_NOOP")),
+            write_timeout=_number(env, "ALPHAPULSE_WEBHOOK_WRITE_TIMEOUT", 1.0, 0.05),
+            db_connect_timeout=int(_number(env, "ALPHAPULSE_DB_CONNECT_TIMEOUT", 2, 1)),
+            write_timeouts=WriteTimeouts(
+                lock_ms=int(_number(env, "ALPHAPULSE_DB_LOCK_TIMEOUT_MS", 500, 1)),
+                statement_ms=int(_number(env, "ALPHAPULSE_DB_STATEMENT_TIMEOUT_MS", 1000, 1)),
+            ),
+            reject_limits=RejectLimits(
+                per_source_per_minute=_number(
+                    env, "ALPHAPULSE_REJECTS_PER_SOURCE_PER_MINUTE", 60.0, 0
+                ),
+                burst=int(_number(env, "ALPHAPULSE_REJECTS_BURST", 20, 1)),
+                total_per_minute=_number(env, "ALPHAPULSE_REJECTS_PER_MINUTE", 1200.0, 0),
+                max_rows=int(_number(env, "ALPHAPULSE_REJECTS_MAX_ROWS", 100_000, 0)),
+            ),
         )

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from alphapulse_dagster.api.rejects import RejectRecorder
 from alphapulse_dagster.api.settings import ApiSettings, Network
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.clock import utcnow
@@ -61,7 +62,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorAnswer, "description": "source address not in the allow-list"},
     413: {"model": ErrorAnswer, "description": "body larger than 64 KiB"},
     422: {"model": ErrorAnswer, "description": "invalid payload; `detail` names the field"},
-    503: {"model": ErrorAnswer, "description": "storage unavailable; event spooled for replay"},
+    503: {
+        "model": ErrorAnswer,
+        "description": "storage unavailable: `status` `spooled` (durable, replayed in arrival "
+        "order) or `unavailable` (spool not writable either: not stored, send again)",
+    },
 }
 
 
@@ -136,11 +141,11 @@ async def tradingview_webhook(request: Request) -> Response:
     except ClientDisconnect:
         return Response(status_code=400)
     except Rejection as rejection:
-        return await _refuse(writer, rejection, body, received_at, address, settings)
+        return await _refuse(request, rejection, body, received_at, address, settings)
     except Exception:  # a payload must never produce a 500
         log.exception("unexpected error validating a webhook")
         unexpected = Rejection(422, "unprocessable payload", "body")
-        return await _refuse(writer, unexpected, body, received_at, address, settings)
+        return await _refuse(request, unexpected, body, received_at, address, settings)
 
     outcome = await writer.submit(event)
     if outcome.appended is not None:
@@ -148,7 +153,7 @@ async def tradingview_webhook(request: Request) -> Response:
         return JSONResponse({"status": status, "event_id": outcome.appended.event_id})
     if outcome.refused:
         unstorable = Rejection(422, f"payload could not be stored ({outcome.error})", "body")
-        return await _refuse(writer, unstorable, body, received_at, address, settings)
+        return await _refuse(request, unstorable, body, received_at, address, settings)
     detail = (
         "storage unavailable; event spooled and will be replayed"
         if outcome.spooled
@@ -162,25 +167,33 @@ async def tradingview_webhook(request: Request) -> Response:
 
 
 async def _refuse(
-    writer: EventWriter,
+    request: Request,
     rejection: Rejection,
     body: bytes,
     received_at: Any,
     address: str | None,
     settings: ApiSettings,
 ) -> JSONResponse:
-    log.info(
-        "webhook refused %d from %s: %s", rejection.status_code, address, rejection.field or "-"
-    )
-    await writer.record_reject(
-        reject_row(
+    """Answer the refusal; its ``webhook_rejects`` row is queued (rationed per source and
+    capped, written in batches off the valid events' path: :mod:`.rejects`)."""
+    recorder: RejectRecorder = request.app.state.rejects
+    recorded = recorder.offer(
+        address,
+        lambda: reject_row(
             rejection,
             body,
             received_at=received_at,
             source_address=address,
             secret=settings.webhook_secret,
-        )
+        ),
     )
+    if recorded:
+        log.info(
+            "webhook refused %d from %s: %s",
+            rejection.status_code,
+            address,
+            rejection.field or "-",
+        )
     return _refusal(rejection)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///.alphapulse/alphapulse.db"
@@ -86,4 +87,32 @@ def derived_write(engine: Engine) -> Iterator[Connection]:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+        yield conn
+
+
+@dataclass(frozen=True)
+class WriteTimeouts:
+    """Bounds on one webhook-path write transaction on Postgres (SPEC §14: a locked or hung
+    database is an outage, not a wait). ``lock_ms``: the longest wait for a row or table
+    lock (``lock_timeout``); ``statement_ms``: the longest one statement may run
+    (``statement_timeout``). Either expiring raises ``OperationalError``, which the caller
+    treats as "storage unavailable"."""
+
+    lock_ms: int = 500
+    statement_ms: int = 1000
+
+
+@contextmanager
+def bounded_write(engine: Engine, timeouts: WriteTimeouts) -> Iterator[Connection]:
+    """``engine.begin()`` with :class:`WriteTimeouts` set for this transaction only (one
+    round trip; SQLite has no such settings and waits at most its ``busy_timeout``)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "SELECT set_config('lock_timeout', :lock, true), "
+                    "set_config('statement_timeout', :statement, true)"
+                ),
+                {"lock": f"{timeouts.lock_ms}ms", "statement": f"{timeouts.statement_ms}ms"},
+            )
         yield conn

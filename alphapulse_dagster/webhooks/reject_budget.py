@@ -1,0 +1,83 @@
+"""How many refused webhooks get a ``webhook_rejects`` row (SPEC §14: an unauthenticated
+flood cannot grow the table without bound).
+
+Every refusal is still answered (401, 403, 413, 422); only its row is rationed:
+
+- per source address, a token bucket: ``burst`` rows at once, then
+  ``per_source_per_minute``;
+- over all sources, another bucket: ``total_per_minute`` (burst of the same size);
+- the table holds at most ``max_rows`` rows; beyond that nothing more is written.
+
+A refusal past any of these is *dropped* — counted (``dropped``, shown in ``/healthz``),
+not written. Buckets are kept for the :data:`MAX_SOURCES` most recent sources.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_SOURCES = 10_000
+
+
+@dataclass(frozen=True)
+class RejectLimits:
+    per_source_per_minute: float = 60.0
+    burst: int = 20
+    total_per_minute: float = 1200.0
+    max_rows: int = 100_000
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+    def take(self, now: float, per_second: float, capacity: float) -> bool:
+        self.tokens = min(capacity, self.tokens + (now - self.at) * per_second)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class RejectBudget:
+    """Decides, refusal by refusal, whether it gets a row. ``stored`` is the number of rows
+    the table held when the server started (set by the writer); every row granted since
+    counts on top of it against ``max_rows``."""
+
+    def __init__(self, limits: RejectLimits, clock: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self.clock = clock
+        self.stored = 0
+        self.granted = 0
+        self.dropped = 0
+        self._sources: OrderedDict[str, _Bucket] = OrderedDict()
+        self._total = _Bucket(float(max(limits.burst, 1)), clock())
+
+    def allow(self, source: str | None) -> bool:
+        """True ⇒ write this refusal's row (and count it against the limits)."""
+        limits = self.limits
+        now = self.clock()
+        key = source or "-"
+        bucket = self._sources.get(key)
+        if bucket is None:
+            bucket = self._sources[key] = _Bucket(float(limits.burst), now)
+            if len(self._sources) > MAX_SOURCES:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(key)
+        capacity = float(max(limits.burst, 1))
+        allowed = (
+            self.stored + self.granted < limits.max_rows
+            and bucket.take(now, limits.per_source_per_minute / 60.0, capacity)
+            and self._total.take(now, limits.total_per_minute / 60.0, capacity)
+        )
+        if allowed:
+            self.granted += 1
+        else:
+            self.dropped += 1
+        return allowed
