@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -22,7 +23,16 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        file_size_limit: int | None = None,
+    ) -> None:
+        """``file_size_limit``: RLIMIT_FSIZE of the server process in bytes (no file it
+        writes can grow past it: a full disk, for that process)."""
+        self.file_size_limit = file_size_limit
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
@@ -37,6 +47,7 @@ class LiveServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
+            preexec_fn=self._limit_file_size if self.file_size_limit else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -49,6 +60,10 @@ class LiveServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
+
+    def _limit_file_size(self) -> None:
+        assert self.file_size_limit is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def kill9(self) -> None:
         assert self.process is not None

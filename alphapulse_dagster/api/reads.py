@@ -140,6 +140,15 @@ class SignalDetail(SignalItem):
     gap_details: list[GapItem] = Field(description="open gaps with kind, weight, fillable")
 
 
+class WebhookSpool(BaseModel):
+    pending_bytes: int = Field(description="spooled bytes not yet replayed")
+    dead_letters: int = Field(
+        description="records set aside (unreadable, or refused by the database); kept in "
+        "`dead_letter_file`, never deleted"
+    )
+    dead_letter_file: str
+
+
 class HealthReport(BaseModel):
     """The latest persisted health report (SPEC §9, §16); zeros before the first sync."""
 
@@ -152,6 +161,9 @@ class HealthReport(BaseModel):
     signals: int
     measured_at: datetime | None = None
     sync_run_id: str | None = None
+    webhook_spool: WebhookSpool | None = Field(
+        default=None, description="this server's webhook spool (SPEC §14)"
+    )
 
 
 class Liveness(BaseModel):
@@ -444,7 +456,8 @@ def get_signal(request: Request, signal_id: str) -> dict[str, Any]:
 @router.get("/health", response_model=HealthReport, tags=["health"], summary="Health report")
 def get_health(request: Request) -> dict[str, Any]:
     with _engine(request).connect() as connection:
-        return latest_health(connection)
+        report = latest_health(connection)
+    return {**report, "webhook_spool": request.app.state.writer.spool.status()}
 
 
 @router.get(

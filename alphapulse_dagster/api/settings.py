@@ -16,6 +16,7 @@ from alphapulse_dagster.db.engine import WriteTimeouts, database_url
 from alphapulse_dagster.webhooks.ingest import MAX_BODY_BYTES
 from alphapulse_dagster.webhooks.reject_budget import RejectLimits
 from alphapulse_dagster.webhooks.spool import DEFAULT_SPOOL_PATH
+from alphapulse_dagster.webhooks.spool import spool_path as env_spool_path
 
 # TradingView's documented webhook source addresses.
 TRADINGVIEW_IPS: tuple[str, ...] = (
@@ -107,7 +108,7 @@ class ApiSettings:
             api_token=env.get("ALPHAPULSE_API_TOKEN") or None,
             allowed_ips=parse_networks(env.get("ALPHAPULSE_WEBHOOK_ALLOWED_IPS")),
             trusted_proxies=parse_networks(env.get("ALPHAPULSE_TRUSTED_PROXIES")),
-            spool_path=Path(env.get("ALPHAPULSE_SPOOL_PATH") or DEFAULT_SPOOL_PATH),
+            spool_path=env_spool_path(env),
             enable_noop=_flag(env.get("ALPHAPULSE_BENCH_NOOP")),
             write_timeout=_number(env, "ALPHAPULSE_WEBHOOK_WRITE_TIMEOUT", 1.0, 0.05),
             db_connect_timeout=int(_number(env, "ALPHAPULSE_DB_CONNECT_TIMEOUT", 2, 1)),

@@ -15,6 +15,7 @@ from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.sync.health import format_health, health_report
 from alphapulse_dagster.sync.sync_cycle import SyncBusy, run_sync
+from alphapulse_dagster.webhooks.spool import Spool, spool_path
 
 # exit status when another sync holds the lock for longer than --wait (EX_TEMPFAIL)
 EXIT_BUSY = 75
@@ -84,7 +85,15 @@ def _health(args: argparse.Namespace) -> int:
             report = health_report(conn, utcnow(), config.hybrid_sync)
     finally:
         engine.dispose()
-    print(json.dumps(report.as_api()) if args.json else format_health(report))
+    spool = Spool(spool_path()).status()
+    if args.json:
+        print(json.dumps({**report.as_api(), "webhook_spool": spool}))
+    else:
+        print(format_health(report))
+        print(
+            f"Webhook spool: {spool['pending_bytes']} bytes waiting, "
+            f"{spool['dead_letters']} dead letters ({spool['dead_letter_file']})"
+        )
     return 0
 
 

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,8 +48,9 @@ from alphapulse_dagster.sync.events import Appended, NewEvent, append_events
 log = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_PATH = Path(".alphapulse") / "spool" / "webhooks.jsonl"
-REPLAY_CHUNK = 500  # records per replay step (one transaction)
-READ_BYTES = 1 << 20  # bytes read per step (a record is at most ~70 KB)
+SPOOL_PATH_VARIABLE = "ALPHAPULSE_SPOOL_PATH"
+REPLAY_CHUNK = 2000  # records per replay step (one transaction)
+READ_BYTES = 4 << 20  # bytes read per step (a record is at most ~70 KB)
 MAGIC = b"AP1"
 
 # Errors that mean "the database is not reachable right now" (retry later), as opposed to
@@ -64,6 +65,13 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
 # Opens the transaction a replay step writes in (the server passes one that sets the
 # write timeouts); default: ``engine.begin()``.
 Transaction = Callable[[], Any]
+
+
+def spool_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``ALPHAPULSE_SPOOL_PATH``, else :data:`DEFAULT_SPOOL_PATH` (relative to the working
+    directory, like the embedded database)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(SPOOL_PATH_VARIABLE) or DEFAULT_SPOOL_PATH)
 
 
 class UnreadableRecord(ValueError):
@@ -236,6 +244,14 @@ class Spool:
             with open(self.dead_letter_path, "rb") as handle:
                 self._dead_count = (size, sum(1 for line in handle if line.strip()))
         return self._dead_count[1]
+
+    def status(self) -> dict[str, Any]:
+        """What the health report shows of the spool."""
+        return {
+            "pending_bytes": self.pending(),
+            "dead_letters": self.dead_letters(),
+            "dead_letter_file": str(self.dead_letter_path),
+        }
 
     # --- replay ---------------------------------------------------------------------------
 
