@@ -43,9 +43,12 @@ def test_sync_then_health(env: str, capsys: pytest.CaptureFixture[str]) -> None:
         "data_confidence",
         "manual_intervention",
         "signals",
+        "webhook_spool",
     }
+    assert body["webhook_spool"]["dead_letters"] == 0
     assert main(["health"]) == 0
-    assert "Total Gaps:" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "Total Gaps:" in text and "Webhook spool: 0 bytes waiting, 0 dead letters" in text
 
 
 def test_second_concurrent_sync_exits_cleanly(env: str, capsys: pytest.CaptureFixture[str]) -> None:
