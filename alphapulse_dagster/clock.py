@@ -13,6 +13,7 @@ an argument and to its Dagster runs as the ``alphapulse/now`` run tag
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import UTC, datetime
 
@@ -39,3 +40,30 @@ def utcnow() -> datetime:
             log.warning("clock frozen at %s (%s): replay mode", frozen, _FROZEN_ENV)
         return as_utc(datetime.fromisoformat(frozen))
     return datetime.now(UTC)
+
+
+def parse_utc_time(value: object) -> datetime:
+    """The one time parser: a datetime (naive = UTC), ISO-8601 text (``Z``, an offset, or
+    naive = UTC) or epoch *milliseconds* (a number or a digit string, TradingView's
+    ``timenow``) → an aware UTC datetime. Anything else raises ``ValueError`` saying what
+    was expected. (The webhook payload adds a sanity range on top.)"""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, bool):
+        raise ValueError("must be ISO-8601 or epoch milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of epoch milliseconds")
+        try:
+            return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("epoch milliseconds out of range") from None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return parse_utc_time(int(text))
+        try:
+            return as_utc(datetime.fromisoformat(text))
+        except (ValueError, OverflowError):
+            raise ValueError("must be ISO-8601 or epoch milliseconds") from None
+    raise ValueError("must be ISO-8601 or epoch milliseconds")

@@ -33,6 +33,7 @@ from pydantic import (
 
 from alphapulse_dagster.market.timeframes import TIMEFRAME_SECONDS, is_timeframe
 from alphapulse_dagster.paths import bundled_dir
+from alphapulse_dagster.sync.gap_rules import GAP_RULES, GapKind
 
 log = logging.getLogger(__name__)
 
@@ -199,24 +200,14 @@ class CacheConfig(_Model):
     ttl_seconds: int = Field(default=3600, gt=0)
 
 
-GapKind = Literal["actionable", "expected"]
-
-
 class GapRule(_Model):
     weight: float = Field(ge=0, le=100)
     kind: GapKind
 
 
+# the defaults are the gap rules' own (sync/gap_rules.py: one entry per gap type)
 DEFAULT_GAP_RULES: dict[str, GapRule] = {
-    "no_signal_created": GapRule(weight=15, kind="actionable"),
-    "no_htf_alignment": GapRule(weight=15, kind="actionable"),
-    "no_confirmation_time": GapRule(weight=10, kind="actionable"),
-    "no_entry_price": GapRule(weight=20, kind="actionable"),
-    "no_stop_loss": GapRule(weight=15, kind="actionable"),
-    "no_targets": GapRule(weight=10, kind="actionable"),
-    "no_mfe_update": GapRule(weight=5, kind="expected"),
-    "no_mae": GapRule(weight=5, kind="expected"),
-    "no_metadata": GapRule(weight=5, kind="actionable"),
+    rule.name: GapRule(weight=rule.weight, kind=rule.kind) for rule in GAP_RULES
 }
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
-from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.gap_rules import GAP_TYPES
 
 
 class GapReportSchema(pa.DataFrameModel):

@@ -12,14 +12,11 @@ from alphapulse_dagster.sync.log_horizon import safe_head
 from resources import ConfigResource, DatabaseResource
 
 SYNC_JOB_NAME = "hybrid_sync_job"
-SYNC_ASSETS: tuple[str, ...] = (
-    "signal_lifecycle",
-    "reconciled_signals",
-    "gap_report",
-    "signal_health",
-)
-# the assets whose run config carries the scope (signal_health always reports on everything)
-SCOPED_ASSETS: tuple[str, ...] = SYNC_ASSETS[:3]
+# the one step of the job (a multi-asset over signal_lifecycle, reconciled_signals,
+# gap_report and signal_health); its run config carries the scope
+SYNC_STEP = "hybrid_sync_cycle"
+# the Dagster concurrency pool the step runs in (limit 1: deploy/dagster.yaml)
+SYNC_POOL = "hybrid_sync"
 SYNC_RUN_TAG = "alphapulse/sync"
 # the sensor's barrier on signal_events (log_horizon) waits at most this long per tick: it
 # runs every 5 s, so it may make webhook inserts wait far less than the sync's barrier does
@@ -33,6 +30,12 @@ hybrid_sync_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Incremental hybrid sync every two minutes (UTC): new events, active signals.",
 )
+
+
+def sync_run_config(scope: dict[str, object]) -> dict[str, object]:
+    """The job's run config for one cycle over ``scope`` (``signal_ids``, ``full``,
+    ``rescan``)."""
+    return {"ops": {SYNC_STEP: {"config": scope}}}
 
 
 def new_signal_created(
@@ -91,7 +94,7 @@ def signal_created_sensor(
     scope = {"signal_ids": signal_ids, "full": False}
     request = dg.RunRequest(
         run_key=f"signal_created:{first}-{last}",
-        run_config={"ops": {name: {"config": scope} for name in SCOPED_ASSETS}},
+        run_config=sync_run_config(scope),
         tags={
             SYNC_RUN_TAG: "true",
             "alphapulse/trigger": "signal_created",

@@ -107,3 +107,13 @@ def load_candles(
     ]
     with engine.begin() as conn:
         conn.execute(sa.insert(candles), rows)
+
+
+def materialized(result: Any, asset: str) -> list[Any]:
+    """The materializations of ``asset`` in a Dagster run's result (the sync's four assets
+    are one step, so they cannot be looked up by node)."""
+    return [
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.materialization.asset_key.to_user_string() == asset
+    ]

@@ -49,14 +49,17 @@ def test_update_rows_with_different_column_sets_in_one_call(engine: sa.Engine) -
         insert_rows(conn, things, [{"thing_id": f"t{n}", **start} for n in range(8)])
     old_doc = {"a": 1, "b": 2}
     updates = [
-        {"b_id": "t0", "price": 2.5},  # one column
-        {"b_id": "t1", "label": None, "at": T.replace(year=2026)},  # a NULL and a time
-        {"b_id": "t2", "doc": json_merge(old_doc, {"a": 1, "b": 3, "c": [1.0, 2.0]})},  # merge
-        {"b_id": "t3", "doc": {"z": None}, "price": None},  # whole document (a key removed)
+        {"thing_id": "t0", "price": 2.5},  # one column
+        {"thing_id": "t1", "label": None, "at": T.replace(year=2026)},  # a NULL and a time
+        {"thing_id": "t2", "doc": json_merge(old_doc, {"a": 1, "b": 3, "c": [1.0, 2.0]})},  # merge
+        {"thing_id": "t3", "doc": {"z": None}, "price": None},  # whole document (a key removed)
         # a naive time (taken as UTC) and one at another offset, same instant
-        {"b_id": "t4", "at": datetime(2027, 5, 6, 7, 8, 9, 123456)},
-        {"b_id": "t5", "at": datetime(2027, 5, 6, 9, 8, 9, tzinfo=timezone(timedelta(hours=2)))},
-        {"b_id": "t6", "price": float("inf")},
+        {"thing_id": "t4", "at": datetime(2027, 5, 6, 7, 8, 9, 123456)},
+        {
+            "thing_id": "t5",
+            "at": datetime(2027, 5, 6, 9, 8, 9, tzinfo=timezone(timedelta(hours=2))),
+        },
+        {"thing_id": "t6", "price": float("inf")},
         # t7 not written
     ]
     with engine.begin() as conn:
@@ -78,7 +81,9 @@ def test_update_rows_with_one_column_set(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         insert_rows(conn, things, [{"thing_id": "a", "price": 1.0, "label": "l"}])
         insert_rows(conn, things, [{"thing_id": "b", "price": 2.0, "label": "m"}])
-        update_rows(conn, things, [{"b_id": "a", "price": 3.0}, {"b_id": "b", "price": 4.0}])
+        update_rows(
+            conn, things, [{"thing_id": "a", "price": 3.0}, {"thing_id": "b", "price": 4.0}]
+        )
     got = _rows(engine)
     assert (got["a"]["price"], got["a"]["label"], got["b"]["price"]) == (3.0, "l", 4.0)
 
@@ -148,7 +153,9 @@ def test_batch_writes_in_pipeline_mode_store_what_they_store_outside_it(pg_url: 
     with engine.begin() as conn, pipelined(conn):
         # COPY cannot run in pipeline mode: the rows go as one recordset INSERT
         insert_rows(conn, things, rows)
-        update_rows(conn, things, [{"b_id": "t1", "price": None}, {"b_id": "t2", "doc": None}])
+        update_rows(
+            conn, things, [{"thing_id": "t1", "price": None}, {"thing_id": "t2", "doc": None}]
+        )
     expected = {r["thing_id"]: dict(r) for r in rows}
     expected["t1"]["price"] = None
     expected["t2"]["doc"] = None

@@ -85,10 +85,7 @@ def test_instance_from_shipped_file_runs_jobs_on_postgres(
     result = dg.materialize(
         [
             hybrid_sync.signal_events_source,
-            hybrid_sync.signal_lifecycle,
-            hybrid_sync.reconciled_signals,
-            hybrid_sync.gap_report,
-            hybrid_sync.signal_health,
+            hybrid_sync.hybrid_sync_cycle,
             hybrid_sync.reconciliation_monotonicity,
         ],
         resources={

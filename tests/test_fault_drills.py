@@ -37,7 +37,7 @@ from alphapulse_dagster.signals.mtf_run import record_window
 from alphapulse_dagster.signals.signal_cache import SignalCache
 from assets import hybrid_sync
 from resources import ConfigResource, DatabaseResource
-from sensors.hybrid_sync import SCOPED_ASSETS
+from sensors.hybrid_sync import sync_run_config
 from tests.conftest import _drop_pg_database, _new_pg_database, _pg_url
 from tests.drill_support import (
     PrivateRedis,
@@ -47,7 +47,7 @@ from tests.drill_support import (
     seed,
     snapshot,
 )
-from tests.hybrid_sync_support import load_candles
+from tests.hybrid_sync_support import load_candles, materialized
 from tests.signal_factory import T0, refined_signal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -391,22 +391,19 @@ def test_two_overlapping_dagster_sync_runs_apply_once(
     pg_admin_engine: sa.Engine, seeded_pg: str
 ) -> None:
     """If the run queue's tag limit were missing, two runs of the sync assets would
-    overlap step by step; each step holds the sync lock and is idempotent, so the result is
+    overlap; each cycle holds the sync lock and is idempotent, so the result is
     still one application (and the same as one clean ``alphapulse sync``)."""
     with cloned_database(pg_admin_engine, seeded_pg) as clean:
         assert _cli_sync(clean).returncode == 0
         selection = [
-            hybrid_sync.signal_lifecycle,
-            hybrid_sync.reconciled_signals,
-            hybrid_sync.gap_report,
-            hybrid_sync.signal_health,
+            hybrid_sync.hybrid_sync_cycle,
             hybrid_sync.reconciliation_monotonicity,
         ]
         resources = {
             "database": DatabaseResource(url=seeded_pg),
             "app_config": ConfigResource(config_dir=CONFIG_DIR),
         }
-        full = {"ops": {name: {"config": {"full": True}} for name in SCOPED_ASSETS}}
+        full = sync_run_config({"full": True})
         results: list[dg.ExecuteInProcessResult] = []
         barrier = threading.Barrier(2)
 
@@ -425,9 +422,7 @@ def test_two_overlapping_dagster_sync_runs_apply_once(
             thread.join(timeout=180)
         assert [r.success for r in results] == [True, True]
         changed = sorted(
-            r.asset_materializations_for_node("reconciled_signals")[0]
-            .metadata["fields_changed"]
-            .value
+            materialized(r, "reconciled_signals")[0].metadata["fields_changed"].value
             for r in results
         )
         assert changed[0] == 0 and changed[1] > 0

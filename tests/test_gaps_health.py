@@ -24,15 +24,11 @@ from hybrid_sync_support import (
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
-from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.gap_rules import GAP_TYPES, GapInputs
+from alphapulse_dagster.sync.gaps import detect_gaps
 from alphapulse_dagster.sync.health import format_health, health_report, latest_health
-from alphapulse_dagster.sync.sync_cycle import (
-    SyncBusy,
-    gap_step,
-    lifecycle_step,
-    run_sync,
-    sync_lock,
-)
+from alphapulse_dagster.sync.projection import project_log
+from alphapulse_dagster.sync.sync_cycle import SyncBusy, run_sync, sync_lock
 
 H = timedelta(hours=1)
 NOW = T0 + 6 * H
@@ -103,9 +99,18 @@ def test_each_gap_is_detected_and_cleared_by_its_tier(engine: sa.Engine, gap_typ
     opening, fill, field, tier = _scenarios()[gap_type]
     append(engine, *opening)
     signal_id = opening[-1].signal_id
-    # detection alone (no reconciliation yet)
-    lifecycle_step(engine, CONFIG, NOW, "detect", reconcile=False)
-    gap_step(engine, CONFIG, NOW, "detect", full=True)
+    # the rule sees the gap on the folded row, before any tier ran
+    with engine.begin() as conn:
+        project_log(conn, NOW)
+    has_created = any(e.event_type == "SIGNAL_CREATED" for e in opening)
+    inputs = GapInputs(has_created, {}, NOW, CONFIG.hybrid_sync)
+    detected = detect_gaps(registry(engine, signal_id), inputs, CONFIG.hybrid_sync)
+    assert gap_type in {gap.gap_type for gap in detected}
+    run_sync(engine, CONFIG, NOW, "detect")
+    if gap_type == "no_targets":  # Tier 2 fills them in the cycle that folds the entry
+        assert (signal_id, gap_type) not in open_gaps(engine, signal_id)
+        assert registry(engine, signal_id)["field_provenance"][field]["tier"] == tier
+        return
     assert (signal_id, gap_type) in open_gaps(engine, signal_id)
     fill(engine)
     report = run_sync(engine, CONFIG, NOW, "fill")

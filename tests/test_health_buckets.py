@@ -20,10 +20,10 @@ from alphapulse_dagster.db.tables import (
     signal_health_buckets,
     signals,
 )
-from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.gap_rules import GAP_TYPES
 from alphapulse_dagster.sync.health import health_report
 from alphapulse_dagster.sync.projection import rebuild_registry
-from alphapulse_dagster.sync.sync_cycle import run_sync
+from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=20)
@@ -154,9 +154,9 @@ def test_running_aggregates_equal_a_from_scratch_computation(engine: sa.Engine) 
     late = [created(tid, at - 3 * H) for n, (tid, at) in enumerate(trades) if n % 3 == 0]
     late += [event("CANCELLED", tid, at + 5 * H) for tid, at in trades[10:14]]
     append(engine, *late)
-    run_sync(engine, CONFIG, NOW + H, "s2", signal_ids=[e.signal_id for e in late])
+    run_sync(engine, CONFIG, NOW + H, "s2", SyncRequest([e.signal_id for e in late]))
     _check(engine, nows)
-    run_sync(engine, CONFIG, NOW + 2 * H, "s3", full=True)
+    run_sync(engine, CONFIG, NOW + 2 * H, "s3", SyncRequest(full=True))
     _check(engine, nows)
 
     # other writers: a rebuild (delete + insert), direct gap and registry edits, deletions
@@ -181,5 +181,5 @@ def test_running_aggregates_equal_a_from_scratch_computation(engine: sa.Engine) 
         conn.execute(sa.delete(signal_gaps).where(signal_gaps.c.signal_id == some[9]))
         conn.execute(sa.delete(signals).where(signals.c.signal_id == some[5]))
     _check(engine, nows)
-    run_sync(engine, CONFIG, NOW + 4 * H, "s4", full=True)
+    run_sync(engine, CONFIG, NOW + 4 * H, "s4", SyncRequest(full=True))
     _check(engine, nows)

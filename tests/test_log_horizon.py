@@ -22,12 +22,7 @@ from alphapulse_dagster.db.tables import signal_events, signals
 from alphapulse_dagster.sync.events import NewEvent, append_events
 from alphapulse_dagster.sync.log_horizon import safe_head
 from alphapulse_dagster.sync.projection import LIFECYCLE_CURSOR, read_cursor
-from alphapulse_dagster.sync.sync_cycle import (
-    GAPS_CURSOR,
-    RECONCILE_CURSOR,
-    lifecycle_step,
-    run_sync,
-)
+from alphapulse_dagster.sync.sync_cycle import RECONCILE_CURSOR, run_sync
 from resources import ConfigResource, DatabaseResource
 from sensors.hybrid_sync import signal_created_sensor
 
@@ -84,7 +79,7 @@ def _registered(engine: sa.Engine) -> set[str]:
 
 def _cursors(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {n: read_cursor(conn, n) for n in (LIFECYCLE_CURSOR, RECONCILE_CURSOR, GAPS_CURSOR)}
+        return {n: read_cursor(conn, n) for n in (LIFECYCLE_CURSOR, RECONCILE_CURSOR)}
 
 
 def test_safe_head_is_the_max_event_id_when_no_writer_is_in_flight(engine: sa.Engine) -> None:
@@ -111,7 +106,7 @@ def test_projection_never_passes_an_uncommitted_event(
     # the barrier waits for T1, times out, and the cycle does not advance (nor fail)
     with caplog.at_level(logging.WARNING, logger="alphapulse_dagster.sync.log_horizon"):
         started = time.monotonic()
-        first = lifecycle_step(pg_engine, SHORT, T0 + H, "r1")
+        first = run_sync(pg_engine, SHORT, T0 + H, "r1")
         waited = time.monotonic() - started
     assert first.projection.last_event_id == 0
     assert first.projection.signals_touched == 0
@@ -120,7 +115,7 @@ def test_projection_never_passes_an_uncommitted_event(
     assert "barrier" in caplog.text and waited >= 0.2
 
     writer.commit()
-    second = lifecycle_step(pg_engine, SHORT, T0 + H, "r2")
+    second = run_sync(pg_engine, SHORT, T0 + H, "r2")
     assert second.projection.last_event_id == y
     assert _cursors(pg_engine)[LIFECYCLE_CURSOR] == y == _max_event_id(pg_engine)
     assert _registered(pg_engine) == {sid("20250106_120000_LONG"), sid("20250106_130000_LONG")}
@@ -136,7 +131,7 @@ def test_the_barrier_waits_for_an_inflight_writer_then_projects_everything(
     y = _max_event_id(pg_engine)
     results: list[object] = []
     step = threading.Thread(
-        target=lambda: results.append(lifecycle_step(pg_engine, PATIENT, T0 + H, "r1"))
+        target=lambda: results.append(run_sync(pg_engine, PATIENT, T0 + H, "r1"))
     )
     step.start()
     try:
@@ -179,7 +174,7 @@ def test_reconcile_and_gap_cursors_never_pass_the_lifecycle_cursor(
     open_writers.append(writer)
     (held,) = writer.ids
     report = run_sync(pg_engine, SHORT, T0 + 13 * H, "r2")  # barrier times out
-    assert report.lifecycle.expired == [sid(expiring)]
+    assert report.expired == [sid(expiring)]
     expiry_id = registry(pg_engine, sid(expiring))["last_event_id"]
     assert expiry_id > held > folded
     # the expired signal is still in both steps' scope, as before
@@ -223,6 +218,6 @@ def test_sensor_never_passes_an_uncommitted_signal_created(
     )
     (request,) = data.run_requests
     assert request.run_key == f"signal_created:{x}-{y}"
-    ids = request.run_config["ops"]["reconciled_signals"]["config"]["signal_ids"]
+    ids = request.run_config["ops"]["hybrid_sync_cycle"]["config"]["signal_ids"]
     assert ids == [sid("20250106_120000_LONG"), sid("20250106_130000_LONG")]
     assert json.loads(data.cursor) == {"last_event_id": y}

@@ -42,10 +42,7 @@ def test_dagster_sync_run_logs_one_json_summary(sqlite_url: str) -> None:
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [
-                hybrid_sync.signal_lifecycle,
-                hybrid_sync.reconciled_signals,
-                hybrid_sync.gap_report,
-                hybrid_sync.signal_health,
+                hybrid_sync.hybrid_sync_cycle,
             ],
             resources={
                 "database": DatabaseResource(url=sqlite_url),

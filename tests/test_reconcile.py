@@ -10,8 +10,8 @@ from hybrid_sync_support import CONFIG, T0, append, created, entry, event, load_
 
 from alphapulse_dagster.db.tables import signal_gaps, signal_health_metrics, signals, sync_audit_log
 from alphapulse_dagster.sync.excursions import excursion
-from alphapulse_dagster.sync.reconcile import Candidate, plan_changes
-from alphapulse_dagster.sync.sync_cycle import run_sync
+from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
+from alphapulse_dagster.sync.tiers import Candidate, plan_changes
 from alphapulse_dagster.sync.trade_id import parse_trade_id
 
 H = timedelta(hours=1)
@@ -246,5 +246,5 @@ def test_second_sync_without_new_events_writes_nothing(engine: sa.Engine) -> Non
             conn.execute(sa.select(sa.func.count()).select_from(signal_health_metrics)).scalar()
             == 2
         )
-    third = run_sync(engine, CONFIG, T0 + 3 * H, "r3", full=True)
+    third = run_sync(engine, CONFIG, T0 + 3 * H, "r3", SyncRequest(full=True))
     assert third.reconcile.fields_changed == 0 and _snapshot(engine) == before

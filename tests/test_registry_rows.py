@@ -13,32 +13,26 @@ import pytest
 import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, load_candles
 
-from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
 from alphapulse_dagster.db.tables import signal_gaps, signals, sync_audit_log
 from alphapulse_dagster.sync.events import NewEvent
 from alphapulse_dagster.sync.lifecycle import EventRow, KnownEvents
 from alphapulse_dagster.sync.registry_rows import RegistryRows, read_rows
-from alphapulse_dagster.sync.sync_cycle import (
-    gap_step,
-    health_step,
-    lifecycle_step,
-    reconcile_step,
-    run_sync,
-)
+from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=3)
 
 
-def _cycle(engine: sa.Engine, **kwargs: object) -> RegistryRows:
-    cache = RegistryRows()
-    report = run_sync(engine, CONFIG, cache=cache, **kwargs)  # type: ignore[arg-type]
+def _cycle(
+    engine: sa.Engine, now: datetime, sync_run_id: str, request: SyncRequest = SyncRequest()
+) -> RegistryRows:
+    report = run_sync(engine, CONFIG, now, sync_run_id, request)
     with engine.connect() as conn:
-        assert cache.stale(conn) == {}
+        assert report.rows.stale(conn) == {}
     assert report.reconcile.signals_seen > 0
-    return cache
+    return report.rows
 
 
 def _first_events(engine: sa.Engine) -> tuple[list[NewEvent], list[tuple[str, datetime]]]:
@@ -91,12 +85,12 @@ def test_the_cycle_cache_equals_the_database_after_every_step(engine: sa.Engine)
     later = _later_events(trades)
     append(engine, *later)
     ids = sorted({e.signal_id for e in later})
-    cache = _cycle(engine, now=NOW + H, sync_run_id="c2", signal_ids=ids)
+    cache = _cycle(engine, now=NOW + H, sync_run_id="c2", request=SyncRequest(ids))
     assert len(cache) >= len(ids)
 
     # scheduled cycles (time-driven scopes), then a full one
     _cycle(engine, now=NOW + 30 * H, sync_run_id="c3")
-    _cycle(engine, now=NOW + 31 * H, sync_run_id="c4", full=True)
+    _cycle(engine, now=NOW + 31 * H, sync_run_id="c4", request=SyncRequest(full=True))
 
 
 def test_past_its_limit_the_cache_reads_without_keeping(engine: sa.Engine) -> None:
@@ -135,16 +129,6 @@ def _state(engine: sa.Engine) -> tuple[Any, ...]:
     )
 
 
-def _stepwise(engine: sa.Engine, config: AppConfig, now: datetime, run_id: str, **kw: Any) -> None:
-    """The Dagster job's path: one asset per step, the projection written alone."""
-    ids, full = kw.get("signal_ids"), kw.get("full", False)
-    lifecycle = lifecycle_step(engine, config, now, run_id, ids, full, reconcile=False)
-    scope = None if ids is None else [*ids, *lifecycle.expired]
-    reconcile_step(engine, now, run_id, scope, full)
-    gap_step(engine, config, now, run_id, scope, full)
-    health_step(engine, config, now, run_id)
-
-
 def _two_sqlite_databases(tmp_path: Path) -> list[str]:
     urls = [f"sqlite:///{tmp_path / f'db{n}.db'}" for n in range(2)]
     for url in urls:
@@ -155,43 +139,46 @@ def _two_sqlite_databases(tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def test_the_fused_cycle_writes_what_the_step_by_step_cycle_writes(
+def test_the_incremental_scope_misses_nothing_a_rescan_of_every_signal_finds(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """``run_sync`` reconciles the projected rows before writing them (one write per row);
-    the Dagster job's assets write the projection, then reconcile. Same registry, gaps and
-    audit trail after every kind of cycle."""
+    """A cycle plans only the signals whose inputs may have changed (new events, the
+    sensor's ids, what changes with time). The same cycles with ``rescan`` — every signal
+    planned — must leave the same registry, gaps and audit trail: nothing outside the
+    scope had anything to write."""
     if backend == "postgres":
         urls = [request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")]
     else:
         urls = _two_sqlite_databases(tmp_path)
-    fused, stepwise = (make_engine(url) for url in urls)
+    scoped, everything = (make_engine(url) for url in urls)
     try:
         trades: list[tuple[str, datetime]] = []
-        for en in (fused, stepwise):
+        for en in (scoped, everything):
             first, trades = _first_events(en)
             append(en, *first)
+        later_ids = sorted({e.signal_id for e in _later_events(trades)})
         cycles: list[dict[str, Any]] = [
             {"now": NOW},
-            {"now": NOW + H, "signal_ids": sorted({e.signal_id for e in _later_events(trades)})},
+            {"now": NOW + H, "signal_ids": later_ids},
             {"now": NOW + 30 * H},
             {"now": NOW + 31 * H, "full": True},
         ]
         for n, cycle in enumerate(cycles):
             if n == 1:
-                for en in (fused, stepwise):
+                for en in (scoped, everything):
                     append(en, *_later_events(trades))
-            cache = RegistryRows()
-            report = run_sync(fused, CONFIG, sync_run_id=f"f{n}", cache=cache, **cycle)
-            _stepwise(stepwise, CONFIG, run_id=f"s{n}", **cycle)
-            assert _state(fused) == _state(stepwise), n
-            with fused.connect() as conn:
-                assert cache.stale(conn) == {}
-            if n < 2:  # the projection's rows were reconciled before being written
-                assert report.lifecycle.reconciled.fields_changed > 0
+            now, ids, full = cycle["now"], cycle.get("signal_ids"), cycle.get("full", False)
+            report = run_sync(scoped, CONFIG, now, f"s{n}", SyncRequest(ids, full))
+            wide = run_sync(everything, CONFIG, now, f"e{n}", SyncRequest(ids, full, True))
+            assert _state(scoped) == _state(everything), n
+            assert report.scope <= wide.scope
+            with scoped.connect() as conn:
+                assert report.rows.stale(conn) == {}
+            if n < 2:  # the projected rows were reconciled in the cycle that folded them
+                assert report.reconcile.fields_changed > 0
     finally:
-        fused.dispose()
-        stepwise.dispose()
+        scoped.dispose()
+        everything.dispose()
 
 
 def test_known_events_tell_the_latest_of_a_type_only_when_they_can() -> None:

@@ -15,8 +15,9 @@ import alphapulse_dagster.sync.sync_cycle as sync_cycle
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signals, sync_audit_log, sync_cursors
 from alphapulse_dagster.sync.lifecycle import EventRow, KnownEvents
+from alphapulse_dagster.sync.projection import project_log
 from alphapulse_dagster.sync.reconcile import tier0_settled
-from alphapulse_dagster.sync.sync_cycle import lifecycle_step, run_sync
+from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
 H = timedelta(hours=1)
 NOW = T0 + timedelta(days=2)
@@ -94,13 +95,13 @@ def _history(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, short_cut: bool
 
     monkeypatch.setattr(sync_cycle, "tier0_settled", settled)
     append(engine, created(TID, T0), entry(TID, T0 + H))
-    run_sync(engine, CONFIG, NOW, signal_ids=[SIGNAL])
+    run_sync(engine, CONFIG, NOW, request=SyncRequest([SIGNAL]))
     for k in range(3):
         append(engine, event("MFE_UPDATE", TID, T0 + (2 + k) * H, mfe=0.5 + k, mae=0.2))
-        run_sync(engine, CONFIG, NOW, signal_ids=[SIGNAL])
+        run_sync(engine, CONFIG, NOW, request=SyncRequest([SIGNAL]))
     assert registry(engine, SIGNAL)["field_provenance"]["targets"]["tier"] == "2"
     append(engine, created(TID, T0 + 6 * H, targets=[104.0, 108.0]))
-    run_sync(engine, CONFIG, NOW, signal_ids=[SIGNAL])
+    run_sync(engine, CONFIG, NOW, request=SyncRequest([SIGNAL]))
     return answers
 
 
@@ -145,12 +146,13 @@ def test_the_tier0_short_cut_writes_what_the_full_reconciliation_writes_postgres
 def test_a_row_folded_but_never_reconciled_gets_tier0_on_its_next_event(
     engine: sa.Engine,
 ) -> None:
-    # the Dagster assets' projection alone (no reconciliation), then the process died
+    # the projection alone (no reconciliation: a catch-up or a rebuild)
     append(engine, created(TID, T0), entry(TID, T0 + H))
-    lifecycle_step(engine, CONFIG, NOW, "assets-run", reconcile=False)
+    with engine.begin() as conn:
+        project_log(conn, NOW)
     assert registry(engine, SIGNAL)["htf_alignment"] is None
     append(engine, event("MFE_UPDATE", TID, T0 + 2 * H, mfe=1.0, mae=0.1))
-    run_sync(engine, CONFIG, NOW, signal_ids=[SIGNAL])
+    run_sync(engine, CONFIG, NOW, request=SyncRequest([SIGNAL]))
     row = registry(engine, SIGNAL)
     assert row["htf_alignment"] == {"4h": "BULLISH", "1d": "NEUTRAL"}
     assert row["field_provenance"]["htf_alignment"]["tier"] == "0"
@@ -169,16 +171,16 @@ def test_a_failed_pipelined_write_leaves_registry_audit_and_cursor_as_they_were(
             conn.execute(sa.select(sync_cursors.c.name, sync_cursors.c.last_event_id)).all()
         )
 
-    import alphapulse_dagster.sync.projection as projection
+    import alphapulse_dagster.sync.write_plan as write_plan
 
-    real_insert = projection.insert_rows
+    real_insert = write_plan.insert_rows
 
     def broken_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if table is sync_audit_log:  # a NOT NULL column left empty: fails on the server
             rows = [*rows, {**rows[0], "field": None}]
         real_insert(conn, table, rows)
 
-    monkeypatch.setattr(projection, "insert_rows", broken_insert)
+    monkeypatch.setattr(write_plan, "insert_rows", broken_insert)
     append(engine, event("MFE_UPDATE", TID, T0 + 2 * H, mfe=1.0, mae=0.1))
     with pytest.raises(psycopg.errors.NotNullViolation):
         run_sync(engine, CONFIG, NOW)
@@ -190,7 +192,7 @@ def test_a_failed_pipelined_write_leaves_registry_audit_and_cursor_as_they_were(
         )
     assert after == cursors
     # the next cycle catches up
-    monkeypatch.setattr(projection, "insert_rows", real_insert)
+    monkeypatch.setattr(write_plan, "insert_rows", real_insert)
     run_sync(engine, CONFIG, NOW)
     assert registry(engine, SIGNAL)["mfe"] == 1.0
     engine.dispose()

@@ -1,4 +1,5 @@
-"""``alphapulse sync`` (one hybrid-sync cycle, outside Dagster — the same code path) and
+"""``alphapulse sync [--incremental] [--rescan]`` (one hybrid-sync cycle, outside Dagster — the
+same code path as ``hybrid_sync_job``) and
 ``alphapulse health [--json]`` (the system health report)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.sync.health import format_health, health_report
-from alphapulse_dagster.sync.sync_cycle import SyncBusy, run_sync
+from alphapulse_dagster.sync.sync_cycle import SyncBusy, SyncRequest, run_sync
 from alphapulse_dagster.webhooks.spool import Spool, spool_path
 
 # exit status when another sync holds the lock for longer than --wait (EX_TEMPFAIL)
@@ -30,13 +31,8 @@ def _sync(args: argparse.Namespace) -> int:
     config = load_config()
     engine = make_engine()
     try:
-        report = run_sync(
-            engine,
-            config,
-            utcnow(),
-            full=not args.incremental,
-            lock_wait_seconds=args.wait,
-        )
+        request = SyncRequest(full=not args.incremental, rescan=args.rescan)
+        report = run_sync(engine, config, utcnow(), request=request, lock_wait_seconds=args.wait)
     except SyncBusy as exc:
         print(f"alphapulse sync: skipped — {exc}; try again later", file=sys.stderr)
         return EXIT_BUSY
@@ -54,8 +50,8 @@ def _sync(args: argparse.Namespace) -> int:
     summary = {
         "sync_run_id": report.sync_run_id,
         "seconds": round(report.seconds, 3),
-        "signals_projected": report.lifecycle.projection.signals_touched,
-        "expired": len(report.lifecycle.expired),
+        "signals_projected": report.projection.signals_touched,
+        "expired": len(report.expired),
         "signals_scanned": report.gaps.signals_scanned,
         "fields_changed": report.reconcile.fields_changed,
         "gaps_opened": report.gaps.opened,
@@ -68,8 +64,8 @@ def _sync(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(
-            f"sync {report.sync_run_id}: {report.lifecycle.projection.signals_touched} signals "
-            f"projected, {len(report.lifecycle.expired)} expired, "
+            f"sync {report.sync_run_id}: {report.projection.signals_touched} signals "
+            f"projected, {len(report.expired)} expired, "
             f"{report.reconcile.fields_changed} fields filled, {report.gaps.opened} gaps opened, "
             f"{report.gaps.resolved} resolved in {report.seconds:.2f}s\n"
         )
@@ -106,6 +102,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--incremental",
         action="store_true",
         help="only signals with new events and active signals (default: every signal)",
+    )
+    sync.add_argument(
+        "--rescan",
+        action="store_true",
+        help="also re-detect the gaps of every settled signal (after a gap rule, weight "
+        "or kind changed in mtf_config.yaml)",
     )
     sync.add_argument(
         "--wait",

@@ -43,6 +43,8 @@ from alphapulse_dagster.db.types import UtcDateTime
 BATCH = 5000
 # from this many rows, an INSERT on Postgres travels as COPY
 COPY_MIN = 64
+# the bind name of the primary key in :func:`update_rows` (never a column's name)
+_KEY = "b_id"
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,16 @@ def _copy_json(value: Any) -> str:
     return _orjson_dumps(value).decode()
 
 
-def update_rows(
-    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "b_id"
-) -> None:
-    """``UPDATE table`` by primary key (each row's ``key``), writing only the columns each
-    row carries: one statement per distinct column set."""
+def update_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``UPDATE table`` by primary key (each row carries it under its column name),
+    writing only the columns each row carries: one statement per distinct column set."""
     if not rows:
         return
     primary = table.primary_key.columns[0]
+    # the key travels under a name of its own: SQLAlchemy reserves the column's name for
+    # the SET clause
+    key = _KEY
+    rows = [{key if c == primary.name else c: v for c, v in row.items()} for row in rows]
     if not is_postgres(conn):
         for columns, batch in _groups([_whole(r) for r in rows], key).items():
             conn.execute(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
 
 from alphapulse_dagster.db.engine import database_url, make_engine
 
@@ -26,14 +25,6 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Create or upgrade the schema of the app database to ``revision``."""
     command.upgrade(alembic_config(url), revision)
-
-
-def upgrade_engine(engine: Engine, revision: str = "head") -> None:
-    """Same as :func:`upgrade`, on an existing engine's connection (used by tests)."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
 
 
 def current_revision(url: str | None = None) -> str | None:

@@ -24,10 +24,9 @@ from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.bulk import in_ids
 from alphapulse_dagster.db.tables import signals
 from alphapulse_dagster.market.timeframes import duration, is_timeframe
-from alphapulse_dagster.sync.events import NewEvent, append_events
+from alphapulse_dagster.sync.events import EventType, NewEvent, append_events
 from alphapulse_dagster.sync.lifecycle import PENDING
-from alphapulse_dagster.sync.projection import chunked, refold_signals
-from alphapulse_dagster.sync.registry_rows import RegistryRows
+from alphapulse_dagster.sync.projection import chunked
 
 
 def window_bars(config: AppConfig, timeframe: str) -> int:
@@ -65,7 +64,7 @@ def expiry_events(
         events.append(
             NewEvent(
                 source="alphapulse",
-                event_type="CANCELLED",
+                event_type=EventType.CANCELLED,
                 signal_id=row.signal_id,
                 symbol=row.symbol,
                 trade_id=row.trade_id,
@@ -82,20 +81,15 @@ def expiry_events(
     return events
 
 
-def cancel_expired(
-    conn: Connection,
-    config: AppConfig,
-    now: datetime,
-    sync_run_id: str | None = None,
-    signal_ids: Sequence[str] | None = None,
-    cache: RegistryRows | None = None,
-) -> list[str]:
-    """Append the inferred expiries and re-fold those signals (caller's transaction).
-    Returns the ids of the signals that expired."""
+def append_expiries(
+    conn: Connection, config: AppConfig, now: datetime, signal_ids: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Append the inferred expiries (caller's transaction): the ids of the signals that
+    expired now, and of every signal with an expiry event to fold (an expiry appended
+    before but not folded yet comes again as a duplicate)."""
     events = expiry_events(conn, config, now, signal_ids)
     if not events:
-        return []
+        return [], []
     appended = append_events(conn, events, received_at=now)
     expired = [e.signal_id for e, a in zip(events, appended, strict=True) if not a.duplicate]
-    refold_signals(conn, [e.signal_id for e in events], now, sync_run_id, cache=cache)
-    return expired
+    return expired, [e.signal_id for e in events]

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -21,7 +22,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.tables import signal_events
 
-EVENT_TYPES: tuple[str, ...] = ("SIGNAL_CREATED", "ENTRY", "MFE_UPDATE", "EXIT", "CANCELLED")
+
+class EventType(StrEnum):
+    """What can happen to a signal — every ``signal_events.event_type``. Each has one fold
+    handler in ``lifecycle.py`` (:data:`~alphapulse_dagster.sync.lifecycle.HANDLERS`); the
+    webhook payload accepts exactly these."""
+
+    SIGNAL_CREATED = "SIGNAL_CREATED"  # the indicator (or the MTF pipeline) saw a setup
+    ENTRY = "ENTRY"  # the trade was entered: confirms the signal
+    MFE_UPDATE = "MFE_UPDATE"  # a running trade's excursion snapshot
+    EXIT = "EXIT"  # the trade closed (target, stop, breakeven, manual)
+    CANCELLED = "CANCELLED"  # cancelled before entry (explicit, or an inferred expiry)
 
 
 @dataclass(frozen=True)

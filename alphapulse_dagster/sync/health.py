@@ -34,7 +34,7 @@ from alphapulse_dagster.db.tables import (
     signal_health_metrics,
     signals,
 )
-from alphapulse_dagster.sync.gaps import GAP_TYPES
+from alphapulse_dagster.sync.gap_rules import GAP_TYPES
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,15 @@ folds). Sync-owned columns (``reconcile.py``) and their provenance survive both.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from alphapulse_dagster.direction import normalise_direction
-from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
+from alphapulse_dagster.sync.events import EventType
+from alphapulse_dagster.sync.payload_values import price, price_list, timeframe_of
 
 PENDING, CONFIRMED, CLOSED, CANCELLED = "PENDING", "CONFIRMED", "CLOSED", "CANCELLED"
-EXIT_REASONS: tuple[str, ...] = ("TARGET", "STOP", "BREAKEVEN", "MANUAL")
 EXPIRED = "EXPIRED"
 # how sure we are that a PENDING signal past its window really expired (no explicit event)
 INFERRED_STATUS_CONFIDENCE = 0.8
@@ -99,7 +98,7 @@ class EventRow(NamedTuple):
 
     @property
     def inferred(self) -> bool:
-        return self.event_type == "CANCELLED" and self.payload.get("inferred") is True
+        return self.event_type == EventType.CANCELLED and self.payload.get("inferred") is True
 
 
 class KnownEvents(NamedTuple):
@@ -122,133 +121,153 @@ class KnownEvents(NamedTuple):
         return best
 
 
-# --- payload parsing ----------------------------------------------------------------------
-
-
-def price(value: Any) -> float | None:
-    """A finite positive price, or None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
-def price_list(value: Any) -> list[float] | None:
-    if not isinstance(value, list | tuple):
-        return None
-    prices = [price(v) for v in value]
-    clean = [p for p in prices if p is not None]
-    return clean or None
-
-
-def timeframe_of(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    try:
-        return normalise_interval(str(value))
-    except UnknownTimeframe:
-        return None
-
-
 # --- the fold -----------------------------------------------------------------------------
+
+
+class _FoldState:
+    """One signal's fold so far: its projected columns, their provenance, and whether an
+    explicit CANCELLED was applied (only that makes CANCELLED final)."""
+
+    __slots__ = ("explicit_cancel", "provenance", "row")
+
+    def __init__(
+        self, row: dict[str, Any], provenance: dict[str, dict[str, Any]], explicit_cancel: bool
+    ) -> None:
+        self.row = row
+        self.provenance = provenance
+        self.explicit_cancel = explicit_cancel
+
+    def put(self, column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
+        """Set ``column`` from ``event``, with its provenance (tier "event")."""
+        self.row[column] = value
+        if column in _PROVENANCED:
+            self.provenance[column] = {
+                "tier": "event",
+                "confidence": confidence,
+                "source": f"{event.event_type}#{event.event_id}",
+            }
+
+    def clear(self, *columns: str) -> None:
+        for column in columns:
+            self.row[column] = None
+            self.provenance.pop(column, None)
+
+
+def _on_signal_created(state: _FoldState, event: EventRow) -> None:
+    """Opens the signal as PENDING; only fills what no earlier-timed event set."""
+    row, payload = state.row, event.payload
+    if row["created_at"] is None:
+        state.put("created_at", event.event_time, event)
+    if row["status"] is None:
+        state.put("status", PENDING, event)
+    direction = normalise_direction(payload.get("direction"))
+    if direction and row["direction"] is None:
+        state.put("direction", direction, event)
+    timeframe = timeframe_of(payload.get("timeframe"))
+    if timeframe and row["timeframe"] is None:
+        state.put("timeframe", timeframe, event)
+
+
+def _on_entry(state: _FoldState, event: EventRow) -> None:
+    """Confirms a PENDING signal, or re-opens one cancelled by an inferred expiry."""
+    row, payload = state.row, event.payload
+    status = row["status"]
+    reopenable = status == CANCELLED and not state.explicit_cancel
+    if not (status in (None, PENDING) or reopenable):
+        return
+    state.put("status", CONFIRMED, event)
+    row["status_reason"] = None
+    row["status_confidence"] = 1.0
+    state.clear("cancelled_at")
+    state.put("confirmed_at", event.event_time, event)
+    for column in ("entry_price", "stop_loss"):
+        value = price(payload.get(column))
+        if value is not None:
+            state.put(column, value, event)
+    targets = price_list(payload.get("targets"))
+    if targets is not None:
+        state.put("targets", targets, event)
+    direction = normalise_direction(payload.get("direction"))
+    if direction:
+        state.put("direction", direction, event)
+    timeframe = timeframe_of(payload.get("timeframe"))
+    if timeframe:
+        state.put("timeframe", timeframe, event)
+
+
+def _on_mfe_update(state: _FoldState, event: EventRow) -> None:
+    """Stamps ``last_mfe_update_at``; the trade is evidently live if the ENTRY was missed."""
+    if state.row["status"] in (None, PENDING):
+        state.put("status", CONFIRMED, event)
+        state.row["status_confidence"] = 1.0
+    state.put("last_mfe_update_at", event.event_time, event)
+
+
+def _on_exit(state: _FoldState, event: EventRow) -> None:
+    """Closes the trade (reason TARGET / STOP / BREAKEVEN / MANUAL, MANUAL if absent)."""
+    row, payload = state.row, event.payload
+    if row["status"] == CLOSED:
+        return
+    reason = str(payload.get("exit_reason") or "MANUAL").strip().upper()[:16]
+    state.put("status", CLOSED, event)
+    row["status_reason"] = reason
+    row["status_confidence"] = 1.0
+    state.put("exit_reason", reason, event)
+    exit_price = price(payload.get("exit_price"))
+    if exit_price is not None:
+        state.put("exit_price", exit_price, event)
+    state.put("closed_at", event.event_time, event)
+
+
+def _on_cancelled(state: _FoldState, event: EventRow) -> None:
+    """An inferred expiry cancels only a PENDING signal, at confidence 0.8; an explicit
+    CANCELLED also replaces an inferred one, and is final."""
+    row = state.row
+    status = row["status"]
+    if event.inferred:
+        if status in (None, PENDING):
+            state.put("status", CANCELLED, event, INFERRED_STATUS_CONFIDENCE)
+            row["status_reason"] = EXPIRED
+            row["status_confidence"] = INFERRED_STATUS_CONFIDENCE
+            state.put("cancelled_at", event.event_time, event, INFERRED_STATUS_CONFIDENCE)
+    elif status in (None, PENDING) or (status == CANCELLED and not state.explicit_cancel):
+        state.explicit_cancel = True
+        reason = str(event.payload.get("reason") or CANCELLED).strip().upper()[:32]
+        state.put("status", CANCELLED, event)
+        row["status_reason"] = reason
+        row["status_confidence"] = 1.0
+        state.put("cancelled_at", event.event_time, event)
+
+
+# One handler per event type: adding a type to ``EventType`` means adding its handler here.
+HANDLERS: dict[str, Callable[[_FoldState, EventRow], None]] = {
+    EventType.SIGNAL_CREATED: _on_signal_created,
+    EventType.ENTRY: _on_entry,
+    EventType.MFE_UPDATE: _on_mfe_update,
+    EventType.EXIT: _on_exit,
+    EventType.CANCELLED: _on_cancelled,
+}
 
 
 def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Project one signal's events into its registry columns (``PROJECTED_COLUMNS``) plus
-    ``field_provenance`` for them. ``events`` may be in any order.
+    ``field_provenance`` for them. ``events`` may be in any order; each is applied by its
+    type's handler (:data:`HANDLERS`) in ``(event_time, event_id)`` order.
 
     ``resume``: the stored registry row of the signal, when every one of ``events`` sorts
     after all the events already folded into it (in ``(event_time, event_id)`` order —
     see :func:`can_resume`). The fold then continues from that row instead of replaying
     the whole history; the result is the same."""
     ordered = sorted(events, key=lambda e: (e.event_time, e.event_id))
-    row: dict[str, Any] = dict.fromkeys(PROJECTED_COLUMNS)
-    provenance: dict[str, dict[str, Any]] = {}
-    explicit_cancel = False
     if resume is not None:
-        row, provenance, explicit_cancel = _fold_state(resume)
-
-    def put(column: str, value: Any, event: EventRow, confidence: float = 1.0) -> None:
-        row[column] = value
-        if column in _PROVENANCED:
-            provenance[column] = {
-                "tier": "event",
-                "confidence": confidence,
-                "source": f"{event.event_type}#{event.event_id}",
-            }
-
-    def clear(*columns: str) -> None:
-        for column in columns:
-            row[column] = None
-            provenance.pop(column, None)
-
+        state = _FoldState(*_fold_state(resume))
+    else:
+        state = _FoldState(dict.fromkeys(PROJECTED_COLUMNS), {}, False)
     for event in ordered:
-        payload = event.payload
-        kind = event.event_type
-        status = row["status"]
-        direction = normalise_direction(payload.get("direction"))
-        timeframe = timeframe_of(payload.get("timeframe"))
-        if kind == "SIGNAL_CREATED":
-            if row["created_at"] is None:
-                put("created_at", event.event_time, event)
-            if status is None:
-                put("status", PENDING, event)
-            if direction and row["direction"] is None:
-                put("direction", direction, event)
-            if timeframe and row["timeframe"] is None:
-                put("timeframe", timeframe, event)
-        elif kind == "ENTRY":
-            reopenable = status == CANCELLED and not explicit_cancel
-            if status in (None, PENDING) or reopenable:
-                put("status", CONFIRMED, event)
-                row["status_reason"] = None
-                row["status_confidence"] = 1.0
-                clear("cancelled_at")
-                put("confirmed_at", event.event_time, event)
-                for column in ("entry_price", "stop_loss"):
-                    value = price(payload.get(column))
-                    if value is not None:
-                        put(column, value, event)
-                targets = price_list(payload.get("targets"))
-                if targets is not None:
-                    put("targets", targets, event)
-                if direction:
-                    put("direction", direction, event)
-                if timeframe:
-                    put("timeframe", timeframe, event)
-        elif kind == "MFE_UPDATE":
-            if status in (None, PENDING):  # the trade is evidently live; ENTRY was missed
-                put("status", CONFIRMED, event)
-                row["status_confidence"] = 1.0
-            put("last_mfe_update_at", event.event_time, event)
-        elif kind == "EXIT":
-            if status != CLOSED:
-                reason = str(payload.get("exit_reason") or "MANUAL").strip().upper()[:16]
-                put("status", CLOSED, event)
-                row["status_reason"] = reason
-                row["status_confidence"] = 1.0
-                put("exit_reason", reason, event)
-                exit_price = price(payload.get("exit_price"))
-                if exit_price is not None:
-                    put("exit_price", exit_price, event)
-                put("closed_at", event.event_time, event)
-        elif kind == "CANCELLED":
-            if event.inferred:
-                if status in (None, PENDING):
-                    put("status", CANCELLED, event, INFERRED_STATUS_CONFIDENCE)
-                    row["status_reason"] = EXPIRED
-                    row["status_confidence"] = INFERRED_STATUS_CONFIDENCE
-                    put("cancelled_at", event.event_time, event, INFERRED_STATUS_CONFIDENCE)
-            elif status in (None, PENDING) or (status == CANCELLED and not explicit_cancel):
-                explicit_cancel = True
-                reason = str(payload.get("reason") or CANCELLED).strip().upper()[:32]
-                put("status", CANCELLED, event)
-                row["status_reason"] = reason
-                row["status_confidence"] = 1.0
-                put("cancelled_at", event.event_time, event)
+        handler = HANDLERS.get(event.event_type)
+        if handler is not None:
+            handler(state, event)
+    row, provenance = state.row, state.provenance
 
     if row["status"] is None:  # only events that do not open a signal (never expected)
         row["status"] = PENDING
@@ -258,7 +277,7 @@ def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) ->
     if resume is not None:
         # the first SIGNAL_CREATED names the source; created_at is set iff one was folded
         if resume["created_at"] is None:
-            created = (e for e in ordered if e.event_type == "SIGNAL_CREATED")
+            created = (e for e in ordered if e.event_type == EventType.SIGNAL_CREATED)
             row["source"] = next((e.source for e in created), row["source"])
         row["trade_id"] = row["trade_id"] or next((e.trade_id for e in ordered if e.trade_id), None)
         row["last_event_id"] = max(row["last_event_id"], *(e.event_id for e in ordered))
@@ -268,7 +287,9 @@ def fold(events: Sequence[EventRow], resume: Mapping[str, Any] | None = None) ->
     else:
         first = min(ordered, key=lambda e: e.event_id)
         authored = [e for e in ordered if not e.inferred] or ordered
-        creator = next((e for e in authored if e.event_type == "SIGNAL_CREATED"), authored[0])
+        creator = next(
+            (e for e in authored if e.event_type == EventType.SIGNAL_CREATED), authored[0]
+        )
         row["source"] = creator.source
         row["trade_id"] = next((e.trade_id for e in ordered if e.trade_id), None)
         row["symbol"] = first.symbol

@@ -1,8 +1,8 @@
-"""The registry as a projection of the log: :func:`project_log` catches ``signals`` up with
-``signal_events`` past the ``lifecycle`` cursor, :func:`rebuild_registry` rebuilds it
-from the whole log. The rules of the fold are in ``lifecycle.py``; this module reads the
-events, resumes or re-folds each signal, and writes the rows that changed (with the
-sync's reconciliation of them, when given an ``enrich`` hook — ``sync_cycle.py``).
+"""The registry as a projection of the log: the rules of the fold are in ``lifecycle.py``;
+this module reads a chunk's events (:func:`read_fold_input`) and folds them onto the
+stored rows (:func:`fold_chunk`, pure). The sync cycle (``sync_cycle.py``) reconciles the
+folded rows before one write; :func:`project_log` is the projection alone (catch-up
+without the sync) and :func:`rebuild_registry` rebuilds the registry from the whole log.
 
 Cursors over the log (``sync_cursors``): :func:`read_cursor`, :func:`write_cursor`.
 """
@@ -10,24 +10,17 @@ Cursors over the log (``sync_cursors``): :func:`read_cursor`, :func:`write_curso
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alphapulse_dagster.db.bulk import (
-    JsonMerge,
-    in_ids,
-    insert_rows,
-    json_merge,
-    pipelined,
-    update_rows,
-)
-from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log, sync_cursors
+from alphapulse_dagster.db.bulk import in_ids
+from alphapulse_dagster.db.tables import signal_events, signals, sync_cursors
 from alphapulse_dagster.sync.lifecycle import (
     CLOSED,
     CONFIRMED,
@@ -43,36 +36,27 @@ from alphapulse_dagster.sync.lifecycle import (
     span_of,
 )
 from alphapulse_dagster.sync.log_horizon import log_head, signals_after
-from alphapulse_dagster.sync.registry_rows import RegistryRows, load_rows
+from alphapulse_dagster.sync.registry_rows import read_rows
+from alphapulse_dagster.sync.write_plan import EMPTY_ROW, plan_writes, write_plan
 
 LIFECYCLE_CURSOR = "lifecycle"
 CHUNK = 2000
-# part of a pipelined projection (:func:`project_log`): small enough that the server's
-# writes of one part overlap most of the planning, large enough to keep statements few
-# (parts of 250 measured slower: bench/RESULTS.md, round VI)
-PIPELINED_CHUNK = 500
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProjectionResult:
     """What one projection pass did."""
 
-    signals_touched: int
-    rows_inserted: int
-    rows_updated: int
-    reopened: int
-    last_event_id: int
+    signals_touched: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    reopened: int = 0
+    last_event_id: int = 0
 
 
 def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def update_by_id(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``UPDATE signals`` by primary key (``b_id``), writing only the columns each row
-    carries: one statement per distinct column set (a cycle has a handful)."""
-    update_rows(conn, signals, rows)
 
 
 _EVENT_COLUMNS = (
@@ -145,260 +129,126 @@ def write_cursor(conn: Connection, last_event_id: int, now: datetime, name: str 
     )
 
 
+@dataclass(frozen=True)
+class FoldInput:
+    """A chunk's events to fold, by signal, and the signals whose fold resumes from their
+    stored row (their events are only those past it)."""
+
+    events: Mapping[str, list[EventRow]]
+    resumable: frozenset[str]
+
+    def known(self) -> dict[str, KnownEvents]:
+        """The loaded events of each signal, and whether they are all its events."""
+        return {i: KnownEvents(e, i not in self.resumable) for i, e in self.events.items()}
+
+
+def read_fold_input(
+    conn: Connection, stored: Mapping[str, Mapping[str, Any]], chunk: Sequence[str], after: int
+) -> FoldInput:
+    """The events to fold for each signal of ``chunk`` (``stored``: its rows as stored):
+    those past the projection cursor ``after`` when the fold can resume from the stored
+    row (:func:`can_resume`), else all of the signal's events."""
+    events: dict[str, list[EventRow]] = {}
+    recent = _recent_events(conn, [i for i in chunk if i in stored], after)
+    for signal_id, candidates in recent.items():
+        row = stored[signal_id]
+        if can_resume(row, span_of(row, candidates, after)):
+            events[signal_id] = candidates  # all new: none is unseen
+    resumable = frozenset(events)
+    events.update(load_events(conn, [i for i in chunk if i not in resumable]))
+    return FoldInput(events, resumable)
+
+
+def refold_input(conn: Connection, chunk: Sequence[str]) -> FoldInput:
+    """Every event of each signal of ``chunk`` (a whole re-fold)."""
+    return FoldInput(load_events(conn, chunk), frozenset())
+
+
 # the columns a re-fold writes
 _WRITTEN: tuple[str, ...] = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
 
 
-def refold_signals(
-    conn: Connection,
-    signal_ids: Iterable[str],
-    now: datetime,
-    sync_run_id: str | None = None,
-    after: int | None = None,
-    cache: RegistryRows | None = None,
-    enrich: Enrich | None = None,
-    writes: Connection | None = None,
-    chunk_size: int = CHUNK,
-) -> tuple[int, int, int]:
-    """Re-fold ``signal_ids`` and write the rows that changed.
+@dataclass
+class Folded:
+    """A chunk after its fold: each folded signal's row as the fold leaves it (the stored
+    row itself when the fold changed nothing), the counts, and the audit rows of late
+    ENTRYs that re-opened an inferred expiry."""
 
-    With ``after`` (the projection cursor the new events are past), a signal whose new
-    events all sort after its folded ones (:func:`can_resume`) has just those folded onto
-    its stored row; every other signal is re-folded from all its events. A late ENTRY that
-    re-opens an inferred expiry is audited when ``sync_run_id`` is given. ``cache``: the
-    cycle's registry rows (read through it, kept current with what is written).
-
-    ``enrich``: called with the full rows the fold inserts or changes, *before* they are
-    written (the sync's reconciliation): it updates them in place and returns its own
-    ``UPDATE`` rows and audit rows, which are written with the fold's — one write per
-    row instead of two.
-
-    ``writes``: another connection for the writes (only :func:`~alphapulse_dagster.db.bulk.
-    insert_rows` / ``update_rows`` run on it) — :func:`project_log` passes one in pipeline
-    mode, so the server writes one part (``chunk_size`` signals) while the next is planned;
-    ``conn`` then only reads. Returns (inserted, updated, reopened)."""
-    ids = sorted(set(signal_ids))
-    counts = [0, 0, 0]  # inserted, updated, reopened
-    for chunk in chunked(ids):
-        existing, events, resumable = _read_chunk(conn, chunk, after, cache)
-        # the reads are shared; planning and writing go by ``chunk_size`` (pipelining)
-        for part in chunked(chunk, chunk_size):
-            _refold_part(
-                conn,
-                part,
-                existing,
-                events,
-                resumable,
-                now,
-                sync_run_id,
-                cache,
-                enrich,
-                counts,
-                writes,
-            )
-    return counts[0], counts[1], counts[2]
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    reopened: int = 0
+    audits: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_chunk(
-    conn: Connection, chunk: Sequence[str], after: int | None, cache: RegistryRows | None
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[EventRow]], set[str]]:
-    """The stored rows of ``chunk``, the events to fold for each signal and the signals
-    whose fold resumes from their stored row (:func:`can_resume`)."""
-    existing = load_rows(conn, chunk, cache)
-    events: dict[str, list[EventRow]] = {}
-    if after is not None:
-        recent = _recent_events(conn, [i for i in chunk if i in existing], after)
-        for signal_id, candidates in recent.items():
-            stored = existing[signal_id]
-            if can_resume(stored, span_of(stored, candidates, after)):
-                events[signal_id] = candidates  # all new: none is unseen
-    resumable = set(events)
-    events.update(load_events(conn, [i for i in chunk if i not in resumable]))
-    return existing, events, resumable
-
-
-def _refold_part(
-    conn: Connection,
-    chunk: Sequence[str],
-    existing: Mapping[str, dict[str, Any]],
-    events: Mapping[str, list[EventRow]],
-    resumable: set[str],
-    now: datetime,
-    sync_run_id: str | None,
-    cache: RegistryRows | None,
-    enrich: Enrich | None,
-    counts: list[int],
-    writes: Connection | None,
-) -> None:
-    """Fold, enrich and write the signals of ``chunk`` (read by :func:`_read_chunk`),
-    adding to ``counts`` — see :func:`refold_signals`."""
-    new_rows: list[dict[str, Any]] = []
-    changed_rows: list[dict[str, Any]] = []
-    audits: list[dict[str, Any]] = []
-    full: dict[str, dict[str, Any]] = {}  # each written row as it will be stored
-    enrichment_after: Callable[[Connection], None] | None = None
-    for signal_id in chunk:
-        if signal_id not in events:
-            continue
-        old = existing.get(signal_id)
-        resume = old if signal_id in resumable else None
-        row = merge_with_existing(fold(events[signal_id], resume), old)
+def fold_chunk(
+    stored: Mapping[str, dict[str, Any]], fold_input: FoldInput, now: datetime, sync_run_id: str
+) -> Folded:
+    """Fold each signal's events onto its stored row (resumed, or from all its events)."""
+    out = Folded()
+    for signal_id, events in fold_input.events.items():
+        old = stored.get(signal_id)
+        resume = old if signal_id in fold_input.resumable else None
+        row = merge_with_existing(fold(events, resume), old)
         if old is None:
-            new_rows.append({**row, "signal_id": signal_id, "updated_at": now})
-            full[signal_id] = {**_EMPTY_ROW, **new_rows[-1]}
+            out.rows[signal_id] = {**EMPTY_ROW, **row, "signal_id": signal_id}
+            out.inserted += 1
             continue
-        changed = {c: row[c] for c in _WRITTEN if row[c] != old.get(c)}
-        # data_confidence follows the provenance (a float mean: equal documents in another
-        # key order may differ in the last bit) — alone, it is no change
-        if not changed.keys() - {"data_confidence"}:
+        changed = [c for c in _WRITTEN if row[c] != old.get(c)]
+        if not changed or changed == ["data_confidence"]:
+            out.rows[signal_id] = old
             continue
-        if "field_provenance" in changed:
-            changed["field_provenance"] = json_merge(
-                old["field_provenance"], changed["field_provenance"]
-            )
-        changed_rows.append({**changed, "b_id": signal_id, "updated_at": now})
+        out.rows[signal_id] = {**old, **{c: row[c] for c in _WRITTEN}}
+        out.updated += 1
         if is_inferred_expiry(old) and row["status"] in (CONFIRMED, CLOSED):
-            counts[2] += 1
-            if sync_run_id is not None:
-                audits.append(
-                    {
-                        "sync_run_id": sync_run_id,
-                        "signal_id": signal_id,
-                        "field": "status",
-                        "old_value": {"status": old["status"], "reason": EXPIRED},
-                        "new_value": {"status": row["status"]},
-                        "tier": "event",
-                        "confidence": 1.0,
-                        "old_confidence": float(old["status_confidence"]),
-                        "reason": "late ENTRY re-opens an inferred expiry "
-                        f"({row['field_provenance']['status']['source']})",
-                        "action_timestamp": now,
-                    }
-                )
-        full[signal_id] = {**old, **{c: row[c] for c in _WRITTEN}, "updated_at": now}
-    if enrich is not None and full:
-        known = {i: KnownEvents(events[i], i not in resumable) for i in full}
-        # updates ``full``; ``existing`` still holds the rows as stored before this fold
-        enrichment = enrich(conn, list(full.values()), known, existing)
-        _merge_enrichment(enrichment.updates, full, new_rows, changed_rows)
-        audits.extend(enrichment.audits)
-        enrichment_after = enrichment.after
-    if cache is not None:  # last: an ``existing`` row may be the cached row itself
-        for changed in changed_rows:
-            cache.record(full[changed["b_id"]])
-        for new in new_rows:
-            cache.put(full[new["signal_id"]])
-    counts[0] += len(new_rows)
-    counts[1] += len(changed_rows)
-    out = conn if writes is None else writes
-    if new_rows:
-        insert_rows(out, signals, new_rows)
-    if changed_rows:
-        update_by_id(out, changed_rows)
-    if audits:
-        insert_rows(out, sync_audit_log, audits)
-    if enrichment_after is not None:
-        enrichment_after(out)
+            out.reopened += 1
+            out.audits.append(_reopen_audit(old, row, sync_run_id, now))
+    return out
 
 
-class Enrichment(NamedTuple):
-    """What an ``enrich`` hook adds to a fold's writes: ``UPDATE`` rows (``b_id``) merged
-    into the fold's own, audit rows, and writes to make after the rows are stored."""
-
-    updates: list[dict[str, Any]]
-    audits: list[dict[str, Any]]
-    after: Callable[[Connection], None] | None = None
-
-
-# (connection, the rows to write, the events folded into each, the rows as stored before)
-Enrich = Callable[
-    [Connection, list[dict[str, Any]], Mapping[str, KnownEvents], Mapping[str, Mapping[str, Any]]],
-    Enrichment,
-]
-_EMPTY_ROW: dict[str, Any] = dict.fromkeys(signals.c.keys())
-
-
-def _merge_enrichment(
-    extra: Sequence[Mapping[str, Any]],
-    full: Mapping[str, dict[str, Any]],
-    new_rows: list[dict[str, Any]],
-    changed_rows: list[dict[str, Any]],
-) -> None:
-    """Fold ``enrich``'s ``UPDATE`` rows into the fold's inserts and updates. The
-    provenance is written from the final document: whole for an insert, as a merge over
-    the stored document for an update."""
-    inserts = {r["signal_id"]: r for r in new_rows}
-    updates = {r["b_id"]: r for r in changed_rows}
-    for values in extra:
-        signal_id = values["b_id"]
-        provenance = full[signal_id]["field_provenance"]
-        columns = {k: v for k, v in values.items() if k not in ("b_id", "field_provenance")}
-        if signal_id in inserts:
-            inserts[signal_id].update(columns, field_provenance=provenance)
-        elif "field_provenance" in values:
-            target = updates[signal_id]
-            target.update(columns, field_provenance=_merged(target, values, provenance))
-        else:
-            updates[signal_id].update(columns)
-
-
-def _merged(fold_update: Mapping[str, Any], extra: Mapping[str, Any], final: Any) -> Any:
-    """The provenance to write over the stored document: the fold's change (a merge,
-    a whole document, or none) then ``extra``'s merge, as one merge with the final values
-    — or the whole final document when the fold replaced it (a key removed)."""
-    first = fold_update.get("field_provenance")
-    second = extra["field_provenance"]
-    if not isinstance(second, JsonMerge) or (
-        first is not None and not isinstance(first, JsonMerge)
-    ):
-        return final
-    keys = {*(first.changed if first is not None else ()), *second.changed}
-    return JsonMerge({k: final[k] for k in keys}, final)
+def _reopen_audit(
+    old: Mapping[str, Any], row: Mapping[str, Any], sync_run_id: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "sync_run_id": sync_run_id,
+        "signal_id": old["signal_id"],
+        "field": "status",
+        "old_value": {"status": old["status"], "reason": EXPIRED},
+        "new_value": {"status": row["status"]},
+        "tier": "event",
+        "confidence": 1.0,
+        "old_confidence": float(old["status_confidence"]),
+        "reason": "late ENTRY re-opens an inferred expiry "
+        f"({row['field_provenance']['status']['source']})",
+        "action_timestamp": now,
+    }
 
 
 def project_log(
-    conn: Connection,
-    now: datetime,
-    sync_run_id: str | None = None,
-    head: int | None = None,
-    cache: RegistryRows | None = None,
-    enrich: Enrich | None = None,
-    writes: Connection | None = None,
+    conn: Connection, now: datetime, sync_run_id: str = "projection"
 ) -> ProjectionResult:
-    """Catch the registry up with the log: re-fold every signal with events in
-    ``(cursor, head]``, then advance the ``lifecycle`` cursor to ``head`` (same transaction
-    as the rows: ``writes``'s when given, else ``conn``'s).
-
-    ``writes``: a second connection (its own transaction, committed by the caller) that
-    takes every write, in pipeline mode (:func:`~alphapulse_dagster.db.bulk.pipelined`):
-    the server writes one part (``PIPELINED_CHUNK`` signals) while this process plans the
-    next, reading on ``conn``. The parts touch disjoint signals, so no read depends on a
-    write still in flight; a failed write aborts ``writes``'s transaction, cursor
-    included.
-
-    ``head``: the log's safe head (:func:`alphapulse_dagster.sync.log_horizon.safe_head`),
-    computed in an earlier transaction. With several writers on Postgres this is what
-    keeps the cursor from passing an id that is still uncommitted. ``None`` uses
-    ``max(event_id)`` as this transaction sees it, which is safe only with one writer at a
-    time (SQLite, tests, benchmarks).
-
-    Cost grows with the number of new events' signals, not with the log's length."""
+    """The projection alone, in the caller's transaction: re-fold every signal with events
+    past the ``lifecycle`` cursor and write the rows that changed, then advance the
+    cursor to ``max(event_id)`` — safe with one writer at a time (tests, a rebuild). The
+    sync cycle projects with its reconciliation (``sync_cycle.run_sync``)."""
     cursor = read_cursor(conn)
-    if head is None:
-        head = log_head(conn)
+    head = log_head(conn)
+    result = ProjectionResult(last_event_id=cursor)
     if head <= cursor:
-        return ProjectionResult(0, 0, 0, 0, cursor)
+        return result
     ids = signals_after(conn, cursor, head)
-    if writes is None:
-        counts = refold_signals(conn, ids, now, sync_run_id, cursor, cache, enrich)
-    else:
-        with pipelined(writes):
-            counts = refold_signals(
-                conn, ids, now, sync_run_id, cursor, cache, enrich, writes, PIPELINED_CHUNK
-            )
-    write_cursor(conn if writes is None else writes, head, now)
-    inserted, updated, reopened = counts
-    return ProjectionResult(len(ids), inserted, updated, reopened, head)
+    for chunk in chunked(ids):
+        stored = read_rows(conn, chunk)
+        folded = fold_chunk(stored, read_fold_input(conn, stored, chunk, cursor), now, sync_run_id)
+        plan = plan_writes(stored, folded.rows, now)
+        plan.audits.extend(folded.audits)
+        write_plan(conn, plan, now)
+        result.rows_inserted += folded.inserted
+        result.rows_updated += folded.updated
+        result.reopened += folded.reopened
+    write_cursor(conn, head, now)
+    result.signals_touched, result.last_event_id = len(ids), head
+    return result
 
 
 def rebuild_registry(conn: Connection, now: datetime, head: int | None = None) -> ProjectionResult:
@@ -418,7 +268,7 @@ def rebuild_registry(conn: Connection, now: datetime, head: int | None = None) -
     sync_owned = [c.name for c in signals.columns if c.name not in _NOT_SYNC_OWNED]
     inserted = 0
     for chunk in chunked(ids):
-        old_rows = load_rows(conn, chunk)
+        old_rows = read_rows(conn, chunk)
         conn.execute(delete(signals).where(signals.c.signal_id.in_(chunk)))
         events = load_events(conn, chunk)
         rows = []

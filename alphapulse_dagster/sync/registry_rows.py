@@ -6,8 +6,8 @@ and applying each step's writes to the in-memory copy saves two reads of wide ro
 the decoding of their provenance documents) per cycle.
 
 Valid only inside one :func:`sync_cycle.run_sync`: it holds the sync lock, and the sync is
-the only writer of ``signals``. A row a step inserts is kept whole (every column, as the
-insert stores it). A cycle that fails drops the cache with it.
+the only writer of ``signals``. The rows a chunk writes are kept whole, as stored
+(:meth:`RegistryRows.keep`). A cycle that fails drops its copy with it.
 :meth:`RegistryRows.stale` compares the cache with the database (tests)."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _read_rows_binary(conn: Connection, signal_ids: Sequence[str]) -> dict[str, 
 
 class RegistryRows:
     """Registry rows by signal id; a row handed out is the cached dict itself, so a step
-    that writes a row applies the same values to it (:meth:`record`)."""
+    that writes rows hands them back (:meth:`keep`)."""
 
     def __init__(self, limit: int = 20_000) -> None:
         self._rows: dict[str, dict[str, Any]] = {}
@@ -82,16 +82,12 @@ class RegistryRows:
             i: self._rows.get(i) or fresh[i] for i in signal_ids if i in self._rows or i in fresh
         }
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Keep ``row`` — the whole row as just written — in place of the cached one (a
-        no-op if that signal is not cached)."""
-        if row["signal_id"] in self._rows:
-            self._rows[row["signal_id"]] = row
-
-    def put(self, row: dict[str, Any]) -> None:
-        """Keep a row just inserted — the whole row, every column (within the limit)."""
-        if row["signal_id"] in self._rows or len(self._rows) < self.limit:
-            self._rows[row["signal_id"]] = row
+    def keep(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Keep ``rows`` — each the whole row as just written — in place of the cached
+        ones (a row not cached yet is kept within the limit)."""
+        for row in rows:
+            if row["signal_id"] in self._rows or len(self._rows) < self.limit:
+                self._rows[row["signal_id"]] = row
 
     def stale(self, conn: Connection) -> dict[str, dict[str, tuple[Any, Any]]]:
         """Cached rows that differ from the database: ``{id: {column: (cached, stored)}}``."""
@@ -104,12 +100,3 @@ class RegistryRows:
             if diff:
                 out[signal_id] = diff
         return out
-
-
-def load_rows(
-    conn: Connection, signal_ids: Sequence[str], cache: RegistryRows | None = None
-) -> dict[str, dict[str, Any]]:
-    """Rows of ``signal_ids``: from ``cache`` when given, else from the database."""
-    if cache is None:
-        return read_rows(conn, signal_ids)
-    return cache.load(conn, signal_ids)

@@ -1,49 +1,39 @@
-"""One hybrid-sync cycle — the single code path of the Dagster job, the sensor's runs and
-``alphapulse sync``.
+"""One hybrid-sync cycle — the one code path of the Dagster job (its schedule and sensor
+runs) and of ``alphapulse sync``: :func:`run_sync`.
 
-Steps, in order (each also callable alone, which is what the Dagster assets do):
+Each chunk of signals goes through the same pipeline (:func:`plan_chunk`): read the rows
+→ fold their new events (``projection.fold_chunk``) → load what the tiers and the gap
+rules read (``signal_facts.load_facts``) → reconcile (``reconcile.reconcile_rows``) →
+detect gaps and scores (``gaps.plan_gaps``) → one :class:`~alphapulse_dagster.sync.
+write_plan.ChunkPlan`, written by :func:`~alphapulse_dagster.sync.write_plan.write_plan`.
+Every row is written once per cycle, with all its columns; its audit and gap rows go in
+the same transaction.
 
-1. :func:`lifecycle_step` — catch the registry up with the log (``lifecycle`` cursor),
-   then append inferred expiries for PENDING signals past their window and re-fold them.
-2. :func:`reconcile_step` — tiered reconciliation of the signals in scope.
-3. :func:`gap_step` — detect the open gaps of the signals in scope, persist differences
-   and per-signal health scores.
-4. :func:`health_step` — the system report, appended to ``signal_health_metrics``.
+A cycle runs three passes over that pipeline, under the sync lock (:mod:`sync_lock`):
 
-Scope — the signals whose inputs can have changed since the step last ran; a signal
-outside it would reproduce its stored fields and gaps exactly (the steps are idempotent):
+1. **projection** — the signals with events past the ``lifecycle`` cursor, up to the
+   log's safe head (:mod:`log_horizon`). On Postgres the writes go to a second
+   connection in pipeline mode while the next chunk is planned; one transaction with the
+   cursor.
+2. **expiry** — inferred expiries appended for PENDING signals past their window (of the
+   given ids, else all), and those signals re-folded (``cancellations.py``).
+3. **catch-up** — the signals whose inputs changed without a new event of their own:
 
-- always: every signal whose latest event is past the step's cursor (new events, also
-  the inferred expiries of step 1), plus the given ``signal_ids`` (the sensor's batch);
-- a scheduled cycle (no ids) and ``full`` add the inputs that change with time alone,
-  selected in SQL over every signal: trades Tier 1 may re-measure (confirmed, not final,
-  on a symbol with candles — :func:`reconcile.tier1_signal_ids`) and, for gaps, signals
-  whose ``no_mfe_update`` window has just been crossed (:func:`gaps.time_driven_gap_ids`);
-- the gap step also takes every signal the reconciliation changed since its last pass
-  (each change has a ``sync_audit_log`` row; ``gaps_audit`` cursor);
-- ``full`` also re-detects every signal whose ``health_score`` disagrees with its open
-  gaps under the current weights (never scanned, or the config changed —
-  :func:`gaps.stale_score_ids`).
+   - every signal with an event past the ``reconcile`` cursor, plus the given
+     ``signal_ids`` (the sensor's batch);
+   - a scheduled cycle (no ids) and ``full`` add what changes with time alone, selected
+     in SQL: trades Tier 1 may re-measure (:func:`reconcile.tier1_signal_ids`) and the
+     time-driven gaps that are due or no longer due (:func:`gaps.time_driven_gap_ids`,
+     from the gap rules' SQL predicates);
+   - ``full`` adds the signals whose score disagrees with their open gaps under the
+     current weights (:func:`gaps.stale_score_ids`);
+   - ``rescan`` adds every signal: the gap rules run again on settled signals too (after
+     a rule or a kind changed).
 
-So "full" still considers every signal, but as set-based predicates; only the signals
-that can change are loaded into Python. Cost grows with changes, not with history.
+   One transaction per chunk. Cost grows with changes, not with history.
 
-Cycles never overlap: :func:`sync_lock` (Postgres advisory lock; SQLite lease row). Each
-chunk of signals commits atomically — a signal's fields, provenance and audit rows land
-together or not at all.
-
-Writing each row once: :func:`run_sync` reads the rows in scope once
-(:class:`~alphapulse_dagster.sync.registry_rows.RegistryRows`), and the rows the projection
-changes are reconciled and their gaps detected *before* they are written — one ``UPDATE``
-per row with the fold's, the reconciliation's and the health score's columns, the audit
-and gap rows in the same transaction (``lifecycle_step``'s ``enrich``). The later steps
-skip those rows unless the expiry step touched them. The Dagster assets call the steps
-one by one with ``reconcile=False`` (each asset's metadata then describes its own step);
-both ways write the same registry, gaps and audit trail (``tests/test_registry_rows.py``).
-
-On Postgres the projection's writes go to a second connection in pipeline mode, part by
-part, while the next part is planned (:func:`projection.project_log`); a row whose Tier 0
-inputs did not change skips Tier 0 (:func:`reconcile.tier0_settled`).
+A row the projection folded whose Tier 0 inputs did not change skips reading its
+SIGNAL_CREATED payload (:func:`reconcile.tier0_settled`).
 """
 
 from __future__ import annotations
@@ -52,227 +42,177 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine
 
-from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import AppConfig
+from alphapulse_dagster.db.bulk import pipelined
 from alphapulse_dagster.db.engine import derived_write
-from alphapulse_dagster.db.tables import sync_audit_log, sync_locks
-from alphapulse_dagster.sync.cancellations import cancel_expired
+from alphapulse_dagster.sync.cancellations import append_expiries
+from alphapulse_dagster.sync.gap_rules import needs_payload
 from alphapulse_dagster.sync.gaps import (
+    GapPass,
     GapResult,
-    plan_gap_rows,
-    refresh_gaps,
+    plan_gaps,
     stale_score_ids,
     time_driven_gap_ids,
-    write_gap_rows,
 )
 from alphapulse_dagster.sync.health import HealthReport, health_report
-from alphapulse_dagster.sync.lifecycle import KnownEvents
 from alphapulse_dagster.sync.log_horizon import log_head, safe_head, signals_after
 from alphapulse_dagster.sync.projection import (
-    Enrichment,
+    CHUNK,
+    FoldInput,
     ProjectionResult,
-    project_log,
+    chunked,
+    fold_chunk,
     read_cursor,
+    read_fold_input,
+    refold_input,
     write_cursor,
 )
 from alphapulse_dagster.sync.reconcile import (
-    LatestEvent,
     ReconcileResult,
-    plan_rows,
-    reconcile,
-    signals_audited_after,
+    all_signal_ids,
+    needs_candles,
+    needs_tier0,
+    reconcile_rows,
     tier0_settled,
     tier1_signal_ids,
 )
 from alphapulse_dagster.sync.registry_rows import RegistryRows
+from alphapulse_dagster.sync.signal_facts import FactsWanted, load_facts
+from alphapulse_dagster.sync.sync_lock import SyncBusy, sync_lock
+from alphapulse_dagster.sync.write_plan import ChunkPlan, plan_writes, write_plan
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "hybrid_sync"
-# pg_advisory_lock key: a fixed 64-bit number ("ALPHSYNC")
-PG_LOCK_KEY = 0x414C50485359_4E43 & 0x7FFFFFFFFFFFFFFF
-SQLITE_LEASE = timedelta(minutes=10)
+__all__ = ["SyncBusy", "SyncReport", "SyncRequest", "run_sync", "sync_lock"]
+
 RECONCILE_CURSOR = "reconcile"
-GAPS_CURSOR = "gaps"
-# the gap pass also follows ``sync_audit_log`` (its ``last_event_id`` holds an audit_id)
-GAPS_AUDIT_CURSOR = "gaps_audit"
+# chunk of a pipelined projection: small enough that the server's writes of one chunk
+# overlap most of the planning of the next, large enough to keep statements few (chunks
+# of 250 measured slower: bench/RESULTS.md, round VI)
+PIPELINED_CHUNK = 500
 
 
-class SyncBusy(RuntimeError):
-    """Another sync holds the lock and did not release it within the wait."""
+@dataclass(frozen=True)
+class SyncRequest:
+    """Which signals a cycle handles (see the module docstring): ``signal_ids`` (the
+    sensor's batch) with everything that has new events; ``full``: every signal, by
+    set-based predicates; ``rescan``: also re-detect the gaps of every signal."""
 
-
-@contextmanager
-def sync_lock(engine: Engine, holder: str, wait_seconds: float = 30.0) -> Iterator[None]:
-    """Hold the hybrid-sync lock for the block; wait up to ``wait_seconds`` for it, then
-    raise :class:`SyncBusy`. Postgres: a session advisory lock on a dedicated connection
-    (released even if the process dies). SQLite: a lease row in ``sync_locks``."""
-    deadline = time.monotonic() + wait_seconds
-    if engine.dialect.name == "postgresql":
-        conn = engine.connect()
-        try:
-            while True:
-                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY})
-                acquired = bool(got.scalar())
-                conn.commit()
-                if acquired:
-                    break
-                if time.monotonic() >= deadline:
-                    raise SyncBusy("another hybrid sync is running (advisory lock held)")
-                time.sleep(0.1)
-            try:
-                yield
-            finally:
-                try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
-                    conn.commit()
-                except DBAPIError as exc:
-                    # the session died (e.g. Postgres restarted): the server released the
-                    # session lock with it; don't let this hide the cycle's own error
-                    log.warning("advisory unlock failed (%s); lock went with the session", exc)
-        finally:
-            conn.close()
-        return
-
-    insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
-    while True:
-        now = utcnow()
-        with engine.begin() as conn:
-            conn.execute(insert(sync_locks).values(name=LOCK_NAME).on_conflict_do_nothing())
-            taken = conn.execute(
-                update(sync_locks)
-                .where(
-                    sync_locks.c.name == LOCK_NAME,
-                    (sync_locks.c.holder.is_(None)) | (sync_locks.c.locked_until < now),
-                )
-                .values(holder=holder, locked_until=now + SQLITE_LEASE)
-            ).rowcount
-        if taken:
-            break
-        if time.monotonic() >= deadline:
-            raise SyncBusy("another hybrid sync is running (lease held)")
-        time.sleep(0.1)
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(
-                update(sync_locks)
-                .where(sync_locks.c.name == LOCK_NAME, sync_locks.c.holder == holder)
-                .values(holder=None, locked_until=None)
-            )
+    signal_ids: Sequence[str] | None = None
+    full: bool = False
+    rescan: bool = False
 
 
 @dataclass
-class LifecycleResult:
-    projection: ProjectionResult
-    expired: list[str] = field(default_factory=list)
-    # the reconciliation and gap pass of the rows the projection wrote, done before
-    # writing them
-    reconciled: ReconcileResult = field(default_factory=ReconcileResult)
+class Cycle:
+    """One cycle's settings and running totals."""
+
+    engine: Engine
+    config: AppConfig
+    request: SyncRequest
+    gap_pass: GapPass
+    rows: RegistryRows = field(default_factory=RegistryRows)
+    reconciled_through: int = 0  # the ``reconcile`` cursor as the cycle began
+    candle_symbols: dict[str, bool] = field(default_factory=dict)  # symbol -> has candles
+    projection: ProjectionResult = field(default_factory=ProjectionResult)
+    reconcile: ReconcileResult = field(default_factory=ReconcileResult)
     gaps: GapResult = field(default_factory=GapResult)
-    reconciled_ids: set[str] = field(default_factory=set)
+    seconds: dict[str, float] = field(default_factory=dict)  # by stage
+
+    @property
+    def now(self) -> datetime:
+        return self.gap_pass.now
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 @dataclass
 class SyncReport:
     sync_run_id: str
-    lifecycle: LifecycleResult
+    projection: ProjectionResult
+    expired: list[str]
     reconcile: ReconcileResult
     gaps: GapResult
     health: HealthReport
     scope: int
     seconds: float
+    # seconds by asset: the fold and the writes, the reconciliation (with its reads), the
+    # gap rules, the health report
+    step_seconds: dict[str, float]
+    rows: RegistryRows
 
 
-def lifecycle_step(
-    engine: Engine,
-    config: AppConfig,
-    now: datetime,
-    sync_run_id: str,
-    signal_ids: Sequence[str] | None = None,
-    full: bool = False,
-    cache: RegistryRows | None = None,
-    reconcile: bool = True,
-) -> LifecycleResult:
-    """Project new events, then expire PENDING signals past their window (of ``signal_ids``
-    when given and not ``full``; else every PENDING signal).
-
-    The rows the projection changes are reconciled and their gaps detected before they
-    are written (``reconcile.plan_rows`` and ``gaps.plan_gap_rows`` as the fold's
-    ``enrich``): each is written once — fields, provenance, health score — with its audit
-    and gap rows, in the projection's transaction. :func:`reconcile_step` and
-    :func:`gap_step` then skip them (``LifecycleResult.reconciled_ids``) unless they
-    expired since.
-    ``reconcile=False``: the projection alone (rows as the log has them)."""
-    result = LifecycleResult(ProjectionResult(0, 0, 0, 0, 0))
-    reconciled = 0  # the ``reconcile`` cursor, read in the projection's transaction
-
-    def enrich(
-        conn: Connection,
-        rows: list[dict[str, Any]],
-        known: Mapping[str, KnownEvents],
-        before: Mapping[str, Mapping[str, Any]],
-    ) -> Enrichment:
-        result.reconciled_ids.update(r["signal_id"] for r in rows)
-        settled = set()
-        if not full:
-            for row in rows:
-                signal_id = row["signal_id"]
-                if tier0_settled(before.get(signal_id), row, known.get(signal_id), reconciled):
-                    settled.add(signal_id)
-        # SIGNAL_CREATED events the reconciliation reads are the gap pass's too
-        created: dict[str, LatestEvent | None] = {}
-        updates, audits = plan_rows(
-            conn, rows, now, sync_run_id, result.reconciled, known, created, settled
+def plan_chunk(
+    cycle: Cycle, conn: Connection, stored: Mapping[str, dict[str, Any]], fold: FoldInput | None
+) -> ChunkPlan:
+    """Everything a chunk of signals writes this cycle (``stored``: their rows as stored,
+    by id): each row folded with ``fold`` (None: no new events), reconciled, its gaps and
+    score detected."""
+    rows: Mapping[str, dict[str, Any]] = stored
+    audits: list[dict[str, Any]] = []
+    known: dict[str, Any] = {}
+    settled: set[str] = set()
+    if fold is not None:
+        folded = fold_chunk(stored, fold, cycle.now, cycle.gap_pass.sync_run_id)
+        cycle.projection.rows_inserted += folded.inserted
+        cycle.projection.rows_updated += folded.updated
+        cycle.projection.reopened += folded.reopened
+        rows, audits, known = folded.rows, folded.audits, fold.known()
+        if not cycle.request.full:
+            through = cycle.reconciled_through
+            settled = {
+                i for i, r in rows.items() if tier0_settled(stored.get(i), r, known.get(i), through)
+            }
+    listed = list(rows.values())
+    with cycle.timed("reconcile"):
+        wanted = FactsWanted(
+            created_payload={
+                r["signal_id"]
+                for r in listed
+                if needs_payload(r) or (r["signal_id"] not in settled and needs_tier0(r))
+            },
+            to_measure=[r for r in listed if needs_candles(r)],
         )
-        sync_config = config.hybrid_sync
-        plan = plan_gap_rows(conn, rows, now, sync_run_id, sync_config, result.gaps, known, created)
-        return Enrichment(
-            [*updates, *plan.scores],
-            audits,
-            lambda conn: write_gap_rows(conn, plan, now, result.gaps),
+        facts = load_facts(conn, listed, wanted, known, cycle.now, cycle.candle_symbols)
+        reconciled = reconcile_rows(
+            listed, facts, cycle.now, cycle.gap_pass.sync_run_id, cycle.reconcile
         )
+    final = {r["signal_id"]: reconciled.rows.get(r["signal_id"], r) for r in listed}
+    with cycle.timed("gaps"):
+        gaps = plan_gaps(list(final.values()), facts, cycle.gap_pass, cycle.gaps)
+    for signal_id, score in gaps.scores.items():
+        final[signal_id] = {**final[signal_id], "health_score": score}
+    plan = plan_writes(stored, final, cycle.now)
+    plan.audits = [*audits, *reconciled.audits]
+    plan.gap_opens, plan.gap_resolves = gaps.opens, gaps.resolves
+    return plan
 
-    # the safe head, in its own transaction before the projection's (log_horizon)
-    head = safe_head(engine, config.hybrid_sync.log_barrier_timeout_ms)
-    with derived_write(engine) as conn, _write_connection(engine) as writes:
-        # barrier timed out: the cursor is its own head, nothing new is projected this time
-        head = read_cursor(conn) if head is None else head
-        reconciled = read_cursor(conn, RECONCILE_CURSOR)  # for tier0_settled
-        result.projection = project_log(
-            conn,
-            now,
-            sync_run_id,
-            head,
-            cache=cache,
-            enrich=enrich if reconcile else None,
-            writes=writes,
-        )
-    with derived_write(engine) as conn:
-        scope = None if full or signal_ids is None else signal_ids
-        result.expired = cancel_expired(conn, config, now, sync_run_id, scope, cache=cache)
-    return result
+
+def _write(cycle: Cycle, conn: Connection, plan: ChunkPlan) -> None:
+    write_plan(conn, plan, cycle.now)
+    cycle.rows.keep(plan.rows)
 
 
 @contextmanager
 def _write_connection(engine: Engine) -> Iterator[Connection | None]:
     """The projection's write connection: on Postgres a second one, in a transaction of its
     own committed when the block ends — before the reading connection's, which only reads
-    — so that its writes can run pipelined beside the reads
-    (:func:`projection.project_log`). Elsewhere None: the reading connection writes too
-    (SQLite has one writer)."""
+    — so that its writes can run pipelined beside the reads. Elsewhere None: the reading
+    connection writes too (SQLite has one writer)."""
     if engine.dialect.name != "postgresql":
         yield None
         return
@@ -280,93 +220,79 @@ def _write_connection(engine: Engine) -> Iterator[Connection | None]:
         yield writes
 
 
-def _scope(
-    engine: Engine,
-    cursor_name: str,
-    signal_ids: Sequence[str] | None,
-    full: bool,
-    time_driven: Callable[[Connection], Iterable[str]],
-    full_extra: Callable[[Connection], Iterable[str]] | None = None,
-    changed: Iterable[str] = (),
-    done: Iterable[str] = (),
-) -> tuple[list[str], int]:
-    """The step's signals (see the module docstring), but those in ``done``, and the head
-    its cursor may advance to."""
-    with engine.connect() as conn:
-        # the step's cursor advances to the projection's (safe) cursor, never further: a
-        # registry row can hold newer events (inferred expiries) while an older id is still
-        # uncommitted. The scope still reaches the newest event of the log (a signal whose
-        # events are not folded yet is reconciled as the registry has it: a no-op or an
-        # early fill; its events come in the next cycle).
+def _project(cycle: Cycle) -> set[str]:
+    """Pass 1: fold, reconcile and score every signal with events past the ``lifecycle``
+    cursor, up to the log's safe head; the cursor advances with the rows. Returns the
+    signals done."""
+    # the safe head, in its own transaction before the projection's (log_horizon)
+    head = safe_head(cycle.engine, cycle.config.hybrid_sync.log_barrier_timeout_ms)
+    with derived_write(cycle.engine) as conn, _write_connection(cycle.engine) as writes:
+        cursor = read_cursor(conn)
+        cycle.reconciled_through = read_cursor(conn, RECONCILE_CURSOR)
+        # barrier timed out: the cursor is its own head, nothing new is projected this time
+        head = cursor if head is None else head
+        cycle.projection.last_event_id = max(cursor, head)
+        if head <= cursor:
+            return set()
+        ids = signals_after(conn, cursor, head)
+        out = conn if writes is None else writes
+        with pipelined(out):
+            for chunk in chunked(ids, CHUNK if writes is None else PIPELINED_CHUNK):
+                stored = cycle.rows.load(conn, chunk)
+                fold = read_fold_input(conn, stored, chunk, cursor)
+                _write(cycle, out, plan_chunk(cycle, conn, stored, fold))
+        write_cursor(out, head, cycle.now)
+    cycle.projection.signals_touched = len(ids)
+    return set(ids)
+
+
+def _expire(cycle: Cycle) -> tuple[list[str], set[str]]:
+    """Pass 2: inferred expiries of PENDING signals past their window (of the requested
+    ids, unless ``full``), folded, reconciled and scored. Returns the expired signals and
+    every signal re-folded."""
+    request = cycle.request
+    scope = None if request.full or request.signal_ids is None else request.signal_ids
+    with derived_write(cycle.engine) as conn:
+        expired, refold = append_expiries(conn, cycle.config, cycle.now, scope)
+        for chunk in chunked(sorted(set(refold))):
+            stored = cycle.rows.load(conn, chunk)
+            _write(cycle, conn, plan_chunk(cycle, conn, stored, refold_input(conn, chunk)))
+    return expired, set(refold)
+
+
+def _catch_up_scope(cycle: Cycle, done: set[str]) -> tuple[list[str], int]:
+    """Pass 3's signals (module docstring), but those in ``done``, and the head the
+    ``reconcile`` cursor may advance to: the projection's (safe) cursor, never further —
+    a row can hold newer events (inferred expiries) while an older id is uncommitted."""
+    request, sync = cycle.request, cycle.config.hybrid_sync
+    with cycle.engine.connect() as conn:
         head = read_cursor(conn)
-        ids = set(signals_after(conn, read_cursor(conn, cursor_name), log_head(conn)))
-        ids.update(signal_ids or ())
-        ids.update(changed)
-        if signal_ids is None or full:
-            ids.update(time_driven(conn))
-        if full and full_extra is not None:
-            ids.update(full_extra(conn))
+        # (reaches the newest event of the log: a signal whose events are not folded yet is
+        # reconciled as the registry has it; its events come next cycle)
+        ids = set(signals_after(conn, read_cursor(conn, RECONCILE_CURSOR), log_head(conn)))
+        ids.update(request.signal_ids or ())
+        if request.signal_ids is None or request.full:
+            ids.update(tier1_signal_ids(conn))
+            with cycle.timed("gaps"):
+                ids.update(time_driven_gap_ids(conn, cycle.now, sync))
+        if request.full:
+            with cycle.timed("gaps"):
+                ids.update(stale_score_ids(conn, sync))
+        if request.rescan:
+            ids.update(all_signal_ids(conn))
     return sorted(ids.difference(done)), head
 
 
-def _advance(engine: Engine, cursor_name: str, head: int, now: datetime) -> None:
-    with derived_write(engine) as conn:
-        if read_cursor(conn, cursor_name) < head:
-            write_cursor(conn, head, now, cursor_name)
-
-
-def reconcile_step(
-    engine: Engine,
-    now: datetime,
-    sync_run_id: str,
-    signal_ids: Sequence[str] | None = None,
-    full: bool = False,
-    cache: RegistryRows | None = None,
-    done: Iterable[str] = (),
-) -> ReconcileResult:
-    """Reconcile the signals in scope, but those in ``done`` (reconciled at ``now`` by
-    this cycle's projection and unchanged since)."""
-    ids, head = _scope(engine, RECONCILE_CURSOR, signal_ids, full, tier1_signal_ids, done=done)
-    result = reconcile(engine, ids, now, sync_run_id, cache=cache)
-    _advance(engine, RECONCILE_CURSOR, head, now)
-    return result
-
-
-def gap_step(
-    engine: Engine,
-    config: AppConfig,
-    now: datetime,
-    sync_run_id: str,
-    signal_ids: Sequence[str] | None = None,
-    full: bool = False,
-    cache: RegistryRows | None = None,
-    done: Iterable[str] = (),
-) -> GapResult:
-    """Detect the gaps of the signals in scope, but those in ``done`` (detected at ``now``
-    by this cycle's projection and unchanged since)."""
-    # rows the reconciliation changed since the last gap pass: each change has an audit row
-    with engine.connect() as conn:
-        audit_head = int(conn.execute(select(func.max(sync_audit_log.c.audit_id))).scalar() or 0)
-        audited = signals_audited_after(conn, read_cursor(conn, GAPS_AUDIT_CURSOR), audit_head)
-    ids, head = _scope(
-        engine,
-        GAPS_CURSOR,
-        signal_ids,
-        full,
-        lambda conn: time_driven_gap_ids(conn, now, config.hybrid_sync),
-        lambda conn: stale_score_ids(conn, config.hybrid_sync),
-        audited,
-        done,
-    )
-    result = refresh_gaps(engine, ids, now, sync_run_id, config.hybrid_sync, cache=cache)
-    _advance(engine, GAPS_CURSOR, head, now)
-    _advance(engine, GAPS_AUDIT_CURSOR, audit_head, now)
-    return result
-
-
-def health_step(engine: Engine, config: AppConfig, now: datetime, sync_run_id: str) -> HealthReport:
-    with derived_write(engine) as conn:
-        return health_report(conn, now, config.hybrid_sync, sync_run_id, persist=True)
+def _catch_up(cycle: Cycle, done: set[str]) -> int:
+    """Pass 3; returns how many signals it handled."""
+    ids, head = _catch_up_scope(cycle, done)
+    for chunk in chunked(ids):
+        with derived_write(cycle.engine) as conn:
+            _write(cycle, conn, plan_chunk(cycle, conn, cycle.rows.load(conn, chunk), None))
+    with derived_write(cycle.engine) as conn:
+        if read_cursor(conn, RECONCILE_CURSOR) < head:
+            write_cursor(conn, head, cycle.now, RECONCILE_CURSOR)
+    return len(ids)
 
 
 @contextmanager
@@ -389,38 +315,48 @@ def run_sync(
     config: AppConfig,
     now: datetime,
     sync_run_id: str | None = None,
-    signal_ids: Sequence[str] | None = None,
-    full: bool = False,
+    request: SyncRequest = SyncRequest(),
     lock_wait_seconds: float = 30.0,
-    cache: RegistryRows | None = None,
 ) -> SyncReport:
     """One whole cycle under the sync lock. Raises :class:`SyncBusy` when another cycle
-    holds the lock for longer than ``lock_wait_seconds``.
-
-    The steps share one :class:`RegistryRows` (``cache``, a fresh one if not given): the
-    registry rows in scope are read once per cycle, not once per step."""
+    holds the lock for longer than ``lock_wait_seconds``."""
     run_id = sync_run_id or f"sync-{uuid.uuid4().hex[:12]}"
-    rows = RegistryRows() if cache is None else cache
+    cycle = Cycle(engine, config, request, GapPass(now, config.hybrid_sync, run_id))
     started = time.perf_counter()
     with sync_lock(engine, run_id, lock_wait_seconds), _without_gc_pauses():
-        lifecycle = lifecycle_step(engine, config, now, run_id, signal_ids, full, rows)
-        scope_ids = None if signal_ids is None else [*signal_ids, *lifecycle.expired]
-        done = lifecycle.reconciled_ids.difference(lifecycle.expired)
-        reconciled = reconcile_step(engine, now, run_id, scope_ids, full, rows, done)
-        reconciled.absorb(lifecycle.reconciled)
-        gaps = gap_step(engine, config, now, run_id, scope_ids, full, rows, done)
-        gaps.absorb(lifecycle.gaps)
-        health = health_step(engine, config, now, run_id)
+        done = _project(cycle)
+        expired, refolded = _expire(cycle)
+        scope = len(done | refolded) + _catch_up(cycle, done | refolded)
+        with cycle.timed("health"), derived_write(engine) as conn:
+            health = health_report(conn, now, config.hybrid_sync, run_id, persist=True)
     seconds = time.perf_counter() - started
+    stages = cycle.seconds
+    step_seconds = {
+        "reconciled_signals": stages.get("reconcile", 0.0),
+        "gap_report": stages.get("gaps", 0.0),
+        "signal_health": stages.get("health", 0.0),
+    }
+    step_seconds["signal_lifecycle"] = max(0.0, seconds - sum(step_seconds.values()))
     log.info(
         "sync %s: %d signals projected, %d expired, %d fields changed, %d open gaps, "
         "health %.1f in %.2fs",
         run_id,
-        lifecycle.projection.signals_touched,
-        len(lifecycle.expired),
-        reconciled.fields_changed,
+        cycle.projection.signals_touched,
+        len(expired),
+        cycle.reconcile.fields_changed,
         health.total_gaps,
         health.health_score,
         seconds,
     )
-    return SyncReport(run_id, lifecycle, reconciled, gaps, health, gaps.signals_scanned, seconds)
+    return SyncReport(
+        run_id,
+        cycle.projection,
+        expired,
+        cycle.reconcile,
+        cycle.gaps,
+        health,
+        scope,
+        seconds,
+        step_seconds,
+        cycle.rows,
+    )

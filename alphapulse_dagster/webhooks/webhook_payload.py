@@ -29,11 +29,11 @@ from pydantic import (
     field_validator,
 )
 
-from alphapulse_dagster.clock import as_utc
+from alphapulse_dagster.clock import parse_utc_time
 from alphapulse_dagster.direction import Spelling
 from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
+from alphapulse_dagster.sync.events import EventType
 
-EventType = Literal["SIGNAL_CREATED", "ENTRY", "MFE_UPDATE", "EXIT", "CANCELLED"]
 Trend = Literal["BULLISH", "BEARISH", "NEUTRAL"]
 ExitReason = Literal["TARGET", "STOP", "BREAKEVEN", "MANUAL"]
 
@@ -66,27 +66,11 @@ def _number(value: Any) -> Any:
 
 def parse_event_time(value: Any) -> datetime:
     """ISO-8601 (``Z``, an offset, or naive = UTC) or epoch milliseconds (number or digit
-    string, TradingView's ``timenow``) → an aware UTC datetime in 2000–2100."""
-    if isinstance(value, bool):
-        raise ValueError("must be ISO-8601 or epoch milliseconds, not a boolean")
-    parsed: datetime
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number of epoch milliseconds")
-        try:
-            parsed = datetime.fromtimestamp(value / 1000.0, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise ValueError("epoch milliseconds out of range") from None
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return parse_event_time(int(text))
-        try:
-            parsed = as_utc(datetime.fromisoformat(text))
-        except (ValueError, OverflowError):
-            raise ValueError("must be ISO-8601 or epoch milliseconds") from None
-    else:
+    string, TradingView's ``timenow``) → an aware UTC datetime in 2000–2100
+    (:func:`~alphapulse_dagster.clock.parse_utc_time` plus the range)."""
+    if isinstance(value, datetime):
         raise ValueError("must be ISO-8601 or epoch milliseconds")
+    parsed = parse_utc_time(value)
     if not _EARLIEST <= parsed < _LATEST:
         raise ValueError(
             "out of range (2000..2100); epoch values must be in milliseconds, not seconds"
