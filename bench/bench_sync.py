@@ -1,19 +1,25 @@
-"""Hybrid-sync benchmark on the real Postgres (SPEC §13).
+"""Hybrid-sync benchmark on the real Postgres (SPEC §13), measured THROUGH
+``hybrid_sync_job`` — the Dagster job the schedule and the sensor run.
 
 Creates a scratch database (dropped afterwards), bulk-loads a synthetic event log with
-COPY (not timed), then times, at two history sizes (10k signals / ~100k events and
-100k signals / 1M events):
+COPY (not timed), then runs the job in process (``execute_in_process``, in-process
+executor, an ephemeral Dagster instance) at two history sizes (10k signals / ~95k events
+and 100k signals / ~950k events):
 
-- the projection of the whole log into the registry (first catch-up, from cursor 0);
-- a cold full sync (every signal; fills Tier 0/2/3 fields and opens gaps the first time);
-- a warm full sync (every signal again, nothing new: reads everything, writes nothing);
-- an incremental sync with 1,000 changed signals (new MFE_UPDATE / SIGNAL_CREATED events;
-  the sensor's path: ``run_sync(signal_ids=…)``), repeated, median reported;
-- the scheduled incremental sync (cursor + the signals whose inputs change with time).
+- a cold full cycle (``full``: the first projection of the whole log, every signal
+  reconciled and scored for the first time);
+- a warm full cycle (every signal considered again, nothing new: writes nothing);
+- an incremental cycle with 1,000 changed signals (new MFE_UPDATE / late SIGNAL_CREATED
+  events; the sensor's run config, ``signal_ids``), repeated, median reported;
+- the scheduled incremental cycle (no ids: cursor + what changes with time).
+
+Each figure is given as the job step's time (``hybrid_sync_cycle``'s STEP_START to
+STEP_SUCCESS, from the run's step stats) and the run's wall time (``execute_in_process``
+from call to return: run creation, resources, the step, the checks, the event log).
 
 Usage::
 
-    python bench/bench_sync.py [--signals 100000] [--repeat 5]
+    flock /tmp/bench.lock python bench/bench_sync.py [--signals 100000] [--repeat 5]
     ALPHAPULSE_BENCH_PG_ADMIN_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
@@ -27,26 +33,28 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from alphapulse_dagster.config import AppConfig
-from alphapulse_dagster.db.engine import make_engine
-from alphapulse_dagster.db.migrate import upgrade
-from alphapulse_dagster.sync.projection import project_log
-from alphapulse_dagster.sync.sync_cycle import run_sync
+from alphapulse_dagster.db.migrate import upgrade  # noqa: E402
+from assets import hybrid_sync  # noqa: E402
+from resources import ConfigResource, DatabaseResource  # noqa: E402
+from sensors.hybrid_sync import SYNC_JOB_NAME, SYNC_STEP, sync_run_config  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "ALPHAPULSE_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-NOW = datetime(2025, 3, 1, tzinfo=UTC)
+# the synthetic history ends now: the job reads the real clock
+NOW = datetime.now(UTC).replace(microsecond=0)
 SYMBOLS = [f"SYM{n:03d}USDT" for n in range(200)]
 HTF = {"4h": "BULLISH", "1d": "NEUTRAL"}
 COLUMNS = (
@@ -219,10 +227,37 @@ def changes(url: str, batch: int, rng: random.Random, population: int) -> list[s
     return ids
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
+class Job:
+    """``hybrid_sync_job`` bound to the scratch database, run in process."""
+
+    def __init__(self, url: str) -> None:
+        resources = {
+            "database": DatabaseResource(url=url),
+            "app_config": ConfigResource(config_dir=str(ROOT / "config")),
+        }
+        defs = dg.Definitions.merge(hybrid_sync.defs, dg.Definitions(resources=resources))
+        self.job = defs.resolve_job_def(SYNC_JOB_NAME)
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def run(self, **scope: Any) -> dict[str, Any]:
+        """One run: (step seconds, wall seconds, the step's metadata by asset)."""
+        started = time.perf_counter()
+        result = self.job.execute_in_process(
+            run_config=sync_run_config(scope), instance=self.instance
+        )
+        wall = time.perf_counter() - started
+        assert result.success
+        (step,) = [
+            s for s in self.instance.get_run_step_stats(result.run_id) if s.step_key == SYNC_STEP
+        ]
+        assert step.start_time is not None and step.end_time is not None
+        metadata = {
+            event.materialization.asset_key.to_user_string(): {
+                k: v.value for k, v in event.materialization.metadata.items()
+            }
+            for event in result.get_asset_materialization_events()
+        }
+        return {"step": step.end_time - step.start_time, "wall": wall, "metadata": metadata}
 
 
 def main() -> None:
@@ -237,54 +272,70 @@ def main() -> None:
         help="skip the VACUUM ANALYZE before the incremental runs (see vacuum())",
     )
     args = parser.parse_args()
-    config = AppConfig()
     rng = random.Random(7)
     results: dict[str, Any] = {}
     with scratch_database() as url:
         upgrade(url)
-        engine = make_engine(url)
-        loaded = 0
+        job = Job(url)
+        job.run()  # warm the process (imports, statement caches) on the empty database
+        loaded_signals = loaded_events = 0
         for size in (args.small, args.signals):
-            t_load, n = timed(lambda s=size: load(url, loaded_signals(results), s, rng))
-            results["_loaded"] = size
-            loaded += n
-            print(f"[{size} signals] loaded {n} events (total {loaded}) in {t_load:.1f}s")
-            with engine.connect() as conn:
-                conn.exec_driver_sql("ANALYZE")
-            t_proj, _ = timed(lambda: catch_up(engine))
-            t_cold, rep = timed(lambda: run_sync(engine, config, NOW, full=True))
-            t_warm, warm = timed(lambda: run_sync(engine, config, NOW, full=True))
+            started = time.perf_counter()
+            loaded_events += load(url, loaded_signals, size, rng)
+            loaded_signals = size
+            print(
+                f"[{size} signals] {loaded_events} events loaded in "
+                f"{time.perf_counter() - started:.1f}s",
+                flush=True,
+            )
+            analyze(url)
+            cold = job.run(full=True)
+            warm = job.run(full=True)
             if args.no_vacuum:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE")
+                analyze(url)
             else:
                 vacuum(url)
             box = box_speed()
             incremental = []
             for _ in range(args.repeat):
                 ids = changes(url, args.changed, rng, size)
-                t_inc, inc = timed(lambda ids=ids: run_sync(engine, config, NOW, signal_ids=ids))
-                incremental.append(t_inc)
-            ids = changes(url, args.changed, rng, size)
-            t_sched, sched = timed(lambda: run_sync(engine, config, NOW))
-            results[size] = {
-                "events": loaded,
-                "projection_first_catch_up_s": round(t_proj, 2),
-                "full_sync_cold_s": round(t_cold, 2),
-                "cold_fields_changed": rep.reconcile.fields_changed,
-                "full_sync_warm_s": round(t_warm, 2),
-                "warm_fields_changed": warm.reconcile.fields_changed,
+                incremental.append(job.run(signal_ids=ids, full=False))
+            changes(url, args.changed, rng, size)
+            scheduled = job.run()
+            last = incremental[-1]["metadata"]
+            results[str(size)] = {
+                "events": loaded_events,
+                "full_cold_step_s": round(cold["step"], 2),
+                "full_cold_wall_s": round(cold["wall"], 2),
+                "full_warm_step_s": round(warm["step"], 3),
+                "full_warm_wall_s": round(warm["wall"], 3),
                 "box_loop_s": round(box, 3),
-                "incremental_1000_median_s": round(statistics.median(incremental), 3),
-                "incremental_1000_runs_s": [round(t, 3) for t in incremental],
-                "incremental_fields_changed_last": inc.reconcile.fields_changed,
-                "scheduled_incremental_s": round(t_sched, 2),
-                "scheduled_scope": sched.scope,
-                "health_score": warm.health.health_score,
-                "total_gaps": warm.health.total_gaps,
+                "incremental_1000_step_median_s": round(
+                    statistics.median(r["step"] for r in incremental), 3
+                ),
+                "incremental_1000_wall_median_s": round(
+                    statistics.median(r["wall"] for r in incremental), 3
+                ),
+                "incremental_1000_step_runs_s": [round(r["step"], 3) for r in incremental],
+                "incremental_fields_changed_last": last["reconciled_signals"]["fields_changed"],
+                "incremental_seconds_by_asset_last": {
+                    key: values.get("seconds") for key, values in last.items()
+                },
+                "scheduled_step_s": round(scheduled["step"], 3),
+                "scheduled_wall_s": round(scheduled["wall"], 3),
+                "cold_fields_changed": cold["metadata"]["reconciled_signals"]["fields_changed"],
+                "warm_fields_changed": warm["metadata"]["reconciled_signals"]["fields_changed"],
+                "health_score": warm["metadata"]["signal_health"]["health_score"],
+                "total_gaps": warm["metadata"]["signal_health"]["total_gaps"],
             }
-            print(json.dumps({size: results[size]}, indent=2))
-        engine.dispose()
+            print(json.dumps({size: results[str(size)]}, indent=2), flush=True)
+
+
+def analyze(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
 
 
 def box_speed() -> float:
@@ -309,15 +360,6 @@ def vacuum(url: str) -> None:
     dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-
-
-def catch_up(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        project_log(conn, NOW)
-
-
-def loaded_signals(results: dict[str, Any]) -> int:
-    return int(results.get("_loaded", 0))
 
 
 if __name__ == "__main__":

@@ -150,9 +150,15 @@ def test_an_empty_gap_report_has_the_contract_types(sqlite_url: str) -> None:
     """A fresh install has no gaps: the empty frame must still carry the schema's column
     types (under pandas 3 an empty frame's text columns are ``object``, which the
     contract rejected: gap_report showed red on a new install)."""
-    frame = hybrid_sync.open_gap_frame(DatabaseResource(url=sqlite_url))
+    frame = hybrid_sync.gap_frame([])
     assert frame.empty
     GapReportSchema.validate(frame, lazy=True)  # raises on a wrong dtype
+    result = dg.materialize(
+        [hybrid_sync.signal_events_source, hybrid_sync.hybrid_sync_cycle],
+        resources=_resources(sqlite_url),
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "gap_report_contract" and check.passed
 
 
 def test_lineage_owners_pool_and_freshness() -> None:

@@ -24,6 +24,7 @@ from alphapulse_dagster.sync.gap_rules import GAP_RULES, GAP_TYPES, TIME_DRIVEN_
 from alphapulse_dagster.sync.signal_facts import ChunkFacts
 
 MAX_SCORE = 100.0  # a signal with no open gap
+OPENED_COLUMNS = ("signal_id", "gap_type", "kind", "weight", "fillable", "detected_at")
 
 
 class Gap(NamedTuple):
@@ -57,15 +58,19 @@ class GapResult:
     resolved: int = 0
     open_total: int = 0  # open gaps of the scanned signals after this pass
     by_type: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GAP_TYPES, 0))
+    # the gaps this pass opened, as written (for the gap report's contract check)
+    opened_rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
 
 @dataclass
 class GapPlan:
     """What gap detection of a chunk writes: new ``signal_gaps`` rows, the ids of the gaps
-    that closed, and each signal's new ``health_score`` (only those that changed)."""
+    that closed, open gaps whose configured kind or weight changed, and each signal's new
+    ``health_score`` (only those that changed)."""
 
     opens: list[dict[str, Any]] = field(default_factory=list)
     resolves: list[int] = field(default_factory=list)
+    reweighed: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
 
 
@@ -97,7 +102,12 @@ def plan_gaps(
         held = facts.open_gaps.get(signal_id, {})
         for gap in gaps:
             result.by_type[gap.gap_type] = result.by_type.get(gap.gap_type, 0) + 1
-            if gap.gap_type not in held:
+            stored = held.get(gap.gap_type)
+            if stored is not None and (stored.kind, stored.weight) != (gap.kind, gap.weight):
+                plan.reweighed.append(
+                    {"gap_id": stored.gap_id, "kind": gap.kind, "weight": gap.weight}
+                )
+            if stored is None:
                 plan.opens.append(
                     {
                         "signal_id": signal_id,
@@ -111,13 +121,14 @@ def plan_gaps(
                     }
                 )
         current = {g.gap_type for g in gaps}
-        plan.resolves.extend(gap_id for name, gap_id in held.items() if name not in current)
+        plan.resolves.extend(gap.gap_id for name, gap in held.items() if name not in current)
         score = signal_health_score(gaps)
         if row["health_score"] is None or float(row["health_score"]) != score:
             plan.scores[signal_id] = score
         result.open_total += len(gaps)
         result.signals_scanned += 1
     result.opened += len(plan.opens)
+    result.opened_rows.extend(tuple(row[c] for c in OPENED_COLUMNS) for row in plan.opens)
     result.resolved += len(plan.resolves)
     return plan
 

@@ -32,6 +32,14 @@ class LatestEvent(NamedTuple):
     payload: Mapping[str, Any]
 
 
+class OpenGap(NamedTuple):
+    """A signal's open ``signal_gaps`` row, as stored."""
+
+    gap_id: int
+    kind: str
+    weight: float
+
+
 @dataclass(frozen=True)
 class ChunkFacts:
     """The inputs of one chunk's reconciliation and gap detection, by signal id.
@@ -45,7 +53,7 @@ class ChunkFacts:
     created: Mapping[str, LatestEvent] = field(default_factory=dict)
     mfe_snapshots: Mapping[str, LatestEvent] = field(default_factory=dict)
     candles: Mapping[str, SymbolCandles] = field(default_factory=dict)
-    open_gaps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # type -> gap_id
+    open_gaps: Mapping[str, Mapping[str, OpenGap]] = field(default_factory=dict)  # by type
 
 
 def latest_events(
@@ -161,12 +169,17 @@ def load_facts(
     snapshots = {i: _as_latest(e) for i, e in told_mfe.items() if e is not None}
     snapshots.update(latest_events(conn, ask_mfe, EventType.MFE_UPDATE))
 
-    open_gaps: dict[str, dict[str, int]] = {}
-    query = select(signal_gaps.c.gap_id, signal_gaps.c.signal_id, signal_gaps.c.gap_type).where(
-        in_ids(conn, signal_gaps.c.signal_id, ids), signal_gaps.c.resolved_at.is_(None)
-    )
+    open_gaps: dict[str, dict[str, OpenGap]] = {}
+    query = select(
+        signal_gaps.c.gap_id,
+        signal_gaps.c.signal_id,
+        signal_gaps.c.gap_type,
+        signal_gaps.c.kind,
+        signal_gaps.c.weight,
+    ).where(in_ids(conn, signal_gaps.c.signal_id, ids), signal_gaps.c.resolved_at.is_(None))
     for r in conn.execute(query).all():
-        open_gaps.setdefault(r.signal_id, {})[r.gap_type] = int(r.gap_id)
+        gap = OpenGap(int(r.gap_id), r.kind, float(r.weight))
+        open_gaps.setdefault(r.signal_id, {})[r.gap_type] = gap
     return ChunkFacts(
         with_created=with_created,
         created=created,

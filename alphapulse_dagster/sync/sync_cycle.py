@@ -198,7 +198,7 @@ def plan_chunk(
         final[signal_id] = {**final[signal_id], "health_score": score}
     plan = plan_writes(stored, final, cycle.now)
     plan.audits = [*audits, *reconciled.audits]
-    plan.gap_opens, plan.gap_resolves = gaps.opens, gaps.resolves
+    plan.gap_opens, plan.gap_resolves, plan.gap_updates = gaps.opens, gaps.resolves, gaps.reweighed
     return plan
 
 

@@ -42,6 +42,7 @@ class ChunkPlan:
     audits: list[dict[str, Any]] = field(default_factory=list)
     gap_opens: list[dict[str, Any]] = field(default_factory=list)
     gap_resolves: list[int] = field(default_factory=list)
+    gap_updates: list[dict[str, Any]] = field(default_factory=list)  # with their gap_id
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -87,3 +88,4 @@ def write_plan(conn: Connection, plan: ChunkPlan, now: datetime) -> None:
     insert_rows(conn, sync_audit_log, plan.audits)
     insert_rows(conn, signal_gaps, plan.gap_opens)
     update_rows(conn, signal_gaps, [{"gap_id": i, "resolved_at": now} for i in plan.gap_resolves])
+    update_rows(conn, signal_gaps, plan.gap_updates)
