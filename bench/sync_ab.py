@@ -47,12 +47,12 @@ def _url(name: str) -> str:
 def template(signals: int) -> None:
     """Create ``alphapulse_ab_tpl_<signals>``: the synthetic log loaded, projected, fully
     synced and vacuumed (what bench_sync.py measures incremental cycles on)."""
-    from bench_sync import NOW, catch_up, load, vacuum
+    from bench_sync import NOW, load, vacuum
 
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
     from alphapulse_dagster.db.migrate import upgrade
-    from alphapulse_dagster.sync.sync_cycle import run_sync
+    from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
     name = f"alphapulse_ab_tpl_{signals}"
     with _admin().connect() as conn:
@@ -62,8 +62,7 @@ def template(signals: int) -> None:
     upgrade(url)
     load(url, 0, signals, random.Random(7))
     engine = make_engine(url)
-    catch_up(engine)
-    run_sync(engine, AppConfig(), NOW, full=True)
+    run_sync(engine, AppConfig(), NOW, request=SyncRequest(full=True))
     engine.dispose()
     vacuum(url)
     print(f"template {name} ready")
@@ -75,7 +74,7 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
 
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
-    from alphapulse_dagster.sync.sync_cycle import run_sync
+    from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
     url, config, rng = _url(db), AppConfig(), random.Random(seed)
     engine = make_engine(url)
@@ -83,7 +82,7 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
     for n in range(count + 1):
         ids = changes(url, 1000, rng, signals)
         wall, cpu = time.perf_counter(), time.process_time()
-        run_sync(engine, config, NOW, signal_ids=ids)
+        run_sync(engine, config, NOW, request=SyncRequest(ids))
         if n:  # the first cycle warms the pool and the statement caches
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)

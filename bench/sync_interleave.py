@@ -34,12 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa
 from bench_sync import ADMIN_URL, NOW, changes
 
-import alphapulse_dagster.sync.projection as projection
 import alphapulse_dagster.sync.sync_cycle as sync_cycle
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.engine import make_engine
 
-SHIPPED = (sync_cycle._write_connection, projection.PIPELINED_CHUNK, sync_cycle.tier0_settled)
+SHIPPED = (sync_cycle._write_connection, sync_cycle.PIPELINED_CHUNK, sync_cycle.tier0_settled)
 
 
 @contextlib.contextmanager
@@ -49,7 +48,7 @@ def _no_write_connection(engine: sa.Engine) -> Iterator[None]:
 
 def _set(write_connection: Callable[..., object], part: int, settled: Callable[..., bool]) -> None:
     sync_cycle._write_connection = write_connection  # type: ignore[assignment]
-    projection.PIPELINED_CHUNK = part
+    sync_cycle.PIPELINED_CHUNK = part
     sync_cycle.tier0_settled = settled  # type: ignore[assignment]
 
 
@@ -84,7 +83,7 @@ def main() -> None:
                 VARIANTS[variant]()
                 ids = changes(url, 1000, rng, args.signals)
                 wall, cpu = time.perf_counter(), time.process_time()
-                sync_cycle.run_sync(engine, config, NOW, signal_ids=ids)
+                sync_cycle.run_sync(engine, config, NOW, request=sync_cycle.SyncRequest(ids))
                 if round_:
                     walls[variant].append(time.perf_counter() - wall)
                     cpus[variant].append(time.process_time() - cpu)

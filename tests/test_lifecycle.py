@@ -10,14 +10,8 @@ import sqlalchemy as sa
 from hybrid_sync_support import CONFIG, T0, append, created, entry, event, registry
 
 from alphapulse_dagster.db.tables import signal_events, signals, sync_audit_log
-from alphapulse_dagster.sync.lifecycle import (
-    PROJECTED_COLUMNS,
-    EventRow,
-    EventSpan,
-    can_resume,
-    fold,
-    span_of,
-)
+from alphapulse_dagster.sync.fold_resume import EventSpan, can_resume, span_of
+from alphapulse_dagster.sync.lifecycle import PROJECTED_COLUMNS, EventRow, fold
 from alphapulse_dagster.sync.projection import project_log, read_cursor, rebuild_registry
 from alphapulse_dagster.sync.sync_cycle import run_sync
 

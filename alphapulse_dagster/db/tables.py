@@ -202,7 +202,7 @@ signals = Table(
     Column("first_event_id", BigId, nullable=False),
     Column("last_event_id", BigId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # the fold resumes from the row when new events sort after this (lifecycle.can_resume)
+    # the fold resumes from the row when new events sort after this (fold_resume.can_resume)
     Column(
         "folded_until",
         UtcDateTime,

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.bulk import in_ids
 from alphapulse_dagster.db.tables import signal_events, signals, sync_cursors
+from alphapulse_dagster.sync.fold_resume import can_resume, span_of
 from alphapulse_dagster.sync.lifecycle import (
     CLOSED,
     CONFIRMED,
@@ -29,11 +30,9 @@ from alphapulse_dagster.sync.lifecycle import (
     SHARED_COLUMNS,
     EventRow,
     KnownEvents,
-    can_resume,
     fold,
     is_inferred_expiry,
     merge_with_existing,
-    span_of,
 )
 from alphapulse_dagster.sync.log_horizon import log_head, signals_after
 from alphapulse_dagster.sync.registry_rows import read_rows
