@@ -74,7 +74,13 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
 
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
-    from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
+    from alphapulse_dagster.sync import sync_cycle
+
+    def run_sync(engine: sa.Engine, config: object, now: object, ids: list[str]) -> None:
+        if hasattr(sync_cycle, "SyncRequest"):  # (a checkout before it took signal_ids)
+            sync_cycle.run_sync(engine, config, now, request=sync_cycle.SyncRequest(ids))
+        else:
+            sync_cycle.run_sync(engine, config, now, signal_ids=ids)  # type: ignore[call-arg]
 
     url, config, rng = _url(db), AppConfig(), random.Random(seed)
     engine = make_engine(url)
@@ -82,7 +88,7 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
     for n in range(count + 1):
         ids = changes(url, 1000, rng, signals)
         wall, cpu = time.perf_counter(), time.process_time()
-        run_sync(engine, config, NOW, request=SyncRequest(ids))
+        run_sync(engine, config, NOW, ids)
         if n:  # the first cycle warms the pool and the statement caches
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)

@@ -53,13 +53,12 @@ def test_shipped_file_shape() -> None:
     assert block["hostname"] == {"env": "DAGSTER_PG_HOST"}
     assert block["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     assert block["scheme"] == "postgresql+psycopg2"  # psycopg 3 fails on NOTIFY $1
-    coordinator = config["run_coordinator"]
-    assert coordinator["class"] == "QueuedRunCoordinator"
-    limits = {
-        limit["key"]: limit["limit"] for limit in coordinator["config"]["tag_concurrency_limits"]
-    }
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    runs = config["concurrency"]["runs"]
+    limits = {limit["key"]: limit["limit"] for limit in runs["tag_concurrency_limits"]}
     assert limits == {"alphapulse/sync": 1, "alphapulse/mtf": 1}
-    assert coordinator["config"]["max_concurrent_runs"] >= 1
+    assert runs["max_concurrent_runs"] >= 1
+    assert config["concurrency"]["pools"]["default_limit"] == 1  # the sync's pool
     assert config["retention"]["sensor"]["purge_after_days"]["skipped"] >= 1
 
 

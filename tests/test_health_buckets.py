@@ -22,6 +22,11 @@ from alphapulse_dagster.db.tables import (
 )
 from alphapulse_dagster.sync.gap_rules import GAP_TYPES
 from alphapulse_dagster.sync.health import health_report
+from alphapulse_dagster.sync.health_buckets import (
+    BUCKET_SECONDS,
+    pg_trigger_ddl,
+    sqlite_trigger_ddl,
+)
 from alphapulse_dagster.sync.projection import rebuild_registry
 from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 
@@ -183,3 +188,31 @@ def test_running_aggregates_equal_a_from_scratch_computation(engine: sa.Engine) 
     _check(engine, nows)
     run_sync(engine, CONFIG, NOW + 4 * H, "s4", SyncRequest(full=True))
     _check(engine, nows)
+
+
+def test_the_installed_triggers_are_the_ones_the_code_generates(engine: sa.Engine) -> None:
+    """The bucket triggers come from ``health_buckets`` (migration 0009): what the database
+    runs is exactly what the report's own constants generate today."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            stored = conn.execute(
+                sa.text(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'trg_%'"
+                )
+            ).scalars()
+            assert sorted(stored) == sorted(sqlite_trigger_ddl())
+            return
+        bodies = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT proname, prosrc FROM pg_proc WHERE proname IN ("
+                    "'alphapulse_health_bucket', 'alphapulse_signals_health', "
+                    "'alphapulse_gaps_health')"
+                )
+            ).all()
+        )
+    generated = pg_trigger_ddl()
+    assert bodies["alphapulse_health_bucket"] == generated[0].split("$$")[1]
+    assert bodies["alphapulse_signals_health"] == generated[1].split("$body$")[1]
+    assert bodies["alphapulse_gaps_health"] == generated[2].split("$body$")[1]
+    assert f"/ {BUCKET_SECONDS})" in bodies["alphapulse_health_bucket"]

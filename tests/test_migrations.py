@@ -45,14 +45,14 @@ def _signal(status: str, timestamp: datetime = T0, direction: str = "LONG") -> d
 
 def _check_schema(url: str) -> None:
     upgrade(url)
-    assert current_revision(url) == "0005"
+    assert current_revision(url) == "0009"
     engine = make_engine(url)
     try:
         tables = set(sa.inspect(engine).get_table_names())
         assert set(metadata.tables) <= tables
         # upgrading twice is a no-op
         upgrade(url)
-        assert current_revision(url) == "0005"
+        assert current_revision(url) == "0009"
     finally:
         engine.dispose()
 

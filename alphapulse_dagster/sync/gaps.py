@@ -21,9 +21,9 @@ from sqlalchemy import Connection, case, exists, func, or_, select, union
 from alphapulse_dagster.config import HybridSyncConfig
 from alphapulse_dagster.db.tables import signal_gaps, signals
 from alphapulse_dagster.sync.gap_rules import GAP_RULES, GAP_TYPES, TIME_DRIVEN_GAPS, GapInputs
+from alphapulse_dagster.sync.health_buckets import MAX_SCORE
 from alphapulse_dagster.sync.signal_facts import ChunkFacts
 
-MAX_SCORE = 100.0  # a signal with no open gap
 OPENED_COLUMNS = ("signal_id", "gap_type", "kind", "weight", "fillable", "detected_at")
 
 

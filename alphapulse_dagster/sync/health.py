@@ -35,6 +35,7 @@ from alphapulse_dagster.db.tables import (
     signals,
 )
 from alphapulse_dagster.sync.gap_rules import GAP_TYPES
+from alphapulse_dagster.sync.health_buckets import BUCKET_SECONDS, EVER_CONFIRMED, MAX_SCORE, SCALE
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,13 @@ class HealthReport:
         return out
 
 
-SCALE = 10**9  # scores and confidences are summed as integers in units of 1e-9
-BUCKET_SECONDS = 3600  # one bucket per epoch hour of the signal's moment
-
-
 def _signal_moment():  # type: ignore[no-untyped-def]
     return func.coalesce(signals.c.signal_time, signals.c.created_at, signals.c.confirmed_at)
 
 
 def _scaled(value):  # type: ignore[no-untyped-def]
-    # the same expression as the bucket triggers (migration 0003)
-    return cast(func.round(value * literal_column("1000000000.0")), BigInteger)
+    # the triggers' expression (health_buckets.scaled)
+    return cast(func.round(value * literal_column(f"{SCALE}.0")), BigInteger)
 
 
 def _signal_totals(conn: Connection, since: datetime) -> tuple[list[int], int]:
@@ -104,10 +101,12 @@ def _signal_totals(conn: Connection, since: datetime) -> tuple[list[int], int]:
     partial = conn.execute(
         select(
             func.count(),
-            func.sum(_scaled(func.coalesce(signals.c.health_score, literal_column("100.0")))),
+            func.sum(
+                _scaled(func.coalesce(signals.c.health_score, literal_column(f"{MAX_SCORE}")))
+            ),
             func.sum(_scaled(signals.c.data_confidence)),
             func.count(signals.c.data_confidence),
-            func.count().filter(signals.c.status.in_(("CONFIRMED", "CLOSED"))),
+            func.count().filter(signals.c.status.in_(EVER_CONFIRMED)),
         ).where(moment >= since, moment < edge_end)
     ).one()
     totals = [int(a or 0) + int(b or 0) for a, b in zip(whole, partial, strict=True)]
@@ -130,7 +129,7 @@ def health_report(
     confidences are summed as integers in units of 1e-9, then rounded (2 / 4 places)."""
     since = as_utc(now) - timedelta(days=config.health_window_days)
     (count, score_sum, confidence_sum, confidence_n, confirmed), edge = _signal_totals(conn, since)
-    health_score = float(round(Fraction(score_sum, count * SCALE), 2)) if count else 100.0
+    health_score = float(round(Fraction(score_sum, count * SCALE), 2)) if count else MAX_SCORE
     mean_confidence = (
         float(round(Fraction(confidence_sum, confidence_n * SCALE), 4)) if confidence_n else None
     )

@@ -52,8 +52,11 @@ class ReconcilePlan:
     audits: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _apply(work: dict[str, Any], changes: Sequence[FieldChange], stamp: str) -> None:
-    provenance = work["field_provenance"]
+def _applied(row: Mapping[str, Any], changes: Sequence[FieldChange], stamp: str) -> dict[str, Any]:
+    """A copy of ``row`` with ``changes`` written, each with its provenance (the stored
+    row, maybe the cycle's cached one, stays as it is)."""
+    work = dict(row)
+    provenance = work["field_provenance"] = dict(row["field_provenance"] or {})
     for change in changes:
         work[change.field] = change.new
         provenance[change.field] = {
@@ -62,6 +65,7 @@ def _apply(work: dict[str, Any], changes: Sequence[FieldChange], stamp: str) -> 
             "source": change.source,
             "at": stamp,
         }
+    return work
 
 
 def _audit(change: FieldChange, sync_run_id: str, now: datetime) -> dict[str, Any]:
@@ -95,19 +99,21 @@ def reconcile_rows(
     for row in rows:
         signal_id = row["signal_id"]
         result.signals_seen += 1
-        work = dict(row)
-        work["field_provenance"] = dict(row["field_provenance"] or {})
-        levels = plan_changes(work, candidates(work, facts.created.get(signal_id), None, None))
-        _apply(work, levels, stamp)
+        # a row whose identity, levels and metadata are all held at 1.0 has nothing the
+        # first pass could improve (Tier 3 and Tier 2 propose below 1.0)
+        levels: list[FieldChange] = []
+        if needs_tier0(row):
+            levels = plan_changes(row, candidates(row, facts.created.get(signal_id), None, None))
+        levelled = _applied(row, levels, stamp) if levels else row
         measured = None
-        if _needs_candles(work):
-            measured = candle_excursion(work, facts.candles.get(work["symbol"]), now)
+        if _needs_candles(levelled):
+            measured = candle_excursion(levelled, facts.candles.get(levelled["symbol"]), now)
         snapshot = facts.mfe_snapshots.get(signal_id)
-        excursions = plan_changes(work, candidates(work, None, snapshot, measured))
-        _apply(work, excursions, stamp)
+        excursions = plan_changes(levelled, candidates(levelled, None, snapshot, measured))
         changes = [*levels, *excursions]
         if not changes:
             continue
+        work = _applied(levelled, excursions, stamp)
         work["data_confidence"] = mean_confidence(work["field_provenance"])
         plan.rows[signal_id] = work
         plan.audits.extend(_audit(change, sync_run_id, now) for change in changes)
@@ -125,8 +131,6 @@ TIER0_FIELDS: tuple[str, ...] = (
     "stop_loss",
     "targets",
 )
-
-
 # what Tier 0 reads of a row besides the SIGNAL_CREATED payload
 _TIER0_INPUTS: tuple[str, ...] = (*TIER0_FIELDS, "confirmation_time", "confirmed_at")
 
