@@ -13,7 +13,7 @@ from alphapulse_dagster.cli import main as cli_main
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.sync.health import health_report
-from alphapulse_dagster.sync.sync_cycle import run_sync
+from alphapulse_dagster.sync.sync_cycle import SyncRequest, run_sync
 from alphapulse_dagster.webhooks.ingest import ingest_body
 from alphapulse_dagster.webhooks.replay import shift_to_now
 from alphapulse_dagster.webhooks.webhook_payload import parse_event_time
@@ -73,13 +73,13 @@ def test_shifted_sample_fills_the_health_window(db_url: str) -> None:
             for body in shift_to_now(_bodies(), NOW).bodies:
                 result = ingest_body(connection, body, now=NOW, source_address="test")
                 assert result.rejection is None, result.rejection
-        sync = run_sync(engine, config, NOW, full=True)
+        sync = run_sync(engine, config, NOW, request=SyncRequest(full=True))
         with engine.connect() as connection:
             report = health_report(connection, NOW, config.hybrid_sync)
     finally:
         engine.dispose()
     # BTCUSD 20:00 BEARISH has only its SIGNAL_CREATED: 16 h PENDING > 12 one-hour bars
-    assert len(sync.lifecycle.expired) == 1
+    assert len(sync.expired) == 1
     assert report.signals == 13  # 10 BTCUSD + 3 EURUSD trade ids, all within 30 days
     # three trades arrive without a SIGNAL_CREATED (EURUSD 14:00, BTCUSD 07:00 and 15:00):
     # each misses its creation event, HTF alignment, confirmation time and metadata; the
