@@ -53,7 +53,7 @@ STEPS = 4 + len(MTF_WEEKS)  # database, candles, MTF weeks, webhooks, sync
 @dataclass
 class DemoResult:
     report: HealthReport
-    candles_imported: int = 0
+    candles: int = 0  # rows in the candles table: imported history + the backfills' weeks
     mtf_signals: int = 0
     webhooks: Counter[str] = field(default_factory=Counter)
     registry: Counter[str] = field(default_factory=Counter)  # signals by source
@@ -63,7 +63,7 @@ class DemoResult:
         webhooks = ", ".join(f"{n} {status}" for status, n in sorted(self.webhooks.items()))
         registry = ", ".join(f"{n} {source}" for source, n in sorted(self.registry.items()))
         return (
-            f"candles imported: {self.candles_imported:,}\n"
+            f"candles stored: {self.candles:,}\n"
             f"MTF signals stored: {self.mtf_signals} (from {len(MTF_WEEKS)} one-week backfills)\n"
             f"webhooks replayed: {webhooks or 'none'}\n"
             f"signals in the registry: {registry or 'none'}"
@@ -116,7 +116,7 @@ def run_demo(url: str, progress: bool = False, verbose: bool = False) -> DemoRes
         from sensors.hybrid_sync import SYNC_JOB_NAME
     from alphapulse_dagster.cli.candles import import_candles
     from alphapulse_dagster.config import load_config
-    from alphapulse_dagster.db.tables import ai_signals_mtf, signals
+    from alphapulse_dagster.db.tables import ai_signals_mtf, candles, signals
 
     timings: dict[str, float] = {}
     bar = tqdm(total=STEPS, desc="demo", unit="step", disable=not progress, leave=False)
@@ -138,7 +138,7 @@ def run_demo(url: str, progress: bool = False, verbose: bool = False) -> DemoRes
     step_done("database")
 
     step("candles")
-    candles_imported = import_candles(bundled_dir("sample"), url, progress=False)
+    import_candles(bundled_dir("sample"), url, progress=False)
     step_done("candles")
 
     # the production jobs (``mtf_signal_job``, ``hybrid_sync_job``) on the demo's database
@@ -196,6 +196,9 @@ def run_demo(url: str, progress: bool = False, verbose: bool = False) -> DemoRes
                 mtf = connection.execute(
                     sa.select(sa.func.count()).select_from(ai_signals_mtf)
                 ).scalar_one()
+                stored_candles = connection.execute(
+                    sa.select(sa.func.count()).select_from(candles)
+                ).scalar_one()
                 by_source = sa.select(signals.c.source, sa.func.count()).group_by(signals.c.source)
                 registry = Counter({str(s): int(n) for s, n in connection.execute(by_source)})
             step_done("sync")
@@ -204,7 +207,7 @@ def run_demo(url: str, progress: bool = False, verbose: bool = False) -> DemoRes
     bar.close()
     return DemoResult(
         report=report,
-        candles_imported=candles_imported,
+        candles=int(stored_candles),
         mtf_signals=int(mtf),
         webhooks=webhooks,
         registry=registry,

@@ -41,6 +41,7 @@ def test_demo_runs_the_whole_desk_quietly(
     assert "Health Score:" in out and "Signal Coverage:" in out
     assert "no_signal_created:    2" in out  # the two confirmed trades with no creation event
     assert "webhooks replayed: 58 accepted, 3 duplicate" in out
+    assert "candles stored: " in out
     assert "ASSET_MATERIALIZATION" not in err and "STEP_START" not in err
     assert len(err.split("\n")) <= 3, err[-2000:]
 
