@@ -16,6 +16,8 @@ process from the same environment, so the decision is the same there.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -39,10 +41,21 @@ resources = {
     "signal_cache": SignalCacheResource(url=env_or_default("ALPHAPULSE_REDIS_URL")),
 }
 
-defs = dg.Definitions.merge(
-    market_data.defs,
-    mtf_signals.defs,
-    hybrid_sync.defs,
-    operations.defs,
-    dg.Definitions(resources=resources),
+
+def with_code_references(domains: dg.Definitions, resources: Mapping[str, Any]) -> dg.Definitions:
+    """The domains' definitions with the shared resources, every asset linked to the file
+    and line that defines it (the UI's code references)."""
+    return dg.Definitions(
+        assets=dg.with_source_code_references(list(domains.assets or [])),
+        asset_checks=domains.asset_checks,
+        jobs=domains.jobs,
+        schedules=domains.schedules,
+        sensors=domains.sensors,
+        resources=resources,
+    )
+
+
+defs = with_code_references(
+    dg.Definitions.merge(market_data.defs, mtf_signals.defs, hybrid_sync.defs, operations.defs),
+    resources,
 )

@@ -37,6 +37,21 @@ def test_pinned_asset_keys_present() -> None:
     assert "candles" in keys
 
 
+def test_every_asset_links_to_its_source() -> None:
+    """Code references: each materializable asset's metadata names the file (in this
+    checkout) and line that define it, so the UI can open the source."""
+    graph = defs.resolve_asset_graph()
+    keys = graph.materializable_asset_keys
+    assert {"candles", "signal_health"} <= {key.to_user_string() for key in keys}
+    for key in keys:
+        refs = graph.get(key).metadata.get("dagster/code_references")
+        assert refs is not None, key
+        (ref,) = refs.code_references
+        path = Path(ref.file_path)
+        assert path.is_file() and ROOT in path.parents, (key, ref.file_path)
+        assert ref.line_number >= 1
+
+
 @pytest.mark.slow
 def test_installed_wheel_carries_config_and_sample(tmp_path: Path) -> None:
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
