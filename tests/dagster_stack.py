@@ -335,13 +335,17 @@ def entry_then_created_latency(
 
 
 def run_timings(stack: DaemonStack) -> list[dict[str, Any]]:
-    """Per sync run of the instance: trigger, queued → started and started → ended seconds."""
+    """Per run of the instance: trigger, queued → started, launched (RUN_STARTING) →
+    started (the run worker's start-up) and started → ended seconds."""
     import dagster as dg
 
     out = []
     with instance_env(stack.env), dg.DagsterInstance.get() as instance:
         for record in reversed(instance.get_run_records()):
             run = record.dagster_run
+            launched = instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.RUN_STARTING
+            ).records
             out.append(
                 {
                     "run_id": run.run_id[:8],
@@ -353,6 +357,9 @@ def run_timings(stack: DaemonStack) -> list[dict[str, Any]]:
                     "queued_to_start": (record.start_time or 0)
                     - record.create_timestamp.timestamp()
                     if record.start_time
+                    else None,
+                    "launch_to_start": record.start_time - launched[0].timestamp
+                    if record.start_time and launched
                     else None,
                     "run_seconds": (record.end_time - record.start_time)
                     if record.end_time and record.start_time
