@@ -124,6 +124,9 @@ class RiskParameters(_Model):
     # a stop beyond an invalidating swing / order-block edge sits this far past it
     stop_buffer_atr: float = Field(default=0.1, ge=0)
     take_profit_atr_multipliers: tuple[float, ...] = (2.0, 3.0, 5.0)
+    # the time exit: a trade still open this many entry-timeframe bars after its fill
+    # closes at the last bar's close (signals/trade_management.py)
+    max_holding_bars: int = Field(default=96, ge=1)
 
     @field_validator("take_profit_atr_multipliers")
     @classmethod

@@ -15,7 +15,12 @@ import dagster as dg
 import pandas as pd
 
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics as compute_mtf_metrics
-from alphapulse_dagster.signals.mtf_run import RAW_SIGNAL_COLUMNS, generate_window, record_window
+from alphapulse_dagster.signals.mtf_run import (
+    RAW_SIGNAL_COLUMNS,
+    generate_window,
+    record_window,
+    trade_rule,
+)
 from assets.contracts import contract_check
 from assets.partitions import hourly_partitions
 from assets.run_clock import run_now
@@ -127,7 +132,7 @@ def mtf_pipeline(
 
     cache = signal_cache.get_cache()
     record = record_window(
-        engine, cache, signals, window.end, config.mtf.entry.entry_valid_bars, run_now(context)
+        engine, cache, signals, window.end, trade_rule(config), run_now(context)
     )
     stats, lifecycle = record.store, record.lifecycle
     done = time.perf_counter()

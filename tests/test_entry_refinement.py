@@ -16,7 +16,6 @@ from alphapulse_dagster.config import MtfStrategies
 from alphapulse_dagster.market.bars import Bars
 from alphapulse_dagster.signals import key_levels
 from alphapulse_dagster.signals.entry_refinement import (
-    entry_fill_status,
     refine_entries,
     refine_entry,
 )
@@ -66,7 +65,7 @@ def test_fibonacci_entry_long_hand_computed() -> None:
     assert cands["FIB_0.5_RETRACEMENT"]["score"] == pytest.approx(0.605)
     assert cands["FIB_0.786_RETRACEMENT"]["rejected_because"] == "beyond max_entry_distance_atr"
     assert cands["EMA_21_PULLBACK"]["rejected_because"] == "no EMA trend agreement"
-    assert not cands["ORDER_BLOCK_TOP"]["valid"]
+    assert not cands["BULLISH_ORDER_BLOCK_TOP"]["valid"]
     assert [c["chosen"] for c in r.analysis["candidates"]].count(True) == 1
 
 
@@ -125,6 +124,17 @@ def test_order_block_entry_top_and_middle() -> None:
     assert r.stop_loss == pytest.approx(min(203.5 - 1.5 * atr, 201.5 - 0.1 * atr))
     mid = refine_entry("OB", "LONG", 207.6, df, params(entry={"order_block_entry": "middle"}))
     assert mid.entry_price == 202.5 and mid.entry_strategy == "ORDER_BLOCK"
+
+
+def test_short_order_block_is_labelled_by_the_bottom_edge_it_enters_at() -> None:
+    # regression: a SHORT entry at a bearish block's bottom edge was labelled ..._TOP
+    m = mirror(order_block_setup(), 500.0)
+    r = refine_entry("OB", "SHORT", 500.0 - 207.6, m)
+    assert r.entry_strategy == "ORDER_BLOCK"
+    assert r.entry_pattern.startswith("BEARISH_ORDER_BLOCK_BOTTOM")
+    assert r.entry_price == pytest.approx(500.0 - 203.5)  # the mirrored block's bottom
+    ob = next(c for c in r.analysis["candidates"] if c["strategy"] == "ORDER_BLOCK")
+    assert ob["pattern"] == "BEARISH_ORDER_BLOCK_BOTTOM"
 
 
 def test_mitigated_order_block_is_not_a_candidate() -> None:
@@ -271,21 +281,6 @@ def test_invariants_always_hold(
     assert 0.0 <= r.entry_confidence <= 1.0
     if length < 200:
         assert r.entry_pattern == "INSUFFICIENT_DATA"
-
-
-def test_fill_status() -> None:
-    later = pd.DataFrame({
-        "open_time": pd.date_range("2024-01-01 04:00", periods=3, freq="1h", tz="UTC"),
-        "high": [105.0, 104.0, 103.0], "low": [101.0, 99.5, 98.0],
-    })  # fmt: skip
-    hit = entry_fill_status(100.0, "LONG", later, entry_valid_bars=4)
-    assert hit.status == "CONFIRMED" and hit.fill_time == pd.Timestamp("2024-01-01 05:00", tz="UTC")
-    assert entry_fill_status(97.0, "LONG", later, entry_valid_bars=3).status == "EXPIRED"
-    assert entry_fill_status(97.0, "LONG", later, entry_valid_bars=4).status == "PENDING"
-    assert entry_fill_status(99.0, "LONG", later, entry_valid_bars=1).status == "EXPIRED"
-    short = entry_fill_status(104.5, "SHORT", later, entry_valid_bars=2)
-    assert short.status == "CONFIRMED" and short.bars_checked == 1
-    assert entry_fill_status(106.0, "SHORT", later.iloc[:0], 2).status == "PENDING"
 
 
 def test_params_validation() -> None:

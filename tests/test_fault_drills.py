@@ -35,6 +35,7 @@ from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import ACTIVE_STATUSES, ai_signals_mtf, signal_events
 from alphapulse_dagster.signals.mtf_run import record_window
 from alphapulse_dagster.signals.signal_cache import SignalCache
+from alphapulse_dagster.signals.trade_management import TradeRule
 from assets import hybrid_sync
 from resources import ConfigResource, DatabaseResource
 from sensors.hybrid_sync import sync_run_config
@@ -142,7 +143,7 @@ class _Faulty(SignalCache):
 def _record(engine: sa.Engine, cache: SignalCache, window: tuple[Any, pd.DataFrame]) -> Any:
     window_end, frame = window
     return record_window(
-        engine, cache, frame, window_end + timedelta(hours=4), ENTRY_VALID_BARS, T0
+        engine, cache, frame, window_end + timedelta(hours=4), TradeRule(ENTRY_VALID_BARS), T0
     )
 
 

@@ -9,6 +9,9 @@ Ownership (one owner per fact):
 - ``signals`` — the registry: a projection of ``signal_events`` (lifecycle fields) that the
   hybrid sync enriches field by field, with provenance in ``field_provenance``.
 - ``signal_gaps``, ``signal_health_metrics``, ``sync_audit_log`` — written by the sync.
+- ``signal_outcomes`` and ``strategy_performance`` — written by the analytics assets
+  (SPEC §17): what each signal did after it fired, per entry mode, and the figures per
+  group and day.
 
 Times are UTC (:class:`UtcDateTime`); prices are floats in quote currency; MFE/MAE in
 ``signals`` are in R multiples (``*_price`` columns in price units).
@@ -310,4 +313,75 @@ sync_locks = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(64), nullable=True),
     Column("locked_until", UtcDateTime, nullable=True),
+)
+
+# What every signal did after it fired (SPEC §17), one row per (signal, entry mode):
+# ``actual`` (the signal as stored or reported), ``market`` and each valid refinement
+# candidate of an MTF signal (counterfactuals with the same stop and target distances in
+# ATR). Rewritten per window of ``signal_time`` by the ``signal_outcomes`` asset.
+signal_outcomes = Table(
+    "signal_outcomes",
+    metadata,
+    Column("signal_id", String(128), primary_key=True),
+    Column("entry_mode", String(32), primary_key=True, comment="actual | market | candidate"),
+    Column("source", String(16), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("direction", String(5), nullable=False),
+    Column("timeframe", String(8), nullable=False, comment="bars the outcome is read on"),
+    Column("signal_time", UtcDateTime, nullable=False, comment="signal bar CLOSE time"),
+    Column("signal_timeframe", String(8), nullable=True),
+    Column("entry_strategy", String(64), nullable=True),
+    Column("entry_pattern", String(64), nullable=True),
+    Column("htf_agreement", String(8), nullable=True),
+    Column("session", String(32), nullable=True),
+    Column("consensus_size", Integer, nullable=True, comment="heads that agreed"),
+    Column("heads", JsonDoc, nullable=True, comment="head -> AGREE | DISAGREE | NONE"),
+    Column("status", String(12), nullable=False, comment="OPEN | CLOSED | NOT_FILLED"),
+    Column("market_price", Price, nullable=True, comment="close at the signal"),
+    Column("entry_price", Price, nullable=True),
+    Column("stop_loss", Price, nullable=True),
+    Column("first_target", Price, nullable=True),
+    Column("last_target", Price, nullable=True),
+    Column("entry_improvement_bps", Float, nullable=True, comment="vs market, + = better"),
+    Column("filled_at", UtcDateTime, nullable=True),
+    Column("exit_at", UtcDateTime, nullable=True, comment="exit bar CLOSE time"),
+    Column("exit_price", Price, nullable=True),
+    Column("exit_reason", String(16), nullable=True, comment="STOP|BREAKEVEN|TARGET|TIME"),
+    Column("r_multiple", Float, nullable=True, comment="R"),
+    Column("mfe_r", Float, nullable=True, comment="R"),
+    Column("mae_r", Float, nullable=True, comment="R"),
+    Column("mfe_price", Price, nullable=True),
+    Column("mae_price", Price, nullable=True),
+    Column("bars_to_mfe", Integer, nullable=True),
+    Column("bars_held", Integer, nullable=True),
+    Column("ambiguous", Boolean, nullable=False, comment="same-bar stop/target unresolved"),
+    Column("reported_exit_price", Price, nullable=True, comment="TradingView EXIT"),
+    Column("reported_exit_reason", String(16), nullable=True, comment="TradingView EXIT"),
+    Column("evaluated_at", UtcDateTime, nullable=False, comment="data horizon of the row"),
+    Index("ix_signal_outcomes_signal_time", "signal_time"),
+)
+
+# The strategy evaluation per day of signal time and grouping (SPEC §16 ``groups`` shape);
+# ``group_by = 'paired'`` rows carry the refined-vs-market comparison.
+strategy_performance = Table(
+    "strategy_performance",
+    metadata,
+    Column("day", UtcDateTime, primary_key=True, comment="UTC day of signal_time"),
+    Column("group_by", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("n", Integer, nullable=False, comment="closed trades"),
+    Column("n_signals", Integer, nullable=False),
+    Column("fill_rate", Float, nullable=True),
+    Column("win_rate", Float, nullable=True),
+    Column("expectancy_r", Float, nullable=True),
+    Column("expectancy_ci_lo", Float, nullable=True),
+    Column("expectancy_ci_hi", Float, nullable=True),
+    Column("profit_factor", Float, nullable=True),
+    Column("max_drawdown_r", Float, nullable=True),
+    Column("mean_mfe_r", Float, nullable=True),
+    Column("mean_mae_r", Float, nullable=True),
+    Column("entry_improvement_bps", Float, nullable=True),
+    Column("missed_r", Float, nullable=True, comment="paired rows: market R of unfilled"),
+    Column("flag", String(32), nullable=True),
+    Column("computed_at", UtcDateTime, nullable=False),
 )

@@ -13,6 +13,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.tables import candles
 from alphapulse_dagster.market.resample import OHLCV
+from alphapulse_dagster.market.timeframes import duration, is_timeframe, seconds
+from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 
 _BATCH = 5_000
 
@@ -74,3 +76,34 @@ def load_candles(
     frame = pd.DataFrame(rows, columns=["symbol", "open_time", *OHLCV])
     frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
     return frame
+
+
+def stored_timeframes(connection: Connection, symbol: str) -> list[str]:
+    """The timeframes the ``candles`` table holds for ``symbol``."""
+    query = select(candles.c.timeframe).where(candles.c.symbol == symbol).distinct()
+    return [str(tf) for tf in connection.execute(query).scalars()]
+
+
+def finer_timeframe(connection: Connection, symbol: str, timeframe: str) -> str | None:
+    """The finest stored timeframe of ``symbol`` that divides ``timeframe`` into whole
+    bars (used to order two touches inside one bar), or None."""
+    bar = seconds(timeframe)
+    finer = [
+        tf
+        for tf in stored_timeframes(connection, symbol)
+        if is_timeframe(tf) and seconds(tf) < bar and bar % seconds(tf) == 0
+    ]
+    return min(finer, key=seconds) if finer else None
+
+
+def load_bar_series(
+    connection: Connection, symbol: str, timeframe: str, start: datetime, end: datetime
+) -> tuple[BarSeries, BarSeries | None]:
+    """``symbol``'s bars of ``timeframe`` opening in ``[start, end)``, and those of its
+    finer timeframe over the same span when stored (see :func:`finer_timeframe`)."""
+    bars = bar_series(load_candles(connection, [symbol], timeframe, start, end), duration(timeframe))
+    fine_tf = finer_timeframe(connection, symbol, timeframe)
+    if fine_tf is None:
+        return bars, None
+    fine = load_candles(connection, [symbol], fine_tf, start, end)
+    return bars, bar_series(fine, duration(fine_tf))

@@ -20,9 +20,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alphapulse_dagster.config import EntryParameters, RiskParameters
-from alphapulse_dagster.direction import direction_sign  # noqa: F401  entry_fill.py's import,
-
-# until `outcomes` merges entry_fill.py into one fill rule: import it from direction.py
 from alphapulse_dagster.market.bars import Bars
 from alphapulse_dagster.signals import key_levels as kl
 
@@ -75,6 +72,15 @@ class Candidate:
     rule: str | None = None  # the family's own rejection rule, in words
     breaks_rule: BoolArray | None = None  # (M,) True where ``rule`` rejects the level
     trend_in_pattern: bool = False  # the chosen pattern is prefixed BULLISH_ / BEARISH_
+    short_pattern: str | None = None  # the pattern of a SHORT, when the mirror renames it
+
+
+def pattern_for(candidate: Candidate, sign: int) -> str:
+    """``entry_pattern`` of one signal entered at ``candidate`` (direction ``sign``)."""
+    pattern = candidate.short_pattern if sign < 0 and candidate.short_pattern else candidate.pattern
+    if candidate.trend_in_pattern:
+        pattern = ("BULLISH_" if sign > 0 else "BEARISH_") + pattern
+    return pattern
 
 
 Family = Callable[[EntryParameters, MarketView], list[Candidate]]
@@ -127,7 +133,9 @@ def ema_pullbacks(p: EntryParameters, v: MarketView) -> list[Candidate]:
 
 def order_blocks(p: EntryParameters, v: MarketView) -> list[Candidate]:
     """LONG: the latest unmitigated bullish order block below the market, entered at its
-    top or middle; invalid beyond its bottom."""
+    top or middle; invalid beyond its bottom. SHORT mirrored: a bearish block above the
+    market, entered at its near edge — its BOTTOM (``top`` names the near edge of a
+    bullish block) — and labelled by that edge."""
     ob = kl.unmitigated_order_blocks(
         v.features, v.bars, v.rows, v.j, v.sign, v.market, p.order_block_lookback_bars
     )
@@ -141,6 +149,7 @@ def order_blocks(p: EntryParameters, v: MarketView) -> list[Candidate]:
             level=ob.proximal if top else (ob.proximal + ob.distal) / 2,
             invalidation=ob.distal,
             trend_in_pattern=True,
+            short_pattern="ORDER_BLOCK_BOTTOM" if top else None,
         )
     ]
 

@@ -56,7 +56,6 @@ from alphapulse_dagster.signals.entry_candidates import (
     risk_levels,
     score_candidates,
 )
-from alphapulse_dagster.signals.entry_fill import FillStatus, entry_fill_status
 from alphapulse_dagster.signals.refined_entry import Outcome, RefinedEntry, assemble
 
 log = logging.getLogger(__name__)
@@ -64,9 +63,7 @@ log = logging.getLogger(__name__)
 _OHLCV = ("open", "high", "low", "close", "volume")
 
 __all__ = [
-    "FillStatus",
     "RefinedEntry",
-    "entry_fill_status",
     "error_fallback",
     "refine_entries",
     "refine_entry",

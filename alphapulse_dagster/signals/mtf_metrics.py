@@ -4,8 +4,10 @@
 - ``avg_entry_confidence``, ``avg_risk_reward_ratio``, ``avg_signal_confidence``.
 - ``refinement_success_rate`` — % of stored signals whose entry was refined to a key level
   (anything but MARKET_ENTRY).
-- ``fill_rate`` — % of resolved limit entries that filled: (CONFIRMED + CLOSED) /
-  (CONFIRMED + CLOSED + EXPIRED).
+- ``fill_rate`` — % of refined (limit) entries that filled, among those resolved:
+  filled / (filled + EXPIRED), refined entries only (``entry_strategy`` other than
+  MARKET_ENTRY). A market entry fills at the signal's close by definition and is not
+  counted (it used to be, which inflated the rate).
 - ``mean_entry_improvement_bps`` — mean improvement of the entry over the market price at
   the signal, in basis points (positive = better than market).
 - ``signals_last_24h`` — signals whose signal bar closed in the 24 h before ``now``.
@@ -32,6 +34,7 @@ def _pct(numerator: float, denominator: float) -> float | None:
 def mtf_metrics(connection: Connection, now: datetime) -> dict[str, Any]:
     """The metrics above as a JSON-able dict (averages are None when there is no signal)."""
     s = ai_signals_mtf.c
+    refined_limit = s.entry_strategy != "MARKET_ENTRY"
     totals = connection.execute(
         select(
             func.count(),
@@ -40,8 +43,8 @@ def mtf_metrics(connection: Connection, now: datetime) -> dict[str, Any]:
             func.avg(s.signal_confidence),
             func.avg(s.entry_improvement_bps),
             func.sum(case((s.entry_strategy != "MARKET_ENTRY", 1), else_=0)),
-            func.sum(case((s.status.in_(("CONFIRMED", "CLOSED")), 1), else_=0)),
-            func.sum(case((s.status_reason == "EXPIRED", 1), else_=0)),
+            func.sum(case((refined_limit & s.status.in_(("CONFIRMED", "CLOSED")), 1), else_=0)),
+            func.sum(case((refined_limit & (s.status_reason == "EXPIRED"), 1), else_=0)),
             func.sum(case((s.timestamp > now - timedelta(hours=24), 1), else_=0)),
         )
     ).one()

@@ -25,6 +25,7 @@ from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats, advance_sig
 from alphapulse_dagster.signals.signal_cache import SignalCache
 from alphapulse_dagster.signals.signal_generation import generate_signals
 from alphapulse_dagster.signals.signal_store import StoreStats, store_signals
+from alphapulse_dagster.signals.trade_management import TradeRule
 
 # history loaded before the window so indicators are warm (EMA50 on the entry timeframe,
 # EMA21 + slope on the higher timeframes, heads on the signal timeframe)
@@ -71,6 +72,14 @@ def consensus_rule(config: AppConfig) -> ConsensusRule:
         min_mean_confidence=signal.min_mean_confidence,
         heads=tuple(signal.heads),
         fire_on=signal.fire_on,
+    )
+
+
+def trade_rule(config: AppConfig) -> TradeRule:
+    """The one trade-management rule's settings (fill window, time exit)."""
+    return TradeRule(
+        entry_valid_bars=config.mtf.entry.entry_valid_bars,
+        max_holding_bars=config.mtf.risk.max_holding_bars,
     )
 
 
@@ -141,7 +150,7 @@ def record_window(
     cache: SignalCache,
     signals: pd.DataFrame,
     window_end: datetime,
-    entry_valid_bars: int,
+    rule: TradeRule,
     now: datetime,
 ) -> WindowRecord:
     """Store a window's signals in signal-time order, advancing the lifecycle of earlier
@@ -151,7 +160,7 @@ def record_window(
     totals = WindowRecord(StoreStats(), LifecycleStats())
 
     def advance(as_of: datetime) -> None:
-        step = advance_signals(engine, cache, as_of, entry_valid_bars, now)
+        step = advance_signals(engine, cache, as_of, rule, now)
         for name in ("confirmed", "closed", "expired"):
             setattr(totals.lifecycle, name, getattr(totals.lifecycle, name) + getattr(step, name))
         totals.lifecycle.still_pending = step.still_pending
@@ -160,7 +169,7 @@ def record_window(
     for timestamp in sorted({r["timestamp"] for r in records}):
         advance(pd.Timestamp(timestamp).to_pydatetime())
         batch = [r for r in records if r["timestamp"] == timestamp]
-        step = store_signals(engine, batch, cache, now, entry_valid_bars, duration)
+        step = store_signals(engine, batch, cache, now, rule.entry_valid_bars, duration)
         totals.store.stored += step.stored
         totals.store.duplicates_skipped += step.duplicates_skipped
         totals.store.already_stored += step.already_stored

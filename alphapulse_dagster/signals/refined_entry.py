@@ -25,6 +25,7 @@ from alphapulse_dagster.signals.entry_candidates import (
     NO_KEY_LEVEL,
     REFINEMENT_ERROR,
     CandidateTable,
+    pattern_for,
 )
 
 FloatArray = NDArray[np.float64]
@@ -82,7 +83,7 @@ def _json(v: float) -> float | None:
     return round(float(v), 10) if math.isfinite(v) else None
 
 
-def _candidate_records(o: Outcome, i: int) -> list[dict[str, Any]]:
+def _candidate_records(o: Outcome, i: int, sign: int) -> list[dict[str, Any]]:
     """Every candidate of signal ``i`` as the analysis record lists it."""
     if o.table is None:
         return []
@@ -91,7 +92,7 @@ def _candidate_records(o: Outcome, i: int) -> list[dict[str, Any]]:
         records.append(
             {
                 "strategy": column.strategy,
-                "pattern": column.pattern,
+                "pattern": pattern_for(column, sign),
                 "level": _json(o.table.level[i, k]),
                 "distance_atr": _json(o.distance[i, k]) if o.distance is not None else None,
                 "score": _json(o.score[i, k]) if o.score is not None else None,
@@ -119,9 +120,7 @@ def assemble(
         fallback = o.pattern[i]
         if c >= 0 and o.table is not None:
             chosen = o.table.columns[c]
-            strategy, pattern = chosen.strategy, chosen.pattern
-            if chosen.trend_in_pattern:
-                pattern = ("BULLISH_" if sign[i] > 0 else "BEARISH_") + pattern
+            strategy, pattern = chosen.strategy, pattern_for(chosen, int(sign[i]))
             if o.confluent is not None and o.confluent[i, c] > 0:
                 pattern += "_CONFLUENCE"
         else:
@@ -134,7 +133,7 @@ def assemble(
             "atr_source": "fallback_estimate"
             if fallback in (INSUFFICIENT_DATA, REFINEMENT_ERROR)
             else f"entry_tf_atr_{p.atr_period}",
-            "candidates": _candidate_records(o, i) if fallback in (None, NO_KEY_LEVEL) else [],
+            "candidates": _candidate_records(o, i, int(sign[i])) if fallback in (None, NO_KEY_LEVEL) else [],
             "chosen": strategy,
             "entry_pattern": pattern,
             "fallback_reason": fallback,

@@ -1,0 +1,124 @@
+"""Signal outcomes (SPEC §17): each planned trade (``entry_modes``) read from candles by the
+one trade rule (``signals/trade_management``), one vectorised call per instrument.
+
+Rows are those of the ``signal_outcomes`` table: status ``OPEN`` / ``CLOSED`` /
+``NOT_FILLED``; prices in quote currency; R = signed (exit − entry) / |entry − stop|;
+``entry_improvement_bps`` = signed (market − entry) / market × 10⁴ (+ = better than the
+close at the signal); ``evaluated_at`` = the data horizon the row was read at (the last
+bar close seen, at most the caller's as-of time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from alphapulse_dagster.market.bar_series import BarSeries, to_ns
+from alphapulse_dagster.signals.trade_management import (
+    NOT_FILLED,
+    TradeRule,
+    Trades,
+    manage_trades,
+)
+
+OUTCOME_COLUMNS = [
+    "signal_id", "entry_mode", "source", "symbol", "direction", "timeframe", "signal_time",
+    "signal_timeframe", "entry_strategy", "entry_pattern", "htf_agreement", "session",
+    "consensus_size", "heads", "status", "market_price", "entry_price", "stop_loss",
+    "first_target", "last_target", "entry_improvement_bps", "filled_at", "exit_at",
+    "exit_price", "exit_reason", "r_multiple", "mfe_r", "mae_r", "mfe_price", "mae_price",
+    "bars_to_mfe", "bars_held", "ambiguous", "reported_exit_price", "reported_exit_reason",
+    "evaluated_at",
+]  # fmt: skip
+_DESCRIPTIVE = [
+    "signal_id", "entry_mode", "source", "symbol", "direction", "timeframe", "signal_time",
+    "signal_timeframe", "entry_strategy", "entry_pattern", "htf_agreement", "session",
+    "consensus_size", "heads", "market_price", "entry_price", "stop_loss", "first_target",
+    "last_target", "reported_exit_price", "reported_exit_reason",
+]  # fmt: skip
+
+# (symbol, timeframe, first time needed) -> the bars and, when stored, a finer timeframe's
+BarsFor = Callable[[str, str, datetime], tuple[BarSeries, BarSeries | None]]
+
+
+def _times(ns: np.ndarray) -> pd.Series:
+    """ns -> UTC timestamps; ``NO_TIME`` (int64 min) is NaT's own bit pattern."""
+    return pd.Series(pd.to_datetime(ns.astype("datetime64[ns]"), utc=True))
+
+
+def _trades(plan: pd.DataFrame) -> Trades:
+    return Trades(
+        sign=np.where(plan["direction"].to_numpy() == "LONG", 1, -1).astype(np.int64),
+        entry=plan["entry_price"].to_numpy(np.float64),
+        stop=plan["stop_loss"].to_numpy(np.float64),
+        first_target=plan["first_target"].to_numpy(np.float64),
+        last_target=plan["last_target"].to_numpy(np.float64),
+        placed_at=to_ns(plan["placed_at"]),
+        expires_at=to_ns(plan["expires_at"]),
+        at_market=plan["at_market"].to_numpy(bool),
+    )
+
+
+def _improvement_bps(plan: pd.DataFrame) -> np.ndarray:
+    sign = np.where(plan["direction"].to_numpy() == "LONG", 1.0, -1.0)
+    market = plan["market_price"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sign * (market - plan["entry_price"].to_numpy(np.float64)) / market * 1e4
+
+
+def evaluate_outcomes(
+    plan: pd.DataFrame, bars_for: BarsFor, rule: TradeRule, as_of: datetime
+) -> pd.DataFrame:
+    """Outcome rows for ``plan`` (``entry_modes.PLAN_COLUMNS``) as of ``as_of``."""
+    if plan.empty:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    plan = plan.reset_index(drop=True)
+    as_of_ns = int(to_ns(as_of)[0])
+    parts = []
+    reported = plan["reported_status"].eq(NOT_FILLED).to_numpy()
+    if reported.any():
+        parts.append(_reported_not_filled(plan[reported], as_of))
+    evaluated = plan[~reported]
+    for (symbol, timeframe), idx in evaluated.groupby(["symbol", "timeframe"]).indices.items():
+        part = evaluated.iloc[idx].reset_index(drop=True)
+        start = pd.Timestamp(part["placed_at"].min()).to_pydatetime()
+        bars, finer = bars_for(str(symbol), str(timeframe), start)
+        results = manage_trades(_trades(part), bars, rule, as_of_ns, finer)
+        seen = int(np.searchsorted(bars.close_ns, as_of_ns, side="right"))
+        horizon = pd.Timestamp(int(bars.close_ns[seen - 1]) if seen else as_of_ns, tz="UTC")
+        frame = part[_DESCRIPTIVE].copy()
+        frame["status"] = results.status
+        frame["entry_improvement_bps"] = _improvement_bps(part)
+        frame["filled_at"] = _times(results.filled_at)
+        frame["exit_at"] = _times(results.exit_at)
+        frame["exit_price"] = results.exit_price
+        frame["exit_reason"] = [results.reason(i) for i in range(len(part))]
+        frame["r_multiple"] = results.r_multiple
+        frame["mfe_r"], frame["mae_r"] = results.mfe_r, results.mae_r
+        frame["mfe_price"], frame["mae_price"] = results.mfe_price, results.mae_price
+        frame["bars_to_mfe"], frame["bars_held"] = results.bars_to_mfe, results.bars_held
+        frame["ambiguous"] = results.ambiguous
+        frame["evaluated_at"] = horizon
+        parts.append(frame)
+    out = pd.concat(parts, ignore_index=True)[OUTCOME_COLUMNS]
+    return out.sort_values(["signal_time", "signal_id", "entry_mode"]).reset_index(drop=True)
+
+
+def _reported_not_filled(plan: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    frame = plan[_DESCRIPTIVE].copy().reset_index(drop=True)
+    frame["status"] = NOT_FILLED
+    frame["entry_improvement_bps"] = np.nan
+    for c in ("filled_at", "exit_at"):
+        frame[c] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    for c in ("exit_price", "r_multiple"):
+        frame[c] = np.nan
+    frame["exit_reason"] = None
+    for c in ("mfe_r", "mae_r", "mfe_price", "mae_price"):
+        frame[c] = 0.0
+    frame["bars_to_mfe"] = frame["bars_held"] = 0
+    frame["ambiguous"] = False
+    frame["evaluated_at"] = pd.Timestamp(as_of)
+    return frame
