@@ -1,7 +1,7 @@
 """The one place where the Dagster ``Definitions`` are assembled.
 
 Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``,
-``assets/hybrid_sync.py``) owns its assets, checks, jobs, schedules and sensors and exposes
+``assets/hybrid_sync.py``, ``assets/analytics.py``) owns its assets, checks, jobs, schedules and sensors and exposes
 ``defs``; this module merges them and binds the shared resources, whose values come from
 the environment through ``dg.EnvVar``.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import hybrid_sync, market_data, mtf_signals
+from assets import analytics, hybrid_sync, market_data, mtf_signals
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
@@ -56,6 +56,8 @@ def with_code_references(domains: dg.Definitions, resources: Mapping[str, Any]) 
 
 
 defs = with_code_references(
-    dg.Definitions.merge(market_data.defs, mtf_signals.defs, hybrid_sync.defs, operations.defs),
+    dg.Definitions.merge(
+        market_data.defs, mtf_signals.defs, hybrid_sync.defs, analytics.defs, operations.defs
+    ),
     resources,
 )

@@ -118,9 +118,10 @@ def load_outcomes(
     *,
     source: str | None = None,
     symbol: str | None = None,
+    entry_modes: tuple[str, ...] | None = None,
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Stored outcomes (every entry mode), oldest signal first."""
+    """Stored outcomes (every entry mode unless ``entry_modes``)."""
     o = signal_outcomes.c
     query = select(*(o[c] for c in columns or OUTCOME_COLUMNS))
     if since is not None:
@@ -131,6 +132,8 @@ def load_outcomes(
         query = query.where(o.source == source)
     if symbol is not None:
         query = query.where(o.symbol == symbol)
+    if entry_modes is not None:
+        query = query.where(o.entry_mode.in_(entry_modes))
     rows = connection.execute(query).all()
     frame = pd.DataFrame(rows, columns=columns or OUTCOME_COLUMNS)
     for c in _TIME_COLUMNS:

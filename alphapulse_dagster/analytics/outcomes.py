@@ -122,3 +122,45 @@ def _reported_not_filled(plan: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     frame["ambiguous"] = False
     frame["evaluated_at"] = pd.Timestamp(as_of)
     return frame
+
+
+DECISION_FIELDS = (
+    "status", "filled_at", "exit_at", "exit_price", "exit_reason", "r_multiple", "mfe_r",
+    "mae_r", "bars_held", "ambiguous",
+)  # fmt: skip
+
+
+def changed_decisions(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes that were decided (CLOSED or NOT_FILLED) in ``previous`` and differ in
+    ``current`` on any decision field, or are gone from it: these must never exist
+    (later candles cannot change a decided outcome). One row per (signal, entry mode)
+    with the field that changed first."""
+    key = ["signal_id", "entry_mode"]
+    before = previous[previous["status"].isin(["CLOSED", "NOT_FILLED"])]
+    if before.empty:
+        return pd.DataFrame(columns=[*key, "field", "before", "after"])
+    merged = before[[*key, *DECISION_FIELDS]].merge(
+        current[[*key, *DECISION_FIELDS]], on=key, how="left", suffixes=("", "_now"), indicator=True
+    )
+    changed = []
+    for field in DECISION_FIELDS:
+        a, b = merged[field], merged[f"{field}_now"]
+        if a.dtype.kind == "f" or b.dtype.kind == "f":
+            same = np.isclose(a.astype(float), b.astype(float), rtol=1e-12, equal_nan=True)
+        else:
+            same = (a == b) | (a.isna() & b.isna())
+        changed.append(pd.Series(~np.asarray(same), index=merged.index))
+    differs = pd.concat(changed, axis=1)
+    differs.columns = list(DECISION_FIELDS)
+    bad = differs.any(axis=1) | (merged["_merge"] == "left_only")
+    rows = merged[bad]
+    first = differs[bad].idxmax(axis=1)
+    return pd.DataFrame(
+        {
+            "signal_id": rows["signal_id"],
+            "entry_mode": rows["entry_mode"],
+            "field": first,
+            "before": [str(rows.at[i, f]) for i, f in first.items()],
+            "after": [str(rows.at[i, f"{f}_now"]) for i, f in first.items()],
+        }
+    ).reset_index(drop=True)

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from alphapulse_dagster.api import desk, desk_reads, reads, webhooks
+from alphapulse_dagster.api import analytics, desk, desk_reads, reads, webhooks
 from alphapulse_dagster.api.rejects import RejectRecorder
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
@@ -31,8 +31,9 @@ DESCRIPTION = """
 TradingView webhooks land in the append-only `signal_events` log (group commit, durable
 before the 200; spooled and replayed when the database is down). The read API serves the
 signal registry, each signal's event timeline, gaps, field provenance and audit trail, the
-health report and the MTF metrics. Read endpoints need `Authorization: Bearer <token>`
-when `ALPHAPULSE_API_TOKEN` is set; the webhook uses the shared secret in its body.
+health report, the MTF metrics and the strategy evaluation (`/analytics/strategies`).
+Read endpoints need `Authorization: Bearer <token>` when `ALPHAPULSE_API_TOKEN` is set;
+the webhook uses the shared secret in its body.
 The desk's screen is at `/`.
 """
 
@@ -103,6 +104,7 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
     app.state.engine = app_engine
     app.include_router(webhooks.router)
     app.include_router(reads.router)
+    app.include_router(analytics.router)
     app.include_router(reads.open_router)
     app.include_router(desk_reads.router)
     desk.mount_desk(app)

@@ -32,6 +32,8 @@ from alphapulse_dagster.db.tables import (
     signals,
     sync_audit_log,
 )
+from alphapulse_dagster.analytics.outcome_store import signal_outcome
+from alphapulse_dagster.analytics.strategy_performance import outcome_metrics
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
 from alphapulse_dagster.sync.lifecycle import is_inferred_expiry
 
@@ -138,6 +140,13 @@ class SignalDetail(SignalItem):
     events: list[EventItem] = Field(description="the event timeline, in event_time order")
     audit: list[AuditItem]
     gap_details: list[GapItem] = Field(description="open gaps with kind, weight, fillable")
+    outcome: dict[str, Any] | None = Field(
+        default=None,
+        description="what the signal did after it fired, read from candles (SPEC §17): "
+        "status OPEN / CLOSED / NOT_FILLED, fill, exit, R, MFE/MAE in R and price, bars "
+        "held, the same-bar ambiguity flag, a TradingView signal's reported exit beside it, "
+        "and the counterfactual entry modes; null until the outcomes asset has read it",
+    )
 
 
 class WebhookSpool(BaseModel):
@@ -354,6 +363,7 @@ def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | No
             .order_by(sync_audit_log.c.audit_id)
         ).mappings()
     ]
+    item["outcome"] = signal_outcome(connection, signal_id)
     return item
 
 
@@ -465,12 +475,15 @@ def get_health(request: Request) -> dict[str, Any]:
     tags=["metrics"],
     summary="MTF monitoring metrics",
     description="Strategy distribution, average entry confidence, average R:R, average "
-    "signal confidence, refinement success rate, fill rate, mean entry improvement (bps), "
-    "signals in the last 24 h.",
+    "signal confidence, refinement success rate, fill rate (refined limits only), mean entry "
+    "improvement (bps), signals in the last 24 h; from the outcomes: the fill rate of "
+    "refined limits read from candles and the paired refined-vs-market ΔR with its interval.",
 )
 def get_mtf_metrics(request: Request) -> dict[str, Any]:
     with _engine(request).connect() as connection:
-        return mtf_metrics(connection, utcnow())
+        figures = mtf_metrics(connection, utcnow())
+        figures.update(outcome_metrics(connection))
+        return figures
 
 
 @open_router.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness")

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alphapulse_dagster.cli.candles",
     "alphapulse_dagster.cli.api",
     "alphapulse_dagster.cli.sync",
+    "alphapulse_dagster.cli.report",
     # the demo drives the Dagster assets, so it lives outside the core (``demo/``); its
     # module here only registers the command and imports the rest when it runs
     "demo.command",
