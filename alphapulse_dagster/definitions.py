@@ -1,7 +1,7 @@
 """The one place where the Dagster ``Definitions`` are assembled.
 
-Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``,
-``assets/hybrid_sync.py``, ``assets/analytics.py``) owns its assets, checks, jobs, schedules and sensors and exposes
+Each domain (``assets/market_data.py``, ``assets/mtf_signals.py``, ``assets/hybrid_sync.py``,
+``assets/analytics.py``) owns its assets, checks, jobs, schedules and sensors and exposes
 ``defs``; this module merges them and binds the shared resources, whose values come from
 the environment through ``dg.EnvVar``.
 

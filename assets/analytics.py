@@ -7,7 +7,6 @@ candle closed by now, so an OPEN outcome of an earlier day is re-read as candles
 that still has an open (or not yet evaluated) signal to today.
 """
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

@@ -30,7 +30,9 @@ RULE = TradeRule(entry_valid_bars=4, max_holding_bars=96)
 
 
 @pytest.fixture(scope="module")
-def sample_engine(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[sa.Engine]:
+def sample_engine(
+    tmp_path_factory: pytest.TempPathFactory, sample_dir: Path
+) -> Iterator[sa.Engine]:
     url = f"sqlite:///{tmp_path_factory.mktemp('sample') / 'sample.db'}"
     upgrade(url)
     import_candles(sample_dir, url, progress=False)
@@ -91,7 +93,9 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
         last_close, last_time = cl, at
         i += 1
     if horizon >= deadline and held:
-        return _closed(sign, e, s0, "TIME", last_close, last_time, filled_at, best, worst, held, False)
+        return _closed(
+            sign, e, s0, "TIME", last_close, last_time, filled_at, best, worst, held, False
+        )
     return {"status": "OPEN", "filled_at": filled_at}
 
 
@@ -118,13 +122,21 @@ def test_outcomes_on_the_sample_equal_a_plain_per_bar_loop(sample_engine: sa.Eng
     assert set(plan["entry_mode"]) >= {"actual", "market", "FIBONACCI_618", "ORDER_BLOCK"}
     with sample_engine.connect() as connection:
         outcomes = evaluate_outcomes(plan, candle_reader(connection, END), RULE, END)
-        frames = {s: load_candles(connection, [s], "1h", START, END) for s in plan["symbol"].unique()}
+        frames = {
+            s: load_candles(connection, [s], "1h", START, END) for s in plan["symbol"].unique()
+        }
     bars = {
-        s: {"times": f["open_time"].tolist(), **{k: f[k].tolist() for k in ("open", "high", "low", "close")}}
+        s: {
+            "times": f["open_time"].tolist(),
+            **{k: f[k].tolist() for k in ("open", "high", "low", "close")},
+        }
         for s, f in frames.items()
     }
     assert len(outcomes) == len(plan)
-    merged = outcomes.merge(plan[["signal_id", "entry_mode", "placed_at", "expires_at", "at_market"]], on=["signal_id", "entry_mode"])
+    merged = outcomes.merge(
+        plan[["signal_id", "entry_mode", "placed_at", "expires_at", "at_market"]],
+        on=["signal_id", "entry_mode"],
+    )
     statuses = {"CLOSED": 0, "NOT_FILLED": 0, "OPEN": 0}
     for row in merged.to_dict("records"):
         symbol_bars = bars[row["symbol"]]
@@ -137,7 +149,9 @@ def test_outcomes_on_the_sample_equal_a_plain_per_bar_loop(sample_engine: sa.Eng
             continue
         assert row["exit_reason"] == expected["exit_reason"], row
         assert row["exit_at"] == expected["exit_at"] and row["filled_at"] == expected["filled_at"]
-        assert row["bars_held"] == expected["bars_held"] and row["ambiguous"] == expected["ambiguous"]
+        assert (
+            row["bars_held"] == expected["bars_held"] and row["ambiguous"] == expected["ambiguous"]
+        )
         for field in ("exit_price", "r_multiple", "mfe_r", "mae_r"):
             assert row[field] == pytest.approx(expected[field], rel=1e-9, abs=1e-12), (field, row)
     assert statuses["CLOSED"] > 500 and statuses["NOT_FILLED"] > 300  # both paths exercised

@@ -5,7 +5,7 @@ fill rate counts refined limits only)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +37,12 @@ SINCE, UNTIL = T0 - timedelta(days=1), T0 + timedelta(days=1)
 AS_OF = T0 + 6 * H
 # 1h bars from T0 (open, high, low, close)
 BARS = [(8000, 8010, 7950, 7990), (7990, 8400, 7985, 8380)] + [(8380, 8390, 8370, 8380)] * 6
-OB = {"strategy": "ORDER_BLOCK", "pattern": "BULLISH_ORDER_BLOCK_TOP", "level": 7980.0, "valid": True}
+OB = {
+    "strategy": "ORDER_BLOCK",
+    "pattern": "BULLISH_ORDER_BLOCK_TOP",
+    "level": 7980.0,
+    "valid": True,
+}
 TV_ID = "BTCUSD:20190603_040000_LONG"
 
 
@@ -88,7 +93,9 @@ def test_outcomes_of_a_window_hand_checked_and_idempotent(desk: sa.Engine) -> No
     long_id = refined_signal()["signal_id"]
     short_id = refined_signal(direction="SHORT")["signal_id"]
     for _ in range(2):  # the second rewrite of the window leaves the same rows
-        written = write_outcomes(desk, compute_outcomes(desk, SINCE, UNTIL, RULE, AS_OF), SINCE, UNTIL)
+        written = write_outcomes(
+            desk, compute_outcomes(desk, SINCE, UNTIL, RULE, AS_OF), SINCE, UNTIL
+        )
         assert written == 6  # long: actual, market, ORDER_BLOCK; short: actual, market; TV
     o = _outcomes(desk)
     assert len(o) == 6
@@ -140,10 +147,15 @@ def test_strategy_report_and_api(desk: sa.Engine, db_url: str, tmp_path: Path) -
         assert metrics["outcome_fill_rate"] == 1.0 and metrics["paired_n"] == 2
 
 
-def test_a_market_entry_is_confirmed_at_the_signal_close_by_the_lifecycle(engine: sa.Engine) -> None:
+def test_a_market_entry_is_confirmed_at_the_signal_close_by_the_lifecycle(
+    engine: sa.Engine,
+) -> None:
     # regression: a MARKET_ENTRY was tracked as a limit at the close and could expire: here
     # no low ever comes back to the close (8000), as in the held-out example
-    _candles(engine, [(8005, 8020, 8001, 8010), (8010, 8410, 8008, 8400)] + [(8400, 8410, 8390, 8400)] * 6)
+    _candles(
+        engine,
+        [(8005, 8020, 8001, 8010), (8010, 8410, 8008, 8400)] + [(8400, 8410, 8390, 8400)] * 6,
+    )
     market = refined_signal(entry_strategy="MARKET_ENTRY", entry_pattern="NO_KEY_LEVEL",
                             entry_price=8000.0, stop_loss=7880.0,
                             take_profits=[8160.0, 8240.0, 8400.0])  # fmt: skip
@@ -165,7 +177,12 @@ def test_fill_rate_counts_refined_limits_only(engine: sa.Engine) -> None:
         for k, strategy in enumerate(["FIBONACCI_618"] * 3 + ["MARKET_ENTRY"])
     ]
     store_signals(engine, rows, SignalCache(None), T0, RULE.entry_valid_bars, duration)
-    states = [("CLOSED", "TARGET"), ("CANCELLED", "EXPIRED"), ("CANCELLED", "EXPIRED"), ("CLOSED", "STOP")]
+    states = [
+        ("CLOSED", "TARGET"),
+        ("CANCELLED", "EXPIRED"),
+        ("CANCELLED", "EXPIRED"),
+        ("CLOSED", "STOP"),
+    ]
     with engine.begin() as connection:
         for row, (status, reason) in zip(rows, states, strict=True):
             connection.execute(

@@ -90,7 +90,9 @@ def test_break_even_after_the_first_target() -> None:
 
 
 def test_time_exit_at_the_close_of_the_last_held_bar() -> None:
-    bars = series([(101, 101, 99, 100.5), (101, 103, 99, 102), (102, 104, 98, 103), (103, 120, 80, 110)])
+    bars = series(
+        [(101, 101, 99, 100.5), (101, 103, 99, 102), (102, 104, 98, 103), (103, 120, 80, 110)]
+    )
     r = run(trade(), bars, hold=3)
     assert (r.status[0], r.reason(0), r.exit_price[0]) == ("CLOSED", "TIME", 103.0)
     assert r.r_multiple[0] == pytest.approx(0.6) and at(r.exit_at[0]) == T + 3 * HOUR
@@ -100,7 +102,9 @@ def test_time_exit_at_the_close_of_the_last_held_bar() -> None:
 
 
 def test_never_filled() -> None:
-    bars = series([(103, 104, 101, 102), (102, 103, 100.5, 101), (101, 102, 100.1, 101), (101, 101, 97, 98)])
+    bars = series(
+        [(103, 104, 101, 102), (102, 103, 100.5, 101), (101, 102, 100.1, 101), (101, 101, 97, 98)]
+    )
     r = run(trade(), bars)  # the 4th bar trades through, after the 3-bar window
     assert r.status[0] == "NOT_FILLED" and r.filled_at[0] == NO_TIME and r.bars_held[0] == 0
     assert run(trade(), bars, horizon=T + 2 * HOUR).status[0] == "OPEN"  # window still open
@@ -115,15 +119,24 @@ def test_same_bar_stop_and_target_is_the_stop_and_flagged_without_finer_bars() -
 def test_same_bar_ambiguity_resolved_by_finer_bars() -> None:
     bars = series([(100, 111, 94, 100)])
     q = pd.Timedelta(minutes=15)
-    up_first = series([(100, 111, 99, 110.5), (110.5, 110.5, 94, 96), (96, 99, 95, 98), (98, 101, 97, 100)], step=q)
+    up_first = series(
+        [(100, 111, 99, 110.5), (110.5, 110.5, 94, 96), (96, 99, 95, 98), (98, 101, 97, 100)],
+        step=q,
+    )
     r = run(trade(market=True), bars, finer=up_first)
     assert (r.reason(0), r.exit_price[0], bool(r.ambiguous[0])) == ("TARGET", 110.0, False)
     assert at(r.exit_at[0]) == T + q
-    down_first = series([(100, 101, 94, 96), (96, 111, 95.5, 110.5), (110, 110, 99, 100), (100, 101, 99, 100)], step=q)
+    down_first = series(
+        [(100, 101, 94, 96), (96, 111, 95.5, 110.5), (110, 110, 99, 100), (100, 101, 99, 100)],
+        step=q,
+    )
     r = run(trade(market=True), bars, finer=down_first)
     assert (r.reason(0), r.exit_price[0], bool(r.ambiguous[0])) == ("STOP", 95.0, False)
     # the first target, then back through the entry inside the bar: break-even
-    be = series([(100, 106, 99.5, 105), (105, 105, 99, 99.5), (99.5, 99.5, 94, 95), (95, 111, 95, 100)], step=q)
+    be = series(
+        [(100, 106, 99.5, 105), (105, 105, 99, 99.5), (99.5, 99.5, 94, 95), (95, 111, 95, 100)],
+        step=q,
+    )
     single = run(trade(market=True), series([(100, 106, 94, 100)]), finer=be)
     assert (single.reason(0), single.exit_price[0], bool(single.ambiguous[0])) == (
         "BREAKEVEN",
@@ -224,7 +237,8 @@ def test_later_bars_never_change_a_closed_outcome_and_open_ones_equal_the_prefix
     trades = _random_trades(seed, bars, 60)
     rule = TradeRule(4, 12)
     full = manage_trades(trades, bars, rule, int(bars.close_ns[-1]))
-    prefix_bars = BarSeries(*(getattr(bars, f)[:cut] for f in ("open_ns", "open", "high", "low", "close")), H_NS)  # fmt: skip
+    columns = ("open_ns", "open", "high", "low", "close")
+    prefix_bars = BarSeries(*(getattr(bars, f)[:cut] for f in columns), H_NS)
     t_cut = int(prefix_bars.close_ns[-1])
     prefix = manage_trades(trades, prefix_bars, rule, 2**62)
     as_of_cut = manage_trades(trades, bars, rule, t_cut)

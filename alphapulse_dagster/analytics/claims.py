@@ -35,11 +35,29 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     s = ai_signals_mtf.c
     stored = pd.DataFrame(
         connection.execute(
-            select(s.signal_id, s.symbol, s.entry_strategy, s.risk_reward_ratio, s.targets_r,
-                   s.entry_improvement_bps, s.market_price, s.entry_price, s.stop_loss)  # fmt: skip
+            select(
+                s.signal_id,
+                s.symbol,
+                s.entry_strategy,
+                s.risk_reward_ratio,
+                s.targets_r,
+                s.entry_improvement_bps,
+                s.market_price,
+                s.entry_price,
+                s.stop_loss,
+            )  # fmt: skip
         ).all(),
-        columns=["signal_id", "symbol", "entry_strategy", "risk_reward_ratio", "targets_r",
-                 "entry_improvement_bps", "market_price", "entry_price", "stop_loss"],  # fmt: skip
+        columns=[
+            "signal_id",
+            "symbol",
+            "entry_strategy",
+            "risk_reward_ratio",
+            "targets_r",
+            "entry_improvement_bps",
+            "market_price",
+            "entry_price",
+            "stop_loss",
+        ],  # fmt: skip
     )
     outcomes = load_outcomes(connection, source="alphapulse", entry_modes=(ACTUAL, MARKET))
     refined = stored[stored["entry_strategy"] != MARKET_ENTRY]
@@ -49,11 +67,13 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     bps = refined["entry_improvement_bps"].to_numpy(float)
     risk = (refined["entry_price"] - refined["stop_loss"]).abs().to_numpy(float)
     in_risk = np.abs(refined["market_price"] - refined["entry_price"]).to_numpy(float) / risk
-    entry = {
+    entry: dict[str, Any] = {
         "claim": "entry price 20-30% better",
         "measured": {
             "mean_improvement_bps": round(float(bps.mean()), 2) if n_refined else None,
-            "mean_improvement_pct_of_price": round(float(bps.mean()) / 100, 4) if n_refined else None,
+            "mean_improvement_pct_of_price": round(float(bps.mean()) / 100, 4)
+            if n_refined
+            else None,
             "mean_improvement_pct_of_risk": _pct(float(in_risk.mean())) if n_refined else None,
             "n": n_refined,
         },
@@ -66,7 +86,9 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     )  # fmt: skip
 
     # 2. win rate: refined limit vs the same signals at market
-    act = outcomes[(outcomes["entry_mode"] == ACTUAL) & (outcomes["entry_strategy"] != MARKET_ENTRY)]
+    act = outcomes[
+        (outcomes["entry_mode"] == ACTUAL) & (outcomes["entry_strategy"] != MARKET_ENTRY)
+    ]
     mkt = outcomes[outcomes["entry_mode"] == MARKET].set_index("signal_id")
     closed_act = act[act["status"] == "CLOSED"]
     wins_filled = (closed_act["r_multiple"] > 0).to_numpy(float)
@@ -76,7 +98,7 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     all_market = mkt.reindex(act["signal_id"])
     all_market = all_market[all_market["status"] == "CLOSED"]
     wins_market_all = (all_market["r_multiple"] > 0).to_numpy(float)
-    win = {
+    win: dict[str, Any] = {
         "claim": "win rate +10-15% (refined vs market)",
         "measured": {
             "refined_filled_win_rate_pct": _pct(wins_filled.mean()) if len(wins_filled) else None,
@@ -90,7 +112,10 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
         },
     }  # fmt: skip
     m = win["measured"]
-    if m["refined_filled_win_rate_pct"] is None or m["all_refined_signals_at_market_win_rate_pct"] is None:
+    if (
+        m["refined_filled_win_rate_pct"] is None
+        or m["all_refined_signals_at_market_win_rate_pct"] is None
+    ):
         win["verdict"] = "not enough closed trades"
     else:
         diff = m["refined_filled_win_rate_pct"] - m["all_refined_signals_at_market_win_rate_pct"]
@@ -110,7 +135,7 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     paired = paired_refined_vs_market(outcomes)
     closed_all = outcomes[(outcomes["entry_mode"] == ACTUAL) & (outcomes["status"] == "CLOSED")]
     realised = closed_all["r_multiple"].to_numpy(float)
-    rr_claim = {
+    rr_claim: dict[str, Any] = {
         "claim": "R:R 1.33-3.33 vs 1:1",
         "measured": {
             "tp1_rr_min": round(float(rr.min()), 3) if n else None,
@@ -130,7 +155,7 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     # 4. refinement success
     decided = act[act["filled_at"].notna() | (act["status"] == "NOT_FILLED")]
     filled = decided["filled_at"].notna().to_numpy(float)
-    refinement = {
+    refinement: dict[str, Any] = {
         "claim": "entry refinement success > 60%",
         "measured": {
             "refined_share_pct": _pct(n_refined / n) if n else None,
@@ -144,20 +169,23 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
         },
     }
     share = refinement["measured"]["refined_share_pct"]
+    filled_pct = refinement["measured"]["refined_limits_filled_pct"]
     refinement["verdict"] = (
         "no signals" if share is None
-        else f"{share:.1f}% of signals got a refined entry ({'holds' if share > 60 else 'below 60%'}); "
-        f"only {refinement['measured']['refined_limits_filled_pct']}% of those limits filled"
+        else f"{share:.1f}% of signals got a refined entry "
+        f"({'holds' if share > 60 else 'below 60%'}); only {filled_pct}% of those limits filled"
     )  # fmt: skip
 
     # 5. symbols with signals
     with_signals = sorted(set(stored["symbol"]) & set(symbols_enabled))
-    coverage = {
+    coverage: dict[str, Any] = {
         "claim": "signals for 60-80% of symbols",
         "measured": {
             "symbols_enabled": len(symbols_enabled),
             "symbols_with_signals": len(with_signals),
-            "share_pct": _pct(len(with_signals) / len(symbols_enabled)) if symbols_enabled else None,
+            "share_pct": _pct(len(with_signals) / len(symbols_enabled))
+            if symbols_enabled
+            else None,
         },
         "verdict": "over a whole history every enabled symbol fires; the seed's 60-80% was one "
         "run of 10 symbols, a figure of that run's bars, not a property",

@@ -24,6 +24,7 @@ from alphapulse_dagster.market.timeframes import normalise_interval
 from alphapulse_dagster.market.trading_session import market_session
 
 ACTUAL, MARKET = "actual", "market"
+NOT_FILLED = "NOT_FILLED"
 MARKET_ENTRY = "MARKET_ENTRY"
 
 PLAN_COLUMNS = [
@@ -47,7 +48,9 @@ def _head_votes(analysis: Any) -> tuple[int | None, dict[str, str] | None]:
     if not heads:
         return None, None
     votes = {
-        name: "AGREE" if h.get("agrees") else ("NONE" if h.get("direction") == "NONE" else "DISAGREE")
+        name: "AGREE"
+        if h.get("agrees")
+        else ("NONE" if h.get("direction") == "NONE" else "DISAGREE")
         for name, h in heads.items()
     }
     return sum(v == "AGREE" for v in votes.values()), votes
@@ -180,7 +183,7 @@ def tradingview_plan(registry: pd.DataFrame) -> pd.DataFrame:
             "stop_loss": r["stop_loss"],
             "first_target": first_t,
             "last_target": last_t,
-            "reported_status": np.where(filled, None, "NOT_FILLED"),
+            "reported_status": filled.map({True: None, False: NOT_FILLED}),
             "reported_exit_price": r["exit_price"],
             "reported_exit_reason": r["exit_reason"],
         }

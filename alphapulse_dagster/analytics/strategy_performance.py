@@ -148,7 +148,7 @@ def _groups_of(keys: np.ndarray) -> list[tuple[Any, np.ndarray]]:
     uniq, start = np.unique(labels[order], return_index=True)
     bounds = [*start.tolist(), len(order)]
     out = []
-    for i, label in enumerate(uniq.tolist()):
+    for i in range(len(uniq)):
         idx = np.sort(order[bounds[i] : bounds[i + 1]])
         out.append((keys[idx[0]], idx))
     return sorted(out, key=lambda g: (g[0] is None, str(g[0])))
@@ -230,7 +230,11 @@ def evaluate(
     rows = _in_exit_order(_rows_for(outcomes, group_by))
     arrays = _Rows.of(rows)
     groups = [_figures(arrays, idx, key, seed) for key, idx in _groups_of(_keys(rows, group_by))]
-    return {"group_by": group_by, "groups": groups, "paired": paired_refined_vs_market(outcomes, seed)}
+    return {
+        "group_by": group_by,
+        "groups": groups,
+        "paired": paired_refined_vs_market(outcomes, seed),
+    }
 
 
 def strategy_report(
@@ -275,7 +279,15 @@ def daily_rows(
     for group_by in DAILY_GROUPINGS:
         frame = _in_exit_order(_rows_for(outcomes, group_by))
         arrays = _Rows.of(frame)
-        pairs_of = _objects(list(zip(_day_number(frame["signal_time"]).tolist(), _keys(frame, group_by).tolist(), strict=True)))
+        pairs_of = _objects(
+            list(
+                zip(
+                    _day_number(frame["signal_time"]).tolist(),
+                    _keys(frame, group_by).tolist(),
+                    strict=True,
+                )
+            )
+        )
         for (day, key), idx in _groups_of(pairs_of):
             if day not in wanted:
                 continue

@@ -43,7 +43,9 @@ def get_strategies(
     try:
         check_group_by(group_by)
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail={"field": "group_by", "error": str(exc)})
+        raise HTTPException(
+            status_code=422, detail={"field": "group_by", "error": str(exc)}
+        ) from None
     engine: Engine = request.app.state.engine
     with engine.connect() as connection:
         return strategy_report(

@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, text
 from starlette.concurrency import run_in_threadpool
 
+from alphapulse_dagster.analytics.outcome_store import signal_outcome
+from alphapulse_dagster.analytics.strategy_performance import outcome_metrics
 from alphapulse_dagster.api.auth import require_token
 from alphapulse_dagster.clock import as_utc, utcnow
 from alphapulse_dagster.db.tables import (
@@ -32,8 +34,6 @@ from alphapulse_dagster.db.tables import (
     signals,
     sync_audit_log,
 )
-from alphapulse_dagster.analytics.outcome_store import signal_outcome
-from alphapulse_dagster.analytics.strategy_performance import outcome_metrics
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
 from alphapulse_dagster.sync.lifecycle import is_inferred_expiry
 

@@ -84,7 +84,11 @@ def _report(args: argparse.Namespace) -> int:
 
                 symbols = [s.symbol for s in load_config().symbols.enabled()]
                 claims = measure_claims(connection, symbols)
-                print(json.dumps(claims, indent=2, default=str) if args.json else format_claims(claims))
+                print(
+                    json.dumps(claims, indent=2, default=str)
+                    if args.json
+                    else format_claims(claims)
+                )
                 return 0
             report = strategy_report(
                 connection, since=args.since, until=args.until, group_by=args.group_by

@@ -33,7 +33,6 @@ class BarSeries:
         return len(self.open_ns)
 
 
-
 def to_ns(values: object) -> IntArray:
     """UTC datetimes (a scalar, a list, a Series) as int64 epoch nanoseconds."""
     listed = values if isinstance(values, pd.Series | list | tuple | np.ndarray) else [values]
@@ -51,5 +50,3 @@ def bar_series(frame: pd.DataFrame, bar_length: timedelta) -> BarSeries:
         close=frame["close"].to_numpy(np.float64),
         bar_ns=int(pd.Timedelta(bar_length).value),
     )
-
-

@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.tables import candles
+from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 from alphapulse_dagster.market.resample import OHLCV
 from alphapulse_dagster.market.timeframes import duration, is_timeframe, seconds
-from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 
 _BATCH = 5_000
 
@@ -101,7 +101,9 @@ def load_bar_series(
 ) -> tuple[BarSeries, BarSeries | None]:
     """``symbol``'s bars of ``timeframe`` opening in ``[start, end)``, and those of its
     finer timeframe over the same span when stored (see :func:`finer_timeframe`)."""
-    bars = bar_series(load_candles(connection, [symbol], timeframe, start, end), duration(timeframe))
+    bars = bar_series(
+        load_candles(connection, [symbol], timeframe, start, end), duration(timeframe)
+    )
     fine_tf = finer_timeframe(connection, symbol, timeframe)
     if fine_tf is None:
         return bars, None

@@ -119,7 +119,9 @@ def _lifecycle_states(
         picked = [rows[i] for i in members]
         start = min(r.timestamp for r in picked)
         bars, finer = load_bar_series(connection, symbol, timeframe, start, as_of)
-        results = manage_trades(trades_of_signals(_frame(picked)), bars, rule, int(to_ns(as_of)[0]), finer)
+        results = manage_trades(
+            trades_of_signals(_frame(picked)), bars, rule, int(to_ns(as_of)[0]), finer
+        )
         for j, i in enumerate(members):
             status = str(results.status[j])
             filled = _when(int(results.filled_at[j]))

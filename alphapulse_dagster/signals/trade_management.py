@@ -45,7 +45,6 @@ bars arrive, and an open one equals the result computed on the prefix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -187,9 +186,7 @@ def _scan_exits(
     reason = np.full(n, _NONE, dtype=np.int8)
     reason[is_stop_side] = np.where(stop_first, _STOP, _BE)[is_stop_side]
     reason[has & ~is_stop_side] = _TARGET
-    ambiguous = has & (
-        (stop_k == first_tl) | (is_stop_side & stop_first & (first_s0 == first_t1))
-    )
+    ambiguous = has & ((stop_k == first_tl) | (is_stop_side & stop_first & (first_s0 == first_t1)))
     rows = np.arange(n)
     kk = np.minimum(exit_k, k - 1)
     opened = fo[rows, kk]
@@ -227,7 +224,8 @@ def manage_trades(
     used only to order the stop and a target touched on one bar."""
     blocks = [np.arange(i, min(i + _CHUNK, len(trades))) for i in range(0, len(trades), _CHUNK)]
     parts = [
-        _manage_block(trades.take(b), bars, rule, horizon_ns, finer) for b in blocks or [np.arange(0)]
+        _manage_block(trades.take(b), bars, rule, horizon_ns, finer)
+        for b in blocks or [np.arange(0)]
     ]
     return TradeResults(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in TradeResults.__dataclass_fields__)
@@ -285,8 +283,19 @@ def _manage_block(
 
     if finer is not None and len(finer) and ambiguous.any():
         fix = _resolve_on_finer(
-            np.flatnonzero(ambiguous), t, bars, finer, fill_idx, exit_k, scan.first_t1,
-            limit_filled, e, s0, t1, tl, sign,
+            np.flatnonzero(ambiguous),
+            t,
+            bars,
+            finer,
+            fill_idx,
+            exit_k,
+            scan.first_t1,
+            limit_filled,
+            e,
+            s0,
+            t1,
+            tl,
+            sign,
         )
         for i, (r, p, at) in fix.items():
             reason[i], price[i], exit_at[i], ambiguous[i] = r, p, at, False
