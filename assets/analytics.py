@@ -29,6 +29,7 @@ from alphapulse_dagster.db.tables import ai_signals_mtf, signal_outcomes, signal
 from alphapulse_dagster.signals.mtf_run import trade_rule
 from assets.contracts import contract_check
 from assets.partitions import DAY_FORMAT, asset_window, daily_partitions, days_in
+from assets.run_clock import run_now
 from resources import ConfigResource, DatabaseResource
 from schemas.signal_outcomes import SignalOutcomeFrame
 
@@ -88,7 +89,7 @@ def signal_outcomes_asset(
     rule = trade_rule(app_config.load())
     with engine.connect() as connection:
         previous = load_outcomes(connection, since, until)
-    outcomes = compute_outcomes(engine, since, until, rule, utcnow())
+    outcomes = compute_outcomes(engine, since, until, rule, run_now(context))
     contract = contract_check(
         SignalOutcomeFrame, outcomes, asset_key="signal_outcomes", check_name=OUTCOME_CONTRACT
     )
@@ -137,7 +138,7 @@ def strategy_performance_asset(
     with engine.connect() as connection:
         outcomes = load_outcomes(connection, since, until)
     days = [datetime.strptime(d, DAY_FORMAT).replace(tzinfo=UTC) for d in days_in(since, until)]
-    rows = daily_rows(outcomes, days, utcnow())
+    rows = daily_rows(outcomes, days, run_now(context))
     written = write_daily_rows(engine, rows, since, until)
     window = evaluate(outcomes) if len(outcomes) else None
     metadata: dict[str, float | int] = {"dagster/row_count": written, "rows_written": written}

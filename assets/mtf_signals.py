@@ -131,13 +131,7 @@ def mtf_pipeline(
         )
 
     cache = signal_cache.get_cache()
-<<<<<<< HEAD
-    record = record_window(
-        engine, cache, signals, window.end, trade_rule(config), run_now(context)
-    )
-=======
-    record = record_window(engine, cache, signals, window.end, trade_rule(config), utcnow())
->>>>>>> 8933388 (Dagster tests of the analytics assets, schedule and report command; lint)
+    record = record_window(engine, cache, signals, window.end, trade_rule(config), run_now(context))
     stats, lifecycle = record.store, record.lifecycle
     done = time.perf_counter()
     entries = _entry_metadata(signals)

@@ -20,6 +20,7 @@ from alphapulse_dagster.market.timeframes import duration
 from alphapulse_dagster.signals.signal_cache import SignalCache
 from alphapulse_dagster.signals.signal_store import store_signals
 from assets import analytics
+from assets.run_clock import NOW_TAG
 from resources import ConfigResource, DatabaseResource
 from tests.signal_factory import T0, refined_signal
 from tests.test_outcomes_store import _candles
@@ -28,8 +29,7 @@ NOW = "2019-06-04T00:00:00+00:00"  # the clock, frozen after the crafted bars
 
 
 @pytest.fixture
-def desk(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", NOW)
+def desk(sqlite_url: str) -> str:
     engine = make_engine(sqlite_url)
     _candles(engine)
     signals = [refined_signal(), refined_signal(direction="SHORT")]
@@ -46,6 +46,7 @@ def _materialize(url: str, instance: dg.DagsterInstance) -> dg.ExecuteInJobResul
         tags={
             "dagster/asset_partition_range_start": "2019-06-02",
             "dagster/asset_partition_range_end": "2019-06-03",
+            NOW_TAG: NOW,
         },
     )
 

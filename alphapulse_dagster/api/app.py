@@ -31,16 +31,10 @@ DESCRIPTION = """
 TradingView webhooks land in the append-only `signal_events` log (group commit, durable
 before the 200; spooled and replayed when the database is down). The read API serves the
 signal registry, each signal's event timeline, gaps, field provenance and audit trail, the
-<<<<<<< HEAD
 health report, the MTF metrics and the strategy evaluation (`/analytics/strategies`).
 Read endpoints need `Authorization: Bearer <token>` when `ALPHAPULSE_API_TOKEN` is set;
 the webhook uses the shared secret in its body.
 The desk's screen is at `/`.
-=======
-health report, the MTF metrics and the strategy
-evaluation (`/analytics/strategies`). Read endpoints need `Authorization: Bearer <token>`
-when `ALPHAPULSE_API_TOKEN` is set; the webhook uses the shared secret in its body.
->>>>>>> 8933388 (Dagster tests of the analytics assets, schedule and report command; lint)
 """
 
 

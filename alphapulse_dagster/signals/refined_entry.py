@@ -133,7 +133,9 @@ def assemble(
             "atr_source": "fallback_estimate"
             if fallback in (INSUFFICIENT_DATA, REFINEMENT_ERROR)
             else f"entry_tf_atr_{p.atr_period}",
-            "candidates": _candidate_records(o, i, int(sign[i])) if fallback in (None, NO_KEY_LEVEL) else [],
+            "candidates": _candidate_records(o, i, int(sign[i]))
+            if fallback in (None, NO_KEY_LEVEL)
+            else [],
             "chosen": strategy,
             "entry_pattern": pattern,
             "fallback_reason": fallback,
