@@ -134,7 +134,7 @@ def load_outcomes(
         query = query.where(o.symbol == symbol)
     if entry_modes is not None:
         query = query.where(o.entry_mode.in_(entry_modes))
-    rows = connection.execute(query).all()
+    rows = [tuple(row) for row in connection.execute(query)]  # see load_candles
     frame = pd.DataFrame(rows, columns=columns or OUTCOME_COLUMNS)
     for c in _TIME_COLUMNS:
         if c in frame:

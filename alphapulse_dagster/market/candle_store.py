@@ -72,7 +72,8 @@ def load_candles(
         )
         .order_by(candles.c.symbol, candles.c.open_time)
     )
-    rows = connection.execute(query).all()
+    # plain tuples: pandas probes each Row object for attributes otherwise (2x slower)
+    rows = [tuple(row) for row in connection.execute(query)]
     frame = pd.DataFrame(rows, columns=["symbol", "open_time", *OHLCV])
     frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
     return frame
