@@ -38,7 +38,13 @@ from alphapulse_dagster.analytics.strategy_performance import strategy_report
 from alphapulse_dagster.db.bulk import insert_rows
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
-from alphapulse_dagster.db.tables import ai_signals_mtf, candles, mtf_entry_analysis_history
+from alphapulse_dagster.db.tables import (
+    ai_signals_mtf,
+    candles,
+    mtf_entry_analysis_history,
+    signal_outcomes,
+    strategy_performance,
+)
 from alphapulse_dagster.market.bar_series import BarSeries, to_ns
 from alphapulse_dagster.signals.trade_management import TradeRule
 from assets import analytics
@@ -48,6 +54,7 @@ from resources import ConfigResource, DatabaseResource
 START = datetime(2023, 1, 1, tzinfo=UTC)
 HOURS = 365 * 24
 END = START + timedelta(hours=HOURS)
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/alphapulse_bench_outcomes"
 RULE = TradeRule(entry_valid_bars=4, max_holding_bars=96)
 CANDIDATES = ("FIBONACCI_618", "EMA_PULLBACK", "ORDER_BLOCK")
 PATTERNS = {"FIBONACCI_618": "FIB_0.618_RETRACEMENT", "EMA_PULLBACK": "EMA_21_PULLBACK",
@@ -113,9 +120,9 @@ def build(url: str, symbols: int, n: int) -> tuple[dict[str, pd.DataFrame], pd.D
     upgrade(url)
     engine = make_engine(url)
     with engine.begin() as connection:
-        for table in ("signal_outcomes", "strategy_performance", "mtf_entry_analysis_history",
-                      "ai_signals_mtf", "candles"):  # fmt: skip
-            connection.execute(sa.text(f"DELETE FROM {table}"))
+        for table in (signal_outcomes, strategy_performance, mtf_entry_analysis_history,
+                      ai_signals_mtf, candles):  # fmt: skip
+            connection.execute(sa.delete(table))
         for symbol, frame in walks.items():
             insert_rows(connection, candles, [
                 {"symbol": symbol, "timeframe": "1h", "open_time": t.to_pydatetime(), "open": o,
@@ -140,7 +147,8 @@ def build(url: str, symbols: int, n: int) -> tuple[dict[str, pd.DataFrame], pd.D
 
 
 def _median(samples: list[float]) -> str:
-    return f"median {statistics.median(samples):.2f} s (runs: {', '.join(f'{s:.2f}' for s in samples)})"
+    runs = ", ".join(f"{s:.2f}" for s in samples)
+    return f"median {statistics.median(samples):.2f} s (runs: {runs})"
 
 
 def main() -> None:
@@ -162,10 +170,13 @@ def main() -> None:
         admin.dispose()
     t = time.perf_counter()
     walks, frame = build(args.url, args.symbols, args.signals)
-    print(
-        f"built {len(frame)} signals x {args.symbols} symbols x {HOURS} 1h bars in {time.perf_counter() - t:.0f} s"
-    )
-    series = {s: BarSeries(to_ns(f["open_time"]), *(f[c].to_numpy() for c in ("open", "high", "low", "close")), 3600 * 10**9) for s, f in walks.items()}  # fmt: skip
+    built = time.perf_counter() - t
+    print(f"built {len(frame)} signals x {args.symbols} symbols x {HOURS} 1h bars in {built:.0f} s")
+    ohlc = ("open", "high", "low", "close")
+    series = {
+        s: BarSeries(to_ns(f["open_time"]), *(f[c].to_numpy() for c in ohlc), 3600 * 10**9)
+        for s, f in walks.items()
+    }
 
     def bars_for(symbol: str, timeframe: str, start: datetime) -> tuple[BarSeries, Any]:
         return series[symbol], None
@@ -176,9 +187,8 @@ def main() -> None:
         plan = mtf_plan(frame)
         outcomes = evaluate_outcomes(plan, bars_for, RULE, END)
         core.append(time.perf_counter() - t)
-    print(
-        f"core: {len(outcomes)} outcome rows ({outcomes['status'].value_counts().to_dict()}): {_median(core)}"
-    )
+    counts = outcomes["status"].value_counts().to_dict()
+    print(f"core: {len(outcomes)} outcome rows ({counts}): {_median(core)}")
 
     resources = {"database": DatabaseResource(url=args.url), "app_config": ConfigResource()}
     tags = {"dagster/asset_partition_range_start": START.strftime("%Y-%m-%d"),
@@ -194,9 +204,8 @@ def main() -> None:
             asset.append(time.perf_counter() - t)
             assert result.success
             step = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
-            print(
-                f"  asset run: {asset[-1]:.2f} s wall, step {step[0].event_specific_data.duration_ms / 1000:.2f} s"
-            )
+            seconds = step[0].event_specific_data.duration_ms / 1000
+            print(f"  asset run: {asset[-1]:.2f} s wall, step {seconds:.2f} s")
         for _ in range(args.repeat):
             t = time.perf_counter()
             result = dg.materialize(
@@ -220,9 +229,8 @@ def main() -> None:
                 body = strategy_report(connection, group_by=group_by)
             samples.append(time.perf_counter() - t)
         report.append(samples)
-        print(
-            f"strategy_report group_by={group_by} ({sum(g['n'] for g in body['groups'])} closed trades): {_median(samples)}"
-        )
+        closed = sum(g["n"] for g in body["groups"])
+        print(f"strategy_report group_by={group_by} ({closed} closed trades): {_median(samples)}")
     print(f"strategy_performance asset (one run, 365 days): {_median(perf_asset)}")
     engine.dispose()
 

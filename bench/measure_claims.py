@@ -63,9 +63,8 @@ def main() -> None:
         print(json.dumps({"entry_strategy": by_strategy, "entry_mode": by_mode, **claims},
                          indent=2, default=str))  # fmt: skip
         return
-    print(
-        f"{len(signals)} signals generated on the bundled history ({time.perf_counter() - started:.0f} s)\n"
-    )
+    seconds = time.perf_counter() - started
+    print(f"{len(signals)} signals generated on the bundled history ({seconds:.0f} s)\n")
     print(format_report(by_strategy), "\n")
     print(format_report(by_mode), "\n")
     print(format_claims(claims))
