@@ -7,7 +7,7 @@ candle closed by now, so an OPEN outcome of an earlier day is re-read as candles
 that still has an open (or not yet evaluated) signal to today.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +25,7 @@ from alphapulse_dagster.analytics.strategy_performance import (
     write_daily_rows,
 )
 from alphapulse_dagster.clock import utcnow
-from alphapulse_dagster.db.tables import ai_signals_mtf, signal_outcomes, signals
+from alphapulse_dagster.db.tables import ai_signals_mtf, candles, signal_outcomes, signals
 from alphapulse_dagster.signals.mtf_run import trade_rule
 from assets.contracts import contract_check
 from assets.partitions import DAY_FORMAT, asset_window, daily_partitions, days_in
@@ -164,24 +164,37 @@ analytics_job = dg.define_asset_job(
 )
 
 
+# An outcome still open this long after its signal is no longer followed by the schedule
+# (a dead feed, or a 1d trade past 96 bars): re-materialise its day by hand or a backfill.
+FOLLOW_DAYS = 100
+
+
 def open_days_start(database: DatabaseResource, today: datetime) -> datetime:
-    """00:00 UTC of the oldest day with a signal whose outcome is open or not yet
-    evaluated (MTF signals and registry signals alike), else today."""
+    """00:00 UTC of the oldest day, within ``FOLLOW_DAYS``, with a signal whose outcome is
+    open or not yet evaluated (MTF signals, and registry signals with an entry on an
+    instrument that has candles), else today."""
     o, s, r = signal_outcomes.c, ai_signals_mtf.c, signals.c
+    horizon = today - timedelta(days=FOLLOW_DAYS)
     with database.get_engine().connect() as connection:
         open_outcome = connection.execute(
-            select(func.min(o.signal_time)).where(o.status == "OPEN")
+            select(func.min(o.signal_time)).where(o.status == "OPEN", o.signal_time >= horizon)
         ).scalar()
         unevaluated_mtf = connection.execute(
             select(func.min(s.timestamp))
             .select_from(ai_signals_mtf.outerjoin(signal_outcomes, o.signal_id == s.signal_id))
-            .where(o.signal_id.is_(None))
+            .where(o.signal_id.is_(None), s.timestamp >= horizon)
         ).scalar()
         moment = func.coalesce(r.signal_time, r.created_at, r.confirmed_at)
         unevaluated_registry = connection.execute(
             select(func.min(moment))
             .select_from(signals.outerjoin(signal_outcomes, o.signal_id == r.signal_id))
-            .where(o.signal_id.is_(None), r.source != "alphapulse", r.confirmed_at.is_not(None))
+            .where(
+                o.signal_id.is_(None),
+                r.source != "alphapulse",
+                r.confirmed_at.is_not(None),
+                moment >= horizon,
+                r.symbol.in_(select(candles.c.symbol).distinct()),
+            )
         ).scalar()
     found = [t for t in (open_outcome, unevaluated_mtf, unevaluated_registry) if t is not None]
     oldest = min([today, *found])

@@ -86,6 +86,8 @@ def evaluate_outcomes(
         part = evaluated.iloc[idx].reset_index(drop=True)
         start = pd.Timestamp(part["placed_at"].min()).to_pydatetime()
         bars, finer = bars_for(str(symbol), str(timeframe), start)
+        if not len(bars):  # no candles for this instrument: no outcome to read
+            continue
         results = manage_trades(_trades(part), bars, rule, as_of_ns, finer)
         seen = int(np.searchsorted(bars.close_ns, as_of_ns, side="right"))
         horizon = pd.Timestamp(int(bars.close_ns[seen - 1]) if seen else as_of_ns, tz="UTC")
@@ -103,6 +105,8 @@ def evaluate_outcomes(
         frame["ambiguous"] = results.ambiguous
         frame["evaluated_at"] = horizon
         parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
     out = pd.concat(parts, ignore_index=True)[OUTCOME_COLUMNS]
     return out.sort_values(["signal_time", "signal_id", "entry_mode"]).reset_index(drop=True)
 
