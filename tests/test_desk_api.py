@@ -24,6 +24,7 @@ from alphapulse_dagster.db.tables import (
     signal_events,
     signal_gaps,
     signal_health_metrics,
+    signal_outcomes,
     signals,
 )
 
@@ -192,23 +193,24 @@ def test_trades_in_r_from_reported_exits_then_from_signal_outcomes(
         ("b", -0.5, 0.4, 0.9),
         ("a", 2.5, 2.8, 0.3),
     ]
-    outcomes = sa.Table(  # the §16 columns the desk reads, as the outcomes assets create them
-        "signal_outcomes", sa.MetaData(),
-        sa.Column("signal_id", sa.String(128)), sa.Column("entry_mode", sa.String(32)),
-        sa.Column("status", sa.String(12)), sa.Column("exit_at", sa.DateTime(timezone=True)),
-        sa.Column("r_multiple", sa.Float), sa.Column("mfe_r", sa.Float),
-        sa.Column("mae_r", sa.Float),
-    )  # fmt: skip
-    outcomes.create(db)
-    with db.begin() as connection:
+    required = {
+        "source": "tradingview",
+        "symbol": "BTCUSD",
+        "direction": "LONG",
+        "timeframe": "1h",
+        "signal_time": T0,
+        "ambiguous": False,
+        "evaluated_at": T0,
+    }
+    with db.begin() as connection:  # as the outcomes assets write them (migration 0007)
         connection.execute(
-            sa.insert(outcomes),
+            sa.insert(signal_outcomes),
             [
-                {"signal_id": "a", "entry_mode": "actual", "status": "CLOSED",
+                {**required, "signal_id": "a", "entry_mode": "actual", "status": "CLOSED",
                  "exit_at": T0, "r_multiple": 1.25, "mfe_r": 1.5, "mae_r": 0.2},
-                {"signal_id": "a", "entry_mode": "market", "status": "CLOSED",
+                {**required, "signal_id": "a", "entry_mode": "market", "status": "CLOSED",
                  "exit_at": T0, "r_multiple": 0.5, "mfe_r": 1.0, "mae_r": 0.4},
-                {"signal_id": "c", "entry_mode": "actual", "status": "OPEN",
+                {**required, "signal_id": "c", "entry_mode": "actual", "status": "OPEN",
                  "exit_at": None, "r_multiple": None, "mfe_r": 0.3, "mae_r": 0.1},
             ],
         )  # fmt: skip
