@@ -96,6 +96,7 @@ class EventWriter:
         self._wake_replay: asyncio.Event | None = None
         self._in_flight: asyncio.Future[list[WriteOutcome]] | None = None
         self._storage_down = False
+        self._stopping = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -108,6 +109,7 @@ class EventWriter:
         self._replay_task = asyncio.create_task(self._replay_loop(), name="spool-replay")
 
     async def stop(self) -> None:
+        self._stopping = True  # a replay under way stops after its current step
         if self._replay_task is not None:
             self._replay_task.cancel()
         if self._queue is not None and self._task is not None:
@@ -256,6 +258,8 @@ class EventWriter:
                     return
                 if not step.appended and not step.dead:
                     return  # another process is replaying this spool
+                if self._stopping:
+                    return
         except STORAGE_UNAVAILABLE as exc:
             self._mark_down(type(exc).__name__)
 
