@@ -25,6 +25,7 @@ from assets import analytics, hybrid_sync, market_data, mtf_signals
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
+from sensors import mtf_signals as mtf_schedules
 from sensors import operations
 
 
@@ -57,7 +58,12 @@ def with_code_references(domains: dg.Definitions, resources: Mapping[str, Any]) 
 
 defs = with_code_references(
     dg.Definitions.merge(
-        market_data.defs, mtf_signals.defs, hybrid_sync.defs, analytics.defs, operations.defs
+        market_data.defs,
+        mtf_signals.defs,
+        mtf_schedules.defs,
+        hybrid_sync.defs,
+        analytics.defs,
+        operations.defs,
     ),
     resources,
 )

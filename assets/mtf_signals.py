@@ -5,24 +5,31 @@ is one vectorised computation over every symbol, and handing DataFrames between 
 through an IO manager would only add I/O. Each still materialises as its own asset with
 its own numeric metadata, and the entry checks run before anything is stored: a signal that
 breaks the entry invariants is never written.
+
+A day partition holds the signals whose signal bar closes that UTC day. A run over many
+days (a single-run backfill) reports each day's own figures on that day's partition.
 """
 
 import json
 import time
-from datetime import datetime
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
+from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics as compute_mtf_metrics
 from alphapulse_dagster.signals.mtf_run import (
-    RAW_SIGNAL_COLUMNS,
+    WindowRecord,
     generate_window,
     record_window,
     trade_rule,
 )
+from alphapulse_dagster.signals.signal_parity import signal_parity
+from alphapulse_dagster.signals.signal_store import StoreStats
 from assets.contracts import contract_check
-from assets.partitions import hourly_partitions
+from assets.market_data import OWNERS
+from assets.partitions import asset_window, daily_partitions, day_start
 from assets.run_clock import run_now
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
@@ -30,6 +37,7 @@ from schemas.mtf_entries import FALLBACK_PATTERNS, MtfEntryFrame, entry_sufficie
 
 ENTRY_INVARIANTS = "entry_invariants"
 ENTRY_DATA_SUFFICIENCY = "entry_data_sufficiency"
+SIGNAL_PARITY = "signal_parity"
 MTF_RUN_TAGS = {"alphapulse/mtf": "true"}
 
 
@@ -61,38 +69,74 @@ def _entry_metadata(entries: pd.DataFrame) -> dict:
     }
 
 
+def _day_keys(signals: pd.DataFrame) -> pd.Series:
+    return signals["timestamp"].dt.strftime("%Y-%m-%d") if len(signals) else pd.Series()
+
+
+def _per_day(context: dg.AssetExecutionContext, asset_key: str, metadata_by_day: dict) -> None:
+    for day in context.partition_keys:
+        context.add_asset_metadata(metadata_by_day[day], asset_key=asset_key, partition_key=day)
+
+
+def _split(signals: pd.DataFrame, days: list[str]) -> dict[str, pd.DataFrame]:
+    keys = _day_keys(signals)
+    return {day: signals[keys == day] if len(signals) else signals for day in days}
+
+
+def _stored_metadata(record: WindowRecord, redis_errors: int) -> dict:
+    return {
+        "dagster/row_count": record.store.stored,
+        "stored": record.store.stored,
+        "duplicates_skipped": record.store.duplicates_skipped,
+        "already_stored": record.store.already_stored,
+        "confirmed": record.lifecycle.confirmed,
+        "closed": record.lifecycle.closed,
+        "expired": record.lifecycle.expired,
+        "still_pending": record.lifecycle.still_pending,
+        "redis_errors": redis_errors,
+    }
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
             "raw_signals",
             group_name="mtf_signals",
             kinds={"pandas", "numpy"},
+            owners=OWNERS,
             deps=["candles"],
-            description="Signals from the model heads' consensus on signal-timeframe bars, "
-            "with higher-timeframe alignment (closed HTF bars only).",
+            description="Directional signals (LONG/SHORT) of every enabled symbol whose "
+            "signal bar closes in the partition's UTC day: the model heads' consensus on "
+            "signal-timeframe bars, with higher-timeframe alignment from closed bars only.",
         ),
         dg.AssetSpec(
             "mtf_entries",
             group_name="mtf_signals",
             kinds={"pandas", "numpy"},
+            owners=OWNERS,
             deps=["raw_signals"],
-            description="Each signal's entry refined on the entry timeframe (Fibonacci, EMA "
-            "pull-back, order block, or market), with stop, targets and R:R.",
+            description="Each signal's entry refined on the entry timeframe to a key level "
+            "(Fibonacci retracement, EMA pull-back, order block) or taken at market, with "
+            "stop, targets and risk:reward. Blocking check: entry invariants.",
         ),
         dg.AssetSpec(
             "stored_signals",
             group_name="mtf_signals",
             kinds={"sql", "redis"},
+            owners=OWNERS,
             deps=["mtf_entries"],
-            description="ai_signals_mtf + analysis history + SIGNAL_CREATED events, "
-            "de-duplicated; lifecycle of earlier signals advanced to the window end.",
+            description="The day's signals written to ai_signals_mtf with their entry "
+            "analysis and a SIGNAL_CREATED event each, never two active signals per symbol "
+            "and direction; earlier signals' fills, exits and expiries advanced to the "
+            "day's end (or now, for the day in progress). Re-running a day stores nothing "
+            "twice.",
         ),
     ],
     check_specs=[
         dg.AssetCheckSpec(ENTRY_INVARIANTS, asset="mtf_entries", blocking=True),
         dg.AssetCheckSpec(ENTRY_DATA_SUFFICIENCY, asset="mtf_entries"),
     ],
-    partitions_def=hourly_partitions,
+    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def mtf_pipeline(
@@ -103,13 +147,16 @@ def mtf_pipeline(
 ):
     """Generate, refine and store the signals whose signal bar closes in the window."""
     started = time.perf_counter()
-    window = context.partition_time_window
+    start, window_end = asset_window(context)
+    now = run_now(context)
+    end = min(window_end, now)  # the day in progress: only bars closed by now
     config = app_config.load()
     engine = database.get_engine()
-    signals = generate_window(engine, config, window.start, window.end)
+    signals = generate_window(engine, config, start, end)
     generated_at = time.perf_counter()
-    raw = signals[RAW_SIGNAL_COLUMNS] if len(signals) else signals
-    yield dg.MaterializeResult(asset_key="raw_signals", metadata=_raw_metadata(raw))
+    by_day = _split(signals, list(context.partition_keys))
+    _per_day(context, "raw_signals", {d: _raw_metadata(f) for d, f in by_day.items()})
+    yield dg.MaterializeResult(asset_key="raw_signals")
 
     invariants = contract_check(
         MtfEntryFrame, signals, asset_key="mtf_entries", check_name=ENTRY_INVARIANTS
@@ -121,7 +168,8 @@ def mtf_pipeline(
         check_name=ENTRY_DATA_SUFFICIENCY,
         severity=dg.AssetCheckSeverity.WARN,
     )
-    yield dg.MaterializeResult(asset_key="mtf_entries", metadata=_entry_metadata(signals))
+    _per_day(context, "mtf_entries", {d: _entry_metadata(f) for d, f in by_day.items()})
+    yield dg.MaterializeResult(asset_key="mtf_entries")
     yield invariants
     yield sufficiency
     if not invariants.passed:
@@ -131,9 +179,17 @@ def mtf_pipeline(
         )
 
     cache = signal_cache.get_cache()
-    record = record_window(engine, cache, signals, window.end, trade_rule(config), run_now(context))
-    stats, lifecycle = record.store, record.lifecycle
+    record = record_window(engine, cache, signals, end, trade_rule(config), now)
     done = time.perf_counter()
+    empty = WindowRecord(StoreStats(), LifecycleStats())
+    _per_day(
+        context,
+        "stored_signals",
+        {
+            d: _stored_metadata(record.by_day.get(d, empty), cache.stats.errors)
+            for d in context.partition_keys
+        },
+    )
     entries = _entry_metadata(signals)
     # one structured line per run: grep-able, parseable by the log pipeline
     context.log.info(
@@ -141,16 +197,17 @@ def mtf_pipeline(
             {
                 "event": "mtf_run_summary",
                 "run_id": context.run_id,
-                "window_start": window.start.isoformat(),
-                "window_end": window.end.isoformat(),
+                "window_start": start.isoformat(),
+                "window_end": end.isoformat(),
+                "days": len(context.partition_keys),
                 "generated": len(signals),
-                "stored": stats.stored,
-                "duplicates_skipped": stats.duplicates_skipped,
-                "already_stored": stats.already_stored,
-                "confirmed": lifecycle.confirmed,
-                "closed": lifecycle.closed,
-                "expired": lifecycle.expired,
-                "still_pending": lifecycle.still_pending,
+                "stored": record.store.stored,
+                "duplicates_skipped": record.store.duplicates_skipped,
+                "already_stored": record.store.already_stored,
+                "confirmed": record.lifecycle.confirmed,
+                "closed": record.lifecycle.closed,
+                "expired": record.lifecycle.expired,
+                "still_pending": record.lifecycle.still_pending,
                 "fallback_rate": round(entries["fallback_rate"], 4),
                 "avg_risk_reward_ratio": round(entries["avg_risk_reward_ratio"], 4),
                 "redis_configured": cache.configured,
@@ -162,44 +219,70 @@ def mtf_pipeline(
             sort_keys=True,
         )
     )
-    yield dg.MaterializeResult(
-        asset_key="stored_signals",
-        metadata={
-            "dagster/row_count": stats.stored,
-            "stored": stats.stored,
-            "duplicates_skipped": stats.duplicates_skipped,
-            "already_stored": stats.already_stored,
-            "confirmed": lifecycle.confirmed,
-            "closed": lifecycle.closed,
-            "expired": lifecycle.expired,
-            "still_pending": lifecycle.still_pending,
-            "redis_errors": cache.stats.errors,
-        },
-    )
+    yield dg.MaterializeResult(asset_key="stored_signals")
 
 
 @dg.asset(
     key="mtf_metrics",
     group_name="mtf_signals",
     kinds={"sql"},
+    owners=OWNERS,
     deps=["stored_signals"],
-    partitions_def=hourly_partitions,
+    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def mtf_metrics(
     context: dg.AssetExecutionContext, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    """The desk's MTF monitoring figures as of the window end (see ``mtf_metrics.py``)."""
-    as_of: datetime = context.partition_time_window.end
+    """The desk's MTF monitoring figures for the signals of each UTC day: strategy
+    distribution, mean entry and signal confidence, mean risk:reward, refinement success
+    and fill rates (%), mean entry improvement over market (bps) and fallbacks."""
+    now = run_now(context)
     with database.get_engine().connect() as connection:
-        figures = compute_mtf_metrics(connection, as_of)
-    numeric = {k: v for k, v in figures.items() if isinstance(v, int | float) and v is not None}
-    return dg.MaterializeResult(
+        for day in context.partition_keys:
+            day_from = day_start(day)
+            day_to = day_from + timedelta(days=1)
+            figures = compute_mtf_metrics(connection, min(now, day_to), (day_from, day_to))
+            numeric = {
+                k: v for k, v in figures.items() if isinstance(v, int | float) and v is not None
+            }
+            context.add_asset_metadata(
+                {
+                    **numeric,
+                    "strategy_distribution": dg.MetadataValue.json(
+                        figures["strategy_distribution"]
+                    ),
+                    "fallbacks": dg.MetadataValue.json(figures["fallbacks"]),
+                },
+                partition_key=day,
+            )
+    return dg.MaterializeResult()
+
+
+@dg.asset_check(
+    asset="stored_signals",
+    name=SIGNAL_PARITY,
+    description="Yesterday's stored signals (UTC day) recomputed from the stored candles: "
+    "the share reproduced exactly in every pinned column. Below 100% is a WARN naming the "
+    "signals that differ.",
+)
+def signal_parity_check(
+    context: dg.AssetCheckExecutionContext, database: DatabaseResource, app_config: ConfigResource
+) -> dg.AssetCheckResult:
+    """Live/backfill parity of yesterday's signals (see ``signals/signal_parity.py``)."""
+    today = run_now(context).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = today - timedelta(days=1)
+    report = signal_parity(database.get_engine(), app_config.load(), yesterday, today)
+    return dg.AssetCheckResult(
+        passed=not report.misses,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            **numeric,
-            "strategy_distribution": dg.MetadataValue.json(figures["strategy_distribution"]),
-            "fallbacks": dg.MetadataValue.json(figures["fallbacks"]),
-        }
+            "day": yesterday.strftime("%Y-%m-%d"),
+            "stored": report.stored,
+            "reproduced": report.reproduced,
+            "share_reproduced": report.share,
+            "misses": dg.MetadataValue.json(report.misses),
+        },
     )
 
 
@@ -209,19 +292,19 @@ mtf_signal_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         "candles", "raw_signals", "mtf_entries", "stored_signals", "mtf_metrics"
     ),
-    partitions_def=hourly_partitions,
+    partitions_def=daily_partitions,
     tags=MTF_RUN_TAGS,
 )
 
-# every signal bar closes on the hour grid (1h, 4h, 1d are all whole hours): run the
-# partition that just closed, a minute after the hour so the last bar is complete
-mtf_signal_schedule = dg.build_schedule_from_partitioned_job(
-    mtf_signal_job, name="mtf_signal_schedule", minute_of_hour=1
-)
 
+signal_parity_job = dg.define_asset_job(
+    "signal_parity_job",
+    executor_def=dg.in_process_executor,
+    selection=dg.AssetSelection.checks(signal_parity_check),
+)
 
 defs = dg.Definitions(
     assets=[mtf_pipeline, mtf_metrics],
-    jobs=[mtf_signal_job],
-    schedules=[mtf_signal_schedule],
+    asset_checks=[signal_parity_check],
+    jobs=[mtf_signal_job, signal_parity_job],
 )

@@ -65,8 +65,3 @@ def days_in(start: datetime, end: datetime) -> list[str]:
     return [
         (first + timedelta(days=n)).strftime(DAY_FORMAT) for n in range((last - first).days + 1)
     ]
-
-
-# The hourly grid the market-data and MTF assets still use until they move to
-# ``daily_partitions`` (same branch, next landing).
-hourly_partitions = dg.HourlyPartitionsDefinition(start_date="2017-01-01-00:00", timezone="UTC")

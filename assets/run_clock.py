@@ -19,7 +19,7 @@ from alphapulse_dagster.clock import as_utc, utcnow
 NOW_TAG = "alphapulse/now"
 
 
-def run_now(context: dg.AssetExecutionContext) -> datetime:
+def run_now(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> datetime:
     """The run's "now" (timezone-aware UTC): the ``alphapulse/now`` tag, else the clock."""
     tagged = context.run.tags.get(NOW_TAG)
     if not tagged:

@@ -147,22 +147,18 @@ def _count(url: str, timeframe: str) -> int:
 
 
 def test_materialize_candles_partition(db_url: str) -> None:
-    # 2017-07-03 23:00 closes the 07-03 daily bar and the 20:00 4h bar for both symbols
-    result = dg.materialize(
-        [candles], partition_key="2017-07-03-23:00", resources=_resources(db_url)
-    )
+    # Monday 2017-07-03: both symbols trade all day, 24 hourly, 6 four-hour and 1 daily bar
+    result = dg.materialize([candles], partition_key="2017-07-03", resources=_resources(db_url))
     assert result.success
     metadata = result.asset_materializations_for_node("candles")[0].metadata
-    assert metadata["rows_1h"].value == 2 and metadata["rows_4h"].value == 2
+    assert metadata["rows_1h"].value == 48 and metadata["rows_4h"].value == 12
     assert metadata["rows_1d"].value == 2
     assert metadata["missing_bars"].value == 0
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == CANDLE_INTEGRITY and check.passed
-    again = dg.materialize(
-        [candles], partition_key="2017-07-03-23:00", resources=_resources(db_url)
-    )
+    again = dg.materialize([candles], partition_key="2017-07-03", resources=_resources(db_url))
     assert again.success
-    assert (_count(db_url, "1h"), _count(db_url, "4h"), _count(db_url, "1d")) == (2, 2, 2)
+    assert (_count(db_url, "1h"), _count(db_url, "4h"), _count(db_url, "1d")) == (48, 12, 2)
 
 
 def test_contract_rejects_corrupted_frame_and_stores_nothing(
@@ -178,7 +174,7 @@ def test_contract_rejects_corrupted_frame_and_stores_nothing(
     (folder / "BTCUSD_1h.csv").write_text("\n".join(lines) + "\n")
     result = dg.materialize(
         [candles],
-        partition_key="2017-07-01-14:00",
+        partition_key="2017-07-01",
         resources=_resources(sqlite_url, folder),
         raise_on_error=False,
     )
@@ -198,7 +194,8 @@ def test_exchange_per_symbol_database_source(
     sqlite_url: str, btc: pd.DataFrame, tmp_path: Path
 ) -> None:
     """``exchange: database`` in symbol_config reads the candles table itself: 1h bars
-    stored earlier give the derived 4h and 1d bars of the partition."""
+    stored earlier give the derived 4h and 1d bars of the partition (the first 100 bars
+    run 2017-07-01 11:00 to 07-05 14:00, so 07-03 is a whole day)."""
     (tmp_path / "symbol_config.yaml").write_text(
         "symbols:\n  - {symbol: BTCUSD, exchange: database, signal_timeframe: 4h}\n"
     )
@@ -208,9 +205,9 @@ def test_exchange_per_symbol_database_source(
     engine.dispose()
     resources = _resources(sqlite_url, "/nonexistent")  # the CSV folder is never read
     resources["app_config"] = ConfigResource(config_dir=str(tmp_path))
-    result = dg.materialize([candles], partition_key="2017-07-03-23:00", resources=resources)
+    result = dg.materialize([candles], partition_key="2017-07-03", resources=resources)
     metadata = result.asset_materializations_for_node("candles")[0].metadata
-    assert (metadata["rows_4h"].value, metadata["rows_1d"].value) == (1, 1)
+    assert (metadata["rows_4h"].value, metadata["rows_1d"].value) == (6, 1)
     assert _count(sqlite_url, "1d") == 1
 
 
@@ -223,3 +220,48 @@ def test_exchange_source_without_ccxt_says_how_to_install() -> None:
         pytest.skip("ccxt is installed here; the message is for installs without the extra")
     with pytest.raises(MarketDataError, match=r"pip install 'alphapulse-dagster\[exchange\]'"):
         MarketDataResource().source_for("binance", make_engine("sqlite://"))
+
+
+def test_backfill_reports_each_day_its_own_numbers(sqlite_url: str) -> None:
+    # one run over two days; Sunday 2017-07-02 has 24 BTCUSD bars and EURUSD's 21:00-23:00
+    # (forex reopens Sunday evening), so 27 hourly, 6 + 1 four-hour and 2 daily bars
+    result = dg.materialize(
+        [candles],
+        resources=_resources(sqlite_url),
+        tags={
+            "dagster/asset_partition_range_start": "2017-07-02",
+            "dagster/asset_partition_range_end": "2017-07-03",
+        },
+    )
+    assert result.success
+    by_day = {m.partition: m.metadata for m in result.asset_materializations_for_node("candles")}
+    assert sorted(by_day) == ["2017-07-02", "2017-07-03"]
+    figures = {
+        day: tuple(meta[k].value for k in ("rows_1h", "rows_4h", "rows_1d", "missing_bars"))
+        for day, meta in by_day.items()
+    }
+    assert figures == {"2017-07-02": (27, 7, 2, 0), "2017-07-03": (48, 12, 2, 0)}
+
+
+def test_live_run_stores_only_closed_bars_and_a_dead_feed_records_nothing(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # at 10:01 on 2019-05-12 (BTCUSD only in 2019): 1h bars opened 00:00..09:00 have closed,
+    # 4h bars 00:00 and 04:00 have closed, the 08:00 4h bar and the daily bar have not
+    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", "2019-05-12T10:01:00+00:00")
+    result = dg.materialize([candles], partition_key="2019-05-12", resources=_resources(sqlite_url))
+    (materialization,) = result.asset_materializations_for_node("candles")
+    metadata = materialization.metadata
+    assert (metadata["rows_1h"].value, metadata["rows_4h"].value) == (10, 2)
+    assert "rows_1d" not in metadata or metadata["rows_1d"].value == 0
+    assert (_count(sqlite_url, "1h"), _count(sqlite_url, "4h"), _count(sqlite_url, "1d")) == (
+        10,
+        2,
+        0,
+    )
+    # the sample ends 2019-07-04: on 2019-07-10 no bar closed in the last hour, so the
+    # run records no materialisation and the freshness policy will show candles stale
+    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", "2019-07-10T10:01:00+00:00")
+    dead = dg.materialize([candles], partition_key="2019-07-10", resources=_resources(sqlite_url))
+    assert dead.success
+    assert dead.asset_materializations_for_node("candles") == []

@@ -77,7 +77,7 @@ def sample_db(db_url: str, sample_dir: Path) -> str:
 
 
 def test_backfill_range_then_again_stores_nothing_new(sample_db: str) -> None:
-    result = backfill(sample_db, "2019-05-01-00:00", "2019-05-14-23:00")
+    result = backfill(sample_db, "2019-05-01", "2019-05-14")
     assert result.success
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks[ENTRY_INVARIANTS].passed and checks[ENTRY_DATA_SUFFICIENCY].passed
@@ -116,7 +116,7 @@ def test_backfill_range_then_again_stores_nothing_new(sample_db: str) -> None:
     # only BTCUSD has data in May 2019 (the EURUSD sample is 2017)
     assert {s[1] for s in signals} == {"BTCUSD"}
     # a second backfill of the same range writes nothing new
-    again = backfill(sample_db, "2019-05-01-00:00", "2019-05-14-23:00")
+    again = backfill(sample_db, "2019-05-01", "2019-05-14")
     assert again.success
     assert stored(sample_db) == signals
     assert count(sample_db, signal_events) == events
@@ -128,34 +128,10 @@ def test_backfill_range_then_again_stores_nothing_new(sample_db: str) -> None:
     assert stored_meta["stored"].value == 0
 
 
-def test_backfill_equals_hour_by_hour_history(
-    sqlite_url: str, sample_dir: Path, tmp_path: Path
-) -> None:
-    import_candles(sample_dir, sqlite_url, progress=False)
-    live_url = f"sqlite:///{tmp_path / 'live.db'}"
-    from alphapulse_dagster.db.migrate import upgrade
-
-    upgrade(live_url)
-    import_candles(sample_dir, live_url, progress=False)
-    backfill(sqlite_url, "2019-05-12-00:00", "2019-05-12-23:00")
-    for hour in range(24):
-        result = dg.materialize(
-            [mtf_pipeline, mtf_metrics],
-            selection=SELECTION,
-            resources=resources(live_url),
-            partition_key=f"2019-05-12-{hour:02d}:00",
-        )
-        assert result.success
-    history = stored(sqlite_url)
-    # 2019-05-12 has two signals (one of them skipped behind an active one in the backfill)
-    assert count(sqlite_url, mtf_entry_analysis_history) == 2 and len(history) >= 1
-    assert stored(live_url) == history
-    assert count(live_url, mtf_entry_analysis_history) == 2
-
-
 def test_job_and_schedule_are_defined() -> None:
     job = defs.resolve_job_def("mtf_signal_job")
     assert job.tags["alphapulse/mtf"] == "true"
     schedule = defs.resolve_schedule_def("mtf_signal_schedule")
     assert schedule.cron_schedule == "1 * * * *"
     assert schedule.job_name == "mtf_signal_job"
+    assert defs.resolve_schedule_def("signal_parity_schedule").job_name == "signal_parity_job"

@@ -82,12 +82,12 @@ def test_mtf_run_logs_one_json_summary(sqlite_url: str, sample_dir: Path) -> Non
                 "app_config": ConfigResource(config_dir=CONFIG_DIR),
                 "signal_cache": SignalCacheResource(),
             },
-            partition_key="2019-05-12-08:00",
+            partition_key="2019-05-12",
             instance=instance,
         )
         assert result.success
         (summary,) = _summaries(instance, result.run_id, "mtf_run_summary")
-    assert summary["window_start"].startswith("2019-05-12T08:00")
+    assert summary["window_start"].startswith("2019-05-12T00:00")
     assert summary["generated"] >= summary["stored"] >= 0
     assert summary["redis_configured"] is False
     assert summary["seconds"] >= summary["generate_seconds"] >= 0

@@ -60,3 +60,24 @@ def test_days_in_lists_the_days_a_window_touches() -> None:
     assert days_in(
         datetime(2019, 5, 1, 23, tzinfo=UTC), datetime(2019, 5, 2, 0, 1, tzinfo=UTC)
     ) == ["2019-05-01", "2019-05-02"]
+
+
+def test_schedule_runs_the_day_in_progress_and_at_midnight_yesterday_too() -> None:
+    from alphapulse_dagster.definitions import defs
+    from sensors.mtf_signals import live_run_request, mtf_signal_schedule
+
+    request = live_run_request(datetime(2019, 5, 12, 10, 1, tzinfo=UTC))
+    assert request.partition_key == "2019-05-12"
+    assert request.run_key == "2019-05-12T10:01"
+    # 00:01: yesterday's last hourly bar closed at midnight; today's first 4h/1d closes too
+    midnight = live_run_request(datetime(2019, 5, 12, 0, 1, tzinfo=UTC))
+    assert midnight.partition_key is None
+    assert midnight.tags["dagster/asset_partition_range_start"] == "2019-05-11"
+    assert midnight.tags["dagster/asset_partition_range_end"] == "2019-05-12"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2019, 5, 12, 4, 1, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    (tick,) = mtf_signal_schedule.evaluate_tick(context).run_requests or []
+    assert tick.partition_key == "2019-05-12"
+    assert mtf_signal_schedule.cron_schedule == "1 * * * *"

@@ -13,6 +13,9 @@
 - ``signals_last_24h`` — signals whose signal bar closed in the 24 h before ``now``.
 - ``fallbacks`` — entries per fallback pattern (INSUFFICIENT_DATA, REFINEMENT_ERROR).
 - ``duplicates_skipped`` — analyses whose signal was skipped for an active duplicate.
+
+With ``window=(start, end)`` every figure covers only the signals whose signal time is in
+``[start, end)`` (a day partition's own numbers); without it, every stored signal.
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ def _pct(numerator: float, denominator: float) -> float | None:
     return round(100.0 * numerator / denominator, 4) if denominator else None
 
 
-def mtf_metrics(connection: Connection, now: datetime) -> dict[str, Any]:
+def mtf_metrics(
+    connection: Connection, now: datetime, window: tuple[datetime, datetime] | None = None
+) -> dict[str, Any]:
     """The metrics above as a JSON-able dict (averages are None when there is no signal)."""
     s = ai_signals_mtf.c
     refined_limit = s.entry_strategy != "MARKET_ENTRY"
+    h = mtf_entry_analysis_history.c
+    in_window = [] if window is None else [s.timestamp >= window[0], s.timestamp < window[1]]
+    history_window = [] if window is None else [h.timestamp >= window[0], h.timestamp < window[1]]
     totals = connection.execute(
         select(
             func.count(),
@@ -46,23 +54,25 @@ def mtf_metrics(connection: Connection, now: datetime) -> dict[str, Any]:
             func.sum(case((refined_limit & s.status.in_(("CONFIRMED", "CLOSED")), 1), else_=0)),
             func.sum(case((refined_limit & (s.status_reason == "EXPIRED"), 1), else_=0)),
             func.sum(case((s.timestamp > now - timedelta(hours=24), 1), else_=0)),
-        )
+        ).where(*in_window)
     ).one()
     count, avg_entry, avg_rr, avg_signal, avg_bps, refined, filled, expired, last_24h = totals
     by_strategy: dict[str, int] = dict(
-        connection.execute(select(s.entry_strategy, func.count()).group_by(s.entry_strategy)).all()
+        connection.execute(
+            select(s.entry_strategy, func.count()).where(*in_window).group_by(s.entry_strategy)
+        ).all()
     )
     fallbacks: dict[str, int] = dict(
         connection.execute(
             select(s.entry_pattern, func.count())
-            .where(s.entry_pattern.in_(FALLBACK_PATTERNS))
+            .where(s.entry_pattern.in_(FALLBACK_PATTERNS), *in_window)
             .group_by(s.entry_pattern)
         ).all()
     )
     duplicates = connection.execute(
         select(func.count())
         .select_from(mtf_entry_analysis_history)
-        .where(mtf_entry_analysis_history.c.signal_id.is_(None))
+        .where(h.signal_id.is_(None), *history_window)
     ).scalar_one()
 
     def rounded(value: Any) -> float | None:

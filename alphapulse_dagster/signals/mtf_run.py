@@ -3,14 +3,22 @@ needs from the ``candles`` table, derive the coarser timeframes in memory, gener
 refine the signals whose signal bar closes in ``[start, end)``.
 
 The same function serves the Dagster assets, the benchmark and ``make demo``.
+
+Deterministic warm-up: the indicators (EMAs, Wilder averages) depend, however faintly, on
+where their history starts. So the history of a signal bar closing at t does not start
+"so many bars before the window" (which would differ between an hourly live run and a
+backfill over months) but at a fixed boundary: the latest multiple of the warm-up block
+(the plan's lookback rounded up to whole days, counted from the Unix epoch) at or before
+t − block. A live run and a backfill therefore compute every signal from the same bars,
+bit for bit; a window that spans several blocks is generated block by block.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -64,6 +72,35 @@ class TimeframePlan:
             *(HTF_LOOKBACK_BARS * duration(tf) for tf in self.higher),
         )
 
+    def warmup_block(self) -> timedelta:
+        """The lookback rounded up to whole days: the spacing of the warm-up anchors."""
+        return timedelta(days=-(-self.lookback() // timedelta(days=1)))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def warmup_anchor(signal_time: datetime, block: timedelta) -> datetime:
+    """Where the history of a signal bar closing at ``signal_time`` starts: the latest
+    multiple of ``block`` (since the Unix epoch, UTC) at or before ``signal_time − block``,
+    so it always has between one and two blocks of history."""
+    return _EPOCH + ((signal_time - block - _EPOCH) // block) * block
+
+
+def warmup_blocks(
+    start: datetime, end: datetime, block: timedelta
+) -> list[tuple[datetime, datetime, datetime]]:
+    """``(anchor, from, to)``: ``[start, end)`` cut where the anchor of its signal times
+    changes."""
+    pieces = []
+    at = start
+    while at < end:
+        anchor = warmup_anchor(at, block)
+        to = min(end, anchor + 2 * block)  # the first signal time of the next anchor
+        pieces.append((anchor, at, to))
+        at = to
+    return pieces
+
 
 def consensus_rule(config: AppConfig) -> ConsensusRule:
     signal = config.mtf.signal
@@ -107,28 +144,30 @@ def candles_by_timeframe(fine: pd.DataFrame, finest: str, wanted: Sequence[str])
 def generate_window(
     engine: Engine, config: AppConfig, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Refined signals (one row each) whose signal bar closes in ``[start, end)``."""
+    """Refined signals (one row each) whose signal bar closes in ``[start, end)``, each
+    computed from the history that starts at its warm-up anchor (module docstring)."""
     results = []
     for plan, symbols in timeframe_plans(config).items():
         finest = plan.all[0]
-        with engine.connect() as connection:
-            fine = load_candles(connection, symbols, finest, start - plan.lookback(), end)
-        if fine.empty:
-            continue
-        frames = candles_by_timeframe(fine, finest, plan.all)
-        results.append(
-            generate_signals(
-                frames,
-                signal_timeframe=plan.signal,
-                entry_timeframe=plan.entry,
-                start=start,
-                end=end,
-                htf_timeframes=plan.higher,
-                consensus_rule=consensus_rule(config),
-                refinement=config.mtf,
-                symbols=sorted(symbols),
+        for anchor, piece_start, piece_end in warmup_blocks(start, end, plan.warmup_block()):
+            with engine.connect() as connection:
+                fine = load_candles(connection, symbols, finest, anchor, piece_end)
+            if fine.empty:
+                continue
+            frames = candles_by_timeframe(fine, finest, plan.all)
+            results.append(
+                generate_signals(
+                    frames,
+                    signal_timeframe=plan.signal,
+                    entry_timeframe=plan.entry,
+                    start=piece_start,
+                    end=piece_end,
+                    htf_timeframes=plan.higher,
+                    consensus_rule=consensus_rule(config),
+                    refinement=config.mtf,
+                    symbols=sorted(symbols),
+                )
             )
-        )
     if not results:
         return pd.DataFrame()
     frame = (
@@ -141,8 +180,30 @@ def generate_window(
 
 @dataclass
 class WindowRecord:
+    """What storing a window did: totals, and each UTC day's own share (``YYYY-MM-DD`` of
+    the signal time, i.e. the signal bar's close; lifecycle changes on the day they were
+    evaluated)."""
+
     store: StoreStats
     lifecycle: LifecycleStats
+    by_day: dict[str, WindowRecord] = field(default_factory=dict)
+
+    def day(self, at: datetime) -> WindowRecord:
+        key = pd.Timestamp(at).tz_convert("UTC").strftime("%Y-%m-%d")
+        if key not in self.by_day:
+            self.by_day[key] = WindowRecord(StoreStats(), LifecycleStats())
+        return self.by_day[key]
+
+    def add_store(self, step: StoreStats) -> None:
+        self.store.stored += step.stored
+        self.store.duplicates_skipped += step.duplicates_skipped
+        self.store.already_stored += step.already_stored
+        self.store.stored_ids.extend(step.stored_ids)
+
+    def add_lifecycle(self, step: LifecycleStats) -> None:
+        for name in ("confirmed", "closed", "expired"):
+            setattr(self.lifecycle, name, getattr(self.lifecycle, name) + getattr(step, name))
+        self.lifecycle.still_pending = step.still_pending
 
 
 def record_window(
@@ -159,20 +220,18 @@ def record_window(
     therefore the same history the live schedule would have written, hour by hour."""
     totals = WindowRecord(StoreStats(), LifecycleStats())
 
-    def advance(as_of: datetime) -> None:
+    def advance(as_of: datetime, day: datetime) -> None:
         step = advance_signals(engine, cache, as_of, rule, now)
-        for name in ("confirmed", "closed", "expired"):
-            setattr(totals.lifecycle, name, getattr(totals.lifecycle, name) + getattr(step, name))
-        totals.lifecycle.still_pending = step.still_pending
+        totals.add_lifecycle(step)
+        totals.day(day).add_lifecycle(step)
 
     records: list[dict[str, Any]] = signals.to_dict("records") if len(signals) else []  # type: ignore[assignment]
     for timestamp in sorted({r["timestamp"] for r in records}):
-        advance(pd.Timestamp(timestamp).to_pydatetime())
+        at = pd.Timestamp(timestamp).to_pydatetime()
+        advance(at, at)
         batch = [r for r in records if r["timestamp"] == timestamp]
         step = store_signals(engine, batch, cache, now, rule.entry_valid_bars, duration)
-        totals.store.stored += step.stored
-        totals.store.duplicates_skipped += step.duplicates_skipped
-        totals.store.already_stored += step.already_stored
-        totals.store.stored_ids.extend(step.stored_ids)
-    advance(window_end)
+        totals.add_store(step)
+        totals.day(at).add_store(step)
+    advance(window_end, window_end - timedelta(microseconds=1))
     return totals
