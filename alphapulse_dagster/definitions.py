@@ -53,6 +53,11 @@ def with_code_references(domains: dg.Definitions, resources: Mapping[str, Any]) 
         schedules=domains.schedules,
         sensors=domains.sensors,
         resources=resources,
+        # every asset job (the UI's materialisations and backfills, `dagster asset
+        # materialize`) runs its steps in the run's own process: the desk's steps are a
+        # short chain with nothing to parallelise, and a process per step would load the
+        # definitions again each time
+        executor=dg.in_process_executor,
     )
 
 

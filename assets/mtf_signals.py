@@ -289,9 +289,11 @@ def signal_parity_check(
 mtf_signal_job = dg.define_asset_job(
     "mtf_signal_job",
     executor_def=dg.in_process_executor,  # small hourly job: no process per step
+    # the day's pipeline and its own checks; signal_parity runs daily in its own job
     selection=dg.AssetSelection.assets(
         "candles", "raw_signals", "mtf_entries", "stored_signals", "mtf_metrics"
-    ),
+    )
+    - dg.AssetSelection.checks(signal_parity_check),
     partitions_def=daily_partitions,
     tags=MTF_RUN_TAGS,
 )

@@ -27,6 +27,14 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_TEST_URL = os.environ.get("ALPHAPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+@pytest.fixture(autouse=True)
+def _no_outer_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make test`` exports the dev ``DAGSTER_HOME``; a test that wants an instance sets
+    its own, so nothing a test does (e.g. ``import-candles`` marking partitions) lands in
+    the developer's instance."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
 def _unavailable(what: str, error: Exception) -> None:
     message = f"{what} not reachable ({type(error).__name__}: {error})"
     if IN_CI:

@@ -39,3 +39,38 @@ def test_import_rejects_badly_named_file(sqlite_url: str, tmp_path: Path, capsys
     bad.write_text("open_time,open,high,low,close,volume\n")
     assert main(["import-candles", str(bad), "--url", sqlite_url]) == 2
     assert "{SYMBOL}_{timeframe}.csv" in capsys.readouterr().err
+
+
+def test_import_marks_the_filled_days_in_the_dagster_catalogue(
+    sqlite_url: str, sample_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import dagster as dg
+
+    # BTCUSD from its first bar (2017-07-01 11:00) to 2017-07-03 23:00: 61 hourly bars
+    lines = (sample_dir / "BTCUSD_1h.csv").read_text().splitlines()
+    (tmp_path / "BTCUSD_1h.csv").write_text("\n".join(lines[:62]) + "\n")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    command = ["import-candles", str(tmp_path / "BTCUSD_1h.csv"), "--url", sqlite_url, "--quiet"]
+    assert main(command) == 0
+    assert "marked 3 daily candles partitions filled" in capsys.readouterr().out
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        filled = instance.get_materialized_partitions(dg.AssetKey("candles"))
+        rows = {
+            day: instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("candles"), asset_partitions=[day]),
+                limit=1,
+            )
+            .records[0]
+            .asset_materialization.metadata["rows_written"]
+            .value
+            for day in filled
+        }
+    # 07-01: 13 hourly bars (11:00..23:00), 4 four-hour bars (08:00 from its 11:00 hour,
+    # 12:00, 16:00, 20:00), 1 daily; 07-02 and 07-03: 24 + 6 + 1 each
+    assert rows == {"2017-07-01": 18, "2017-07-02": 31, "2017-07-03": 31}
+    # a re-import marks nothing again
+    assert main(command) == 0
+    assert "marked 0 daily candles partitions filled" in capsys.readouterr().out

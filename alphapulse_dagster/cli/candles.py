@@ -1,12 +1,19 @@
 """``alphapulse import-candles PATH`` — load CSV candles (a file or a folder of
 ``{SYMBOL}_{timeframe}.csv``) into the database, with the coarser timeframes the config
-needs derived by resampling. Validated against the candle contract first."""
+needs derived by resampling. Validated against the candle contract first.
+
+When ``DAGSTER_HOME`` is set, the Dagster instance there is told which daily ``candles``
+partitions the import filled (``assets/candle_catalogue.py``, imported lazily: the core
+never imports Dagster), so the catalogue shows them filled."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -37,14 +44,22 @@ def _files(path: Path) -> list[tuple[Path, str, str]]:
     return found
 
 
-def import_candles(path: Path, url: str | None = None, progress: bool = True) -> int:
-    """Import every CSV under ``path``; returns the number of rows written."""
+@dataclass
+class CandleImport:
+    """What an import wrote: rows in total and per UTC day of the bars' open time."""
+
+    rows: int = 0
+    rows_by_day: Counter[str] = field(default_factory=Counter)
+
+
+def import_candles(path: Path, url: str | None = None, progress: bool = True) -> CandleImport:
+    """Import every CSV under ``path``; returns the rows written, in total and per day."""
     from schemas.candles import CandleFrame  # the contract lives in schemas/
 
     config = load_config()
     wanted = {s.symbol: s for s in config.symbols.symbols}
     engine = make_engine(url)
-    total = 0
+    summary = CandleImport()
     try:
         for file, symbol, timeframe in _files(path):
             bars = read_candle_csv(file, symbol)
@@ -67,24 +82,42 @@ def import_candles(path: Path, url: str | None = None, progress: bool = True) ->
                     for start in tqdm(
                         chunks, desc=f"{symbol} {tf}", unit="chunk", disable=not progress
                     ):
-                        total += upsert_candles(connection, frame.iloc[start : start + _CHUNK], tf)
+                        summary.rows += upsert_candles(
+                            connection, frame.iloc[start : start + _CHUNK], tf
+                        )
+                    summary.rows_by_day.update(
+                        frame["open_time"].dt.strftime("%Y-%m-%d").value_counts().to_dict()
+                    )
     finally:
         engine.dispose()
-    return total
+    return summary
 
 
 def _run(args: argparse.Namespace) -> int:
     import pandera.pandas as pa
 
     try:
-        written = import_candles(Path(args.path), args.url, progress=not args.quiet)
+        imported = import_candles(Path(args.path), args.url, progress=not args.quiet)
     except (MarketDataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except pa.errors.SchemaErrors as exc:
         print(f"error: {args.path}: candle contract failed:\n{exc.failure_cases}", file=sys.stderr)
         return 2
-    print(f"imported {written} candle rows from {args.path}")
+    print(f"imported {imported.rows} candle rows from {args.path}")
+    if os.environ.get("DAGSTER_HOME") and imported.rows_by_day:
+        from assets.candle_catalogue import report_filled_days
+
+        try:
+            reported = report_filled_days(imported.rows_by_day, source=str(args.path))
+        except Exception as exc:  # the candles are stored; only the catalogue is behind
+            print(
+                f"warning: DAGSTER_HOME={os.environ['DAGSTER_HOME']}: could not mark the "
+                f"imported days in the Dagster catalogue: {exc}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"marked {reported} daily candles partitions filled in the Dagster catalogue")
     return 0
 
 
