@@ -18,7 +18,8 @@ import dagster as dg
 import pandas as pd
 
 from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats
-from alphapulse_dagster.signals.mtf_metrics import mtf_metrics as compute_mtf_metrics
+from alphapulse_dagster.signals.mtf_metrics import FALLBACK_PATTERNS as METRIC_FALLBACKS
+from alphapulse_dagster.signals.mtf_metrics import mtf_metrics_by_day
 from alphapulse_dagster.signals.mtf_run import (
     WindowRecord,
     generate_window,
@@ -29,7 +30,7 @@ from alphapulse_dagster.signals.signal_parity import signal_parity
 from alphapulse_dagster.signals.signal_store import StoreStats
 from assets.contracts import contract_check
 from assets.market_data import OWNERS
-from assets.partitions import asset_window, daily_partitions, day_start
+from assets.partitions import asset_window, daily_partitions
 from assets.run_clock import run_now
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
@@ -38,6 +39,14 @@ from schemas.mtf_entries import FALLBACK_PATTERNS, MtfEntryFrame, entry_sufficie
 ENTRY_INVARIANTS = "entry_invariants"
 ENTRY_DATA_SUFFICIENCY = "entry_data_sufficiency"
 SIGNAL_PARITY = "signal_parity"
+# a day without a signal: zero counts, no averages (None is left out of the metadata)
+_NO_SIGNAL_METRICS = {
+    "total_signals": 0,
+    "signals_last_24h": 0,
+    "duplicates_skipped": 0,
+    "strategy_distribution": {},
+    "fallbacks": dict.fromkeys(METRIC_FALLBACKS, 0),
+}
 MTF_RUN_TAGS = {"alphapulse/mtf": "true"}
 
 
@@ -237,25 +246,20 @@ def mtf_metrics(
     """The desk's MTF monitoring figures for the signals of each UTC day: strategy
     distribution, mean entry and signal confidence, mean risk:reward, refinement success
     and fill rates (%), mean entry improvement over market (bps) and fallbacks."""
-    now = run_now(context)
+    start, end = asset_window(context)
     with database.get_engine().connect() as connection:
-        for day in context.partition_keys:
-            day_from = day_start(day)
-            day_to = day_from + timedelta(days=1)
-            figures = compute_mtf_metrics(connection, min(now, day_to), (day_from, day_to))
-            numeric = {
-                k: v for k, v in figures.items() if isinstance(v, int | float) and v is not None
-            }
-            context.add_asset_metadata(
-                {
-                    **numeric,
-                    "strategy_distribution": dg.MetadataValue.json(
-                        figures["strategy_distribution"]
-                    ),
-                    "fallbacks": dg.MetadataValue.json(figures["fallbacks"]),
-                },
-                partition_key=day,
-            )
+        by_day = mtf_metrics_by_day(connection, run_now(context), start, end)
+    for day in context.partition_keys:
+        figures = by_day.get(day) or _NO_SIGNAL_METRICS
+        numeric = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+        context.add_asset_metadata(
+            {
+                **numeric,
+                "strategy_distribution": dg.MetadataValue.json(figures["strategy_distribution"]),
+                "fallbacks": dg.MetadataValue.json(figures["fallbacks"]),
+            },
+            partition_key=day,
+        )
     return dg.MaterializeResult()
 
 

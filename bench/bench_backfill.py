@@ -23,7 +23,9 @@ Core-only: the same steps without Dagster, in this process, on another fresh dat
 refresh the candles of the range (``fetch_window`` + ``derive_and_store``), generate the
 signals (``generate_window``), store them (``record_window``) and compute each day's
 MTF metrics. The ratio Dagster / core is the orchestration overhead (process start and
-definitions load included).
+definitions load included). CPU seconds are reported beside the wall times: on a box
+shared with other work, the wall time includes waiting for a core, the CPU time does not
+(the Dagster figure is the subprocess's user + system time, Postgres's own work excluded).
 
 Scenarios:
   * ``sample``: the bundled universe (BTCUSD, EURUSD 1h), 2017-07-01...2019-06-30
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -62,7 +65,7 @@ from alphapulse_dagster.db.migrate import upgrade  # noqa: E402
 from alphapulse_dagster.db.tables import ai_signals_mtf, candles  # noqa: E402
 from alphapulse_dagster.market.candle_refresh import derive_and_store, fetch_window  # noqa: E402
 from alphapulse_dagster.market.market_data import CsvMarketData  # noqa: E402
-from alphapulse_dagster.signals.mtf_metrics import mtf_metrics  # noqa: E402
+from alphapulse_dagster.signals.mtf_metrics import mtf_metrics_by_day  # noqa: E402
 from alphapulse_dagster.signals.mtf_run import generate_window, record_window  # noqa: E402
 from alphapulse_dagster.signals.signal_cache import SignalCache  # noqa: E402
 
@@ -125,14 +128,23 @@ def through_dagster(
         "--partition-range",
         f"{first}...{last}",
     ]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=run_env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"dagster asset materialize failed ({done.returncode})")
     signals, bars = _signals(url)
-    return {"seconds": round(seconds, 2), "signals": signals, "candle_rows": bars}
+    print(f"dagster: {seconds:.1f} s wall, {cpu:.1f} s CPU, {signals} signals", file=sys.stderr)
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "signals": signals,
+        "candle_rows": bars,
+    }
 
 
 def core_only(env: dict[str, str], first: str, last: str, url: str) -> dict:
@@ -142,6 +154,7 @@ def core_only(env: dict[str, str], first: str, last: str, url: str) -> dict:
     start = datetime.fromisoformat(first).replace(tzinfo=UTC)
     end = datetime.fromisoformat(last).replace(tzinfo=UTC) + timedelta(days=1)
     engine = make_engine(url)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     fine, needed = fetch_window(lambda exchange: source, config, start, end)
     derive_and_store(engine, fine, needed, start, end)
@@ -151,15 +164,14 @@ def core_only(env: dict[str, str], first: str, last: str, url: str) -> dict:
     record_window(engine, SignalCache(None), signals, end, config.mtf.entry.entry_valid_bars, end)
     stored_at = time.perf_counter()
     with engine.connect() as connection:
-        day = start
-        while day < end:
-            mtf_metrics(connection, day + timedelta(days=1), (day, day + timedelta(days=1)))
-            day += timedelta(days=1)
+        mtf_metrics_by_day(connection, end, start, end)
     done = time.perf_counter()
+    cpu = time.process_time() - cpu_started
     engine.dispose()
     signals_stored, bars = _signals(url)
     return {
         "seconds": round(done - started, 2),
+        "cpu_s": round(cpu, 2),
         "candles_s": round(candles_at - started, 2),
         "generate_s": round(generated_at - candles_at, 2),
         "store_s": round(stored_at - generated_at, 2),

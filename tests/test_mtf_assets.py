@@ -3,7 +3,7 @@ its counts, its idempotency, and equality with the live (hour-by-hour) history."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -135,3 +135,21 @@ def test_job_and_schedule_are_defined() -> None:
     assert schedule.cron_schedule == "1 * * * *"
     assert schedule.job_name == "mtf_signal_job"
     assert defs.resolve_schedule_def("signal_parity_schedule").job_name == "signal_parity_job"
+
+
+def test_mtf_metrics_by_day_equal_each_day_on_its_own(sample_db: str) -> None:
+    from alphapulse_dagster.signals.mtf_metrics import mtf_metrics, mtf_metrics_by_day
+
+    assert backfill(sample_db, "2019-05-01", "2019-05-14").success
+    engine = make_engine(sample_db)
+    start, end = datetime(2019, 5, 1, tzinfo=UTC), datetime(2019, 5, 15, tzinfo=UTC)
+    with engine.connect() as connection:
+        by_day = mtf_metrics_by_day(connection, end, start, end)
+        whole = mtf_metrics(connection, end)
+        for day, figures in by_day.items():
+            day_from = datetime.fromisoformat(day).replace(tzinfo=UTC)
+            one = mtf_metrics(connection, end, (day_from, day_from + timedelta(days=1)))
+            assert figures == {**one, "signals_last_24h": one["total_signals"]}
+    engine.dispose()
+    # every stored signal of the window is on exactly one day
+    assert sum(f["total_signals"] for f in by_day.values()) == whole["total_signals"] > 0
