@@ -100,7 +100,7 @@ def _metrics(
     for key, strategy, n in connection.execute(
         select(day, s.entry_strategy, func.count())
         .where(*in_window)
-        .group_by(day, s.entry_strategy)
+        .group_by(*days, s.entry_strategy)
     ).all():
         by_strategy.setdefault(key, {})[strategy] = int(n)
     fallbacks: dict[Any, dict[str, int]] = {}
