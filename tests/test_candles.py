@@ -18,6 +18,7 @@ from alphapulse_dagster.market.candle_store import load_candles, upsert_candles
 from alphapulse_dagster.market.market_data import CsvMarketData, missing_bars, read_candle_csv
 from alphapulse_dagster.market.resample import resample_ohlcv
 from assets.market_data import CANDLE_INTEGRITY, candles
+from assets.run_clock import NOW_TAG
 from resources import ConfigResource, DatabaseResource
 from resources.market_data import MarketDataResource
 
@@ -244,12 +245,16 @@ def test_backfill_reports_each_day_its_own_numbers(sqlite_url: str) -> None:
 
 
 def test_live_run_stores_only_closed_bars_and_a_dead_feed_records_nothing(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str,
 ) -> None:
     # at 10:01 on 2019-05-12 (BTCUSD only in 2019): 1h bars opened 00:00..09:00 have closed,
     # 4h bars 00:00 and 04:00 have closed, the 08:00 4h bar and the daily bar have not
-    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", "2019-05-12T10:01:00+00:00")
-    result = dg.materialize([candles], partition_key="2019-05-12", resources=_resources(sqlite_url))
+    result = dg.materialize(
+        [candles],
+        partition_key="2019-05-12",
+        resources=_resources(sqlite_url),
+        tags={NOW_TAG: "2019-05-12T10:01:00+00:00"},
+    )
     (materialization,) = result.asset_materializations_for_node("candles")
     metadata = materialization.metadata
     assert (metadata["rows_1h"].value, metadata["rows_4h"].value) == (10, 2)
@@ -261,7 +266,11 @@ def test_live_run_stores_only_closed_bars_and_a_dead_feed_records_nothing(
     )
     # the sample ends 2019-07-04: on 2019-07-10 no bar closed in the last hour, so the
     # run records no materialisation and the freshness policy will show candles stale
-    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", "2019-07-10T10:01:00+00:00")
-    dead = dg.materialize([candles], partition_key="2019-07-10", resources=_resources(sqlite_url))
+    dead = dg.materialize(
+        [candles],
+        partition_key="2019-07-10",
+        resources=_resources(sqlite_url),
+        tags={NOW_TAG: "2019-07-10T10:01:00+00:00"},
+    )
     assert dead.success
     assert dead.asset_materializations_for_node("candles") == []

@@ -26,6 +26,7 @@ from assets.mtf_signals import (
     signal_parity_check,
 )
 from assets.partitions import daily_partitions
+from assets.run_clock import NOW_TAG
 from resources import ConfigResource, DatabaseResource
 from resources.cache import SignalCacheResource
 from resources.market_data import MarketDataResource
@@ -82,7 +83,7 @@ def two_databases(sqlite_url: str, sample_dir: Path, tmp_path: Path) -> tuple[st
 
 
 def test_hourly_runs_store_exactly_what_one_backfill_stores(
-    two_databases: tuple[str, str], sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+    two_databases: tuple[str, str], sample_dir: Path
 ) -> None:
     backfill_url, live_url = two_databases
     result = dg.materialize(
@@ -112,10 +113,11 @@ def test_hourly_runs_store_exactly_what_one_backfill_stores(
     runs = 0
     while hour <= datetime(2019, 5, 16, tzinfo=UTC):
         scheduled = hour + timedelta(minutes=1)
-        monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", scheduled.isoformat())
         request = live_run_request(scheduled)
         run = job.execute_in_process(
-            partition_key=request.partition_key, tags=request.tags, instance=instance
+            partition_key=request.partition_key,
+            tags={**request.tags, NOW_TAG: scheduled.isoformat()},
+            instance=instance,
         )
         assert run.success
         runs += 1
@@ -149,7 +151,7 @@ def test_warmup_anchor_is_a_fixed_boundary_one_to_two_blocks_back() -> None:
 
 
 def test_signal_parity_reproduces_stored_signals_and_names_a_tampered_one(
-    sqlite_url: str, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, sample_dir: Path
 ) -> None:
     import_candles(sample_dir, sqlite_url, progress=False)
     assert dg.materialize(
@@ -164,11 +166,12 @@ def test_signal_parity_reproduces_stored_signals_and_names_a_tampered_one(
     report = signal_parity(engine, config, *day)
     assert report.stored >= 1 and report.share == 1.0 and not report.misses
     # the check, on "yesterday" = 2019-05-12
-    monkeypatch.setenv("ALPHAPULSE_FROZEN_NOW", "2019-05-13T00:31:00+00:00")
+    morning = {NOW_TAG: "2019-05-13T00:31:00+00:00"}
     check = dg.materialize(
         [mtf_pipeline, signal_parity_check],
         selection=dg.AssetSelection.checks(signal_parity_check),
         resources=resources(sqlite_url, sample_dir),
+        tags=morning,
     ).get_asset_check_evaluations()[0]
     assert check.check_name == SIGNAL_PARITY and check.passed
     assert check.metadata["share_reproduced"].value == 1.0
@@ -189,6 +192,7 @@ def test_signal_parity_reproduces_stored_signals_and_names_a_tampered_one(
         [mtf_pipeline, signal_parity_check],
         selection=dg.AssetSelection.checks(signal_parity_check),
         resources=resources(sqlite_url, sample_dir),
+        tags=morning,
     ).get_asset_check_evaluations()[0]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["misses"].value == {victim: "differs in signal_confidence"}
