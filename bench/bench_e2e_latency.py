@@ -37,6 +37,7 @@ from tests.dagster_stack import (
     entry_then_created_latency,
     run_timings,
     scratch_databases,
+    sensor_tick_gaps,
     wait_daemon_healthy,
 )
 
@@ -85,6 +86,8 @@ def main() -> int:
                     f"  {run['run_id']} {run['job']} {run['trigger']:<22} {run['status']:<8} "
                     + " ".join("-" if p is None else f"{p:.2f}" for p in phases)
                 )
+            gaps = sensor_tick_gaps(stack, "signal_created_sensor")
+            print(f"signal_created_sensor ticks apart (s): {' '.join(f'{g:.1f}' for g in gaps)}")
         finally:
             stack.stop()
     print(

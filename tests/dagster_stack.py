@@ -367,3 +367,18 @@ def run_timings(stack: DaemonStack) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def sensor_tick_gaps(stack: DaemonStack, name: str, limit: int = 40) -> list[float]:
+    """Seconds between the last ``limit`` ticks of sensor ``name``, oldest first."""
+    import dagster as dg
+
+    with instance_env(stack.env), dg.DagsterInstance.get() as instance:
+        for state in instance.all_instigator_state():
+            if state.instigator_name == name:
+                ticks = instance.get_ticks(
+                    state.instigator_origin_id, state.selector_id, limit=limit
+                )
+                times = sorted(tick.timestamp for tick in ticks)
+                return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return []
