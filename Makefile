@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
 # every other ALPHAPULSE_* variable: unset means its embedded default (README, Environment)
 
-.PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks reset clean
+.PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks bench-desk screenshots reset clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 demo: install
 	$(BIN)/alphapulse demo
 
+## screenshots: the README's pictures of the desk (docs/desk-*.png; needs /usr/bin/chromium)
+screenshots: install
+	$(PY) scripts/desk_screenshots.py
+
 ## test: lint + type check, then the whole suite (real Postgres and Redis when available)
 test: install lint
 	$(BIN)/pytest
@@ -56,6 +60,10 @@ migrations: install
 
 bench: install
 	$(PY) bench/bench_signals.py
+
+## bench-desk: All Signals with 100,000 signals in Postgres, in chromium; page weight
+bench-desk: install
+	flock /tmp/bench.lock $(PY) bench/bench_desk.py
 
 ## bench-webhooks: webhook ingest on loopback with Postgres (needs wrk), see bench/RESULTS.md
 bench-webhooks: install

@@ -43,8 +43,8 @@ def _signal(status: str, timestamp: datetime = T0, direction: str = "LONG") -> d
     }
 
 
-# the chain is linear: 0005 -> 0009 -> 0007 (0009 landed first; 0007 sits on top of it)
-HEAD_REVISION = "0007"
+# the chain is linear: 0005 -> 0009 -> 0007 -> 0010 (in landing order)
+HEAD_REVISION = "0010"
 
 
 def _check_schema(url: str) -> None:
@@ -85,7 +85,8 @@ def test_upgrade_on_postgres(empty_pg_url: str) -> None:
     # 0004: provenance in lz4 where the server has it; the two unused indexes are gone
     assert compression == ("l" if lz4 else "")
     assert not indexes & {"ix_signals_last_event_id", "ix_signals_signal_time"}
-    assert {"ix_signals_status", "ix_signals_moment"} <= indexes
+    assert {"ix_signals_status_keyset", "ix_signals_keyset", "ix_signals_moment"} <= indexes
+    assert "ix_signals_status" not in indexes  # 0010: the keyset index leads with status
 
 
 def test_active_signal_unique_index(engine: sa.Engine) -> None:

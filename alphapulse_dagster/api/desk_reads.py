@@ -29,7 +29,7 @@ from alphapulse_dagster.api.reads import _engine, _text, _utc
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.tables import candles, signal_gaps, signal_health_metrics, signals
-from alphapulse_dagster.sync.health import _signal_moment
+from alphapulse_dagster.sync.health import signal_moment
 
 router = APIRouter(dependencies=[Depends(require_token)])
 
@@ -123,7 +123,7 @@ def gap_overview(connection: Connection, since: datetime) -> dict[str, Any]:
     fill (SPEC §9 ``manual_intervention``), most recently detected first; of the signals
     whose moment (signal, else created / confirmed time) is at or after ``since``."""
     g = signal_gaps.c
-    in_window = g.signal_id.in_(select(signals.c.signal_id).where(_signal_moment() >= since))
+    in_window = g.signal_id.in_(select(signals.c.signal_id).where(signal_moment() >= since))
     open_gap = g.resolved_at.is_(None) & in_window
     breakdown = [
         {"gap_type": gap_type, "kind": kind, "fillable": bool(fillable), "gaps": int(n)}

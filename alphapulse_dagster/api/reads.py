@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, RowMapping, Select, and_, or_, select, text
 from starlette.concurrency import run_in_threadpool
 
 from alphapulse_dagster.analytics.outcome_store import signal_outcome
@@ -35,6 +35,7 @@ from alphapulse_dagster.db.tables import (
     sync_audit_log,
 )
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
+from alphapulse_dagster.sync.health import signal_moment
 from alphapulse_dagster.sync.lifecycle import is_inferred_expiry
 
 router = APIRouter(dependencies=[Depends(require_token)])
@@ -270,8 +271,7 @@ def _item(row: RowMapping, gaps: list[str]) -> dict[str, Any]:
     return item
 
 
-def list_signals(
-    connection: Connection,
+def signal_page_query(
     *,
     status: str | None = None,
     symbol: str | None = None,
@@ -282,13 +282,16 @@ def list_signals(
     until: datetime | None = None,
     limit: int = 100,
     after: tuple[int, str] | None = None,
-) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
-    """One page of the registry, newest first; returns the items and the key to continue
-    after (``None`` on the last page). ``since`` is inclusive and ``until`` exclusive, on
-    the signal time (the ENTRY time for a signal whose creation time is unknown).
-    ``strategy`` keeps the AlphaPulse signals of that MTF entry strategy."""
+) -> Select[Any]:
+    """The statement for one page of the registry, newest first, ``limit + 1`` rows (the
+    extra one tells whether a next page exists). ``since`` is inclusive and ``until``
+    exclusive, on the signal's moment (:func:`signal_moment`: the signal time, else the
+    SIGNAL_CREATED time, else the ENTRY time). ``strategy`` keeps the AlphaPulse signals of
+    that MTF entry strategy. The keyset, status and strategy have their own indexes
+    (migration 0010), the moment its own (0003), symbol its (symbol, direction) one; source
+    and direction have two values each, so the walk down the keyset index meets a match
+    within a few rows."""
     query = select(signals)
-    signal_time = func.coalesce(signals.c.signal_time, signals.c.confirmed_at)
     for column, value in (
         (signals.c.status, status),
         (signals.c.symbol, symbol),
@@ -303,9 +306,9 @@ def list_signals(
         )
         query = query.where(signals.c.signal_id.in_(of_strategy))
     if since is not None:
-        query = query.where(signal_time >= since)
+        query = query.where(signal_moment() >= since)
     if until is not None:
-        query = query.where(signal_time < until)
+        query = query.where(signal_moment() < until)
     if after is not None:
         first_event_id, signal_id = after
         query = query.where(
@@ -315,7 +318,15 @@ def list_signals(
             )
         )
     query = query.order_by(signals.c.first_event_id.desc(), signals.c.signal_id.desc())
-    rows = connection.execute(query.limit(limit + 1)).mappings().all()
+    return query.limit(limit + 1)
+
+
+def list_signals(
+    connection: Connection, *, limit: int = 100, **filters: Any
+) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+    """One page of the registry (:func:`signal_page_query`); returns the items and the key
+    to continue after (``None`` on the last page)."""
+    rows = connection.execute(signal_page_query(limit=limit, **filters)).mappings().all()
     page, more = rows[:limit], len(rows) > limit
     ids = [row["signal_id"] for row in page]
     gaps, strategies = _open_gaps(connection, ids), _entry_strategies(connection, ids)

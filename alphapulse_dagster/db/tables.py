@@ -99,6 +99,7 @@ ai_signals_mtf = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("symbol", "direction", "signal_timeframe", "timestamp"),
     Index("ix_ai_signals_mtf_timestamp", "timestamp"),
+    Index("ix_ai_signals_mtf_entry_strategy", "entry_strategy"),
     Index(
         "uq_ai_signals_mtf_active",
         "symbol",
@@ -212,7 +213,9 @@ signals = Table(
         nullable=True,
         comment="latest event_time among the folded events",
     ),
-    Index("ix_signals_status", "status"),
+    # All Signals pages newest first by (first_event_id, signal_id) (migration 0010)
+    Index("ix_signals_keyset", "first_event_id", "signal_id"),
+    Index("ix_signals_status_keyset", "status", "first_event_id", "signal_id"),
     Index("ix_signals_symbol_direction", "symbol", "direction"),
 )
 

@@ -72,7 +72,9 @@ class HealthReport:
         return out
 
 
-def _signal_moment():  # type: ignore[no-untyped-def]
+def signal_moment():  # type: ignore[no-untyped-def]
+    """When a signal happened: its signal time, else its SIGNAL_CREATED time, else its ENTRY
+    time (UTC). The health window and All Signals' time filter; indexed (ix_signals_moment)."""
     return func.coalesce(signals.c.signal_time, signals.c.created_at, signals.c.confirmed_at)
 
 
@@ -88,7 +90,7 @@ def _signal_totals(conn: Connection, since: datetime) -> tuple[list[int], int]:
     and the edge bucket's number."""
     edge = math.floor(since.timestamp() / BUCKET_SECONDS)
     edge_end = datetime.fromtimestamp((edge + 1) * BUCKET_SECONDS, UTC)
-    moment = _signal_moment()
+    moment = signal_moment()
     whole = conn.execute(
         select(
             func.sum(signal_health_buckets.c.signals),
@@ -138,7 +140,7 @@ def health_report(
     by_kind: dict[str, int] = {"actionable": 0, "expected": 0}
     manual = 0
     edge_end = datetime.fromtimestamp((edge + 1) * BUCKET_SECONDS, UTC)
-    moment = _signal_moment()
+    moment = signal_moment()
     whole = (
         select(
             signal_gap_buckets.c.gap_type,

@@ -69,9 +69,11 @@
   function table(headers, rows, attrs) {
     return el('div', { class: 'table-wrap' }, el('table', attrs || {},
       el('thead', {}, el('tr', {}, headers.map((h) =>
-        el('th', { class: /^(N|Entry|Stop|Exit|MFE|MAE|Weight|Conf|Health|R|Count|Gaps #)/.test(h) ? 'num' : null }, h)))),
+        el('th', { class: NUMERIC_HEADERS.has(h) ? 'num' : null }, h)))),
       el('tbody', {}, rows)));
   }
+  const NUMERIC_HEADERS = new Set(['N', 'Entry', 'Stop', 'Exit', 'MFE', 'MAE', 'Weight', 'Conf',
+    'Health', 'Count', 'Signals', 'Fill', 'Win', 'Expectancy', '95 % CI', 'PF', 'Max DD', 'Impr. bps']);
   const emptyRow = (span, text) => el('tr', {}, el('td', { colspan: span, class: 'empty' }, text));
 
   // --- auth and the API ------------------------------------------------------------------
@@ -147,8 +149,8 @@
 
   async function route() {
     cleanup();
-    const hash = location.hash || '#/health';
-    const [, name, ...rest] = hash.split('/');
+    const [path] = (location.hash || '#/health').split('?');
+    const [, name, ...rest] = path.split('/');
     document.querySelectorAll('.tabs a').forEach((a) => {
       const active = a.dataset.view === name || (name === 'signal' && a.dataset.view === 'signals');
       a.classList.toggle('active', active);
@@ -297,25 +299,25 @@
     const targets = item.targets || [];
     return el('tr', { 'data-signal-id': item.signal_id, 'data-updated': item.updated_at || '' },
       el('td', { class: 'mono' }, fmtShortTime(item.signal_time || item.confirmed_at)),
-      el('td', {}, signalLink(item.signal_id, item.trade_id || item.signal_id.slice(0, 8))),
-      el('td', {}, item.source),
+      el('td', {}, signalLink(item.signal_id, item.trade_id || item.signal_id.slice(0, 8)),
+        el('span', { class: 'src src-' + item.source, title: item.source }, item.source === 'tradingview' ? 'TV' : 'AP')),
       el('td', { class: 'mono', 'data-col': 'symbol' }, item.symbol),
-      el('td', {}, item.direction ? badge(item.direction) : dash),
-      el('td', { class: 'mono' }, item.timeframe || dash),
+      el('td', {}, item.direction ? badge(item.direction) : dash, el('span', { class: 'note mono' }, ' ' + (item.timeframe || ''))),
       el('td', { 'data-col': 'status' }, badge(item.status), item.status_reason ? el('span', { class: 'note reason', title: item.status_reason }, ' ' + item.status_reason) : null),
       el('td', { class: 'num' }, fmtPrice(item.entry_price)),
       el('td', { class: 'num' }, fmtPrice(item.stop_loss)),
       el('td', { class: 'mono', title: targets.map(fmtPrice).join(', ') }, targets.length ? fmtPrice(targets[0]) + (targets.length > 1 ? ` +${targets.length - 1}` : '') : dash),
-      el('td', { class: 'num' }, fmtR(item.mfe)),
-      el('td', { class: 'num' }, fmtR(item.mae)),
+      el('td', { class: 'num' }, isNum(item.mfe) || isNum(item.mae) ? fmtR(item.mfe) + ' / ' + fmtR(item.mae).replace('+', '') : dash),
       el('td', { class: 'num' }, fmtPrice(item.exit_price)),
       el('td', { class: 'num' }, healthCell(item.health_score)),
-      el('td', {}, (item.gaps || []).map((g) => el('span', { class: 'gap-chip' }, g))),
+      el('td', { 'data-col': 'gaps', title: (item.gaps || []).join(', ') }, (item.gaps || []).length
+        ? el('span', { class: 'gap-chip' }, item.gaps.length === 1 ? item.gaps[0] : item.gaps.length + ' gaps')
+        : el('span', { class: 'note' }, 'none')),
       el('td', { class: 'mono' }, item.entry_strategy || dash));
   }
 
-  const SIGNAL_HEADERS = ['Signal time', 'Signal', 'Source', 'Symbol', 'Dir', 'TF', 'Status',
-    'Entry', 'Stop', 'Targets', 'MFE', 'MAE', 'Exit', 'Health', 'Open gaps', 'Strategy'];
+  const SIGNAL_HEADERS = ['Signal time', 'Signal', 'Symbol', 'Side · TF', 'Status',
+    'Entry', 'Stop', 'Targets', 'MFE / MAE', 'Exit', 'Health', 'Open gaps', 'Strategy'];
 
   async function renderSignals() {
     const state = desk.signals;
@@ -346,7 +348,7 @@
         el('span', { class: 'sub' }, 'newest first · refreshes every ' + POLL_MS / 1000 + ' s')),
       form,
       el('section', { class: 'panel' }, el('div', { class: 'table-wrap' }, el('table', { id: 'signals-table' },
-        el('thead', {}, el('tr', {}, SIGNAL_HEADERS.map((h) => el('th', { class: ['Entry', 'Stop', 'MFE', 'MAE', 'Exit', 'Health'].includes(h) ? 'num' : null }, h)))),
+        el('thead', {}, el('tr', {}, SIGNAL_HEADERS.map((h) => el('th', { class: ['Entry', 'Stop', 'MFE / MAE', 'Exit', 'Health'].includes(h) ? 'num' : null }, h)))),
         tbody)),
       el('div', { class: 'pager' }, pageInfo, prev, next)));
 
@@ -422,14 +424,14 @@
     }));
     const provenance = Object.entries(s.field_provenance || {}).sort().map(([field, p]) => el('tr', { 'data-field': field },
       el('td', { class: 'mono' }, field),
-      el('td', { class: 'mono' }, formatValue(s[field])),
+      el('td', { class: 'mono wrap' }, formatValue(s[field])),
       el('td', {}, badge(String(p.tier), 'explicit')),
       el('td', { class: 'num' }, fmtFixed(p.confidence, 2)),
       el('td', { class: 'note' }, String(p.source ?? dash))));
     const audit = s.audit.map((a) => el('tr', {},
       el('td', { class: 'mono' }, fmtShortTime(a.action_timestamp)),
       el('td', { class: 'mono' }, a.field),
-      el('td', { class: 'mono' }, formatValue(a.old_value) + ' → ' + formatValue(a.new_value)),
+      el('td', { class: 'mono wrap' }, formatValue(a.old_value) + ' → ' + formatValue(a.new_value)),
       el('td', {}, String(a.tier)),
       el('td', { class: 'num' }, fmtFixed(a.confidence, 2)),
       el('td', { class: 'note', style: 'white-space:normal' }, a.reason)));
@@ -487,8 +489,9 @@
   function formatValue(v) {
     if (v === null || v === undefined) return dash;
     if (typeof v === 'number') return Math.abs(v) >= 100 ? v.toFixed(2) : String(+v.toFixed(5));
+    if (Array.isArray(v)) return '[' + v.map(formatValue).join(', ') + ']';
     if (typeof v === 'object') return JSON.stringify(v);
-    return String(v);
+    return String(v).replace(/T(\d\d:\d\d):00(\.0+)?(Z|\+00:00)$/, ' $1');
   }
 
   async function drawSignalChart(s, tf, box) {
@@ -597,7 +600,8 @@
       svg('text', { x: 4, y: pad / 2 }, '↑ MFE (R)'),
       svg('text', { x: width - pad - 20, y: height - pad + 14 }, xMax.toFixed(1)),
       svg('text', { x: 6, y: pad + 4 }, yMax.toFixed(1)),
-      svg('line', { x1: x(1), x2: x(1), y1: pad / 2, y2: height - pad, stroke: COLORS.red, 'stroke-dasharray': '2 4', 'stroke-opacity': 0.6 }));
+      svg('line', { x1: x(1), x2: x(1), y1: pad / 2, y2: height - pad, stroke: COLORS.red, 'stroke-dasharray': '2 4', 'stroke-opacity': 0.6 }),
+      svg('text', { x: x(1) + 4, y: pad / 2 + 8 }, 'stop (1R)'));
     for (const t of trades) {
       if (!isNum(t.mae_r) || !isNum(t.mfe_r)) continue;
       plot.append(svg('circle', { cx: x(t.mae_r), cy: y(t.mfe_r), r: 4, fill: t.r >= 0 ? COLORS.green : COLORS.red, 'fill-opacity': 0.75 },
