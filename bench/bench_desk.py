@@ -246,10 +246,10 @@ def main() -> None:
         print("| case | table shows rows (browser) | GET /signals | plan |")
         print("|---|---:|---:|---|")
         for case in [*usable]:
-            plan = query_plans.get(case, "")
+            query = "no filter" if case.startswith("open") else case
+            plan, round_trip = query_plans.get(query, ""), api.get(query, float("nan"))
             print(
-                f"| {case} | {usable[case] * 1000:.0f} ms | "
-                f"{api.get(case, float('nan')) * 1000:.0f} ms | {plan} |"
+                f"| {case} | {usable[case] * 1000:.0f} ms | {round_trip * 1000:.0f} ms | {plan} |"
             )
         print(json.dumps({"usable_s": usable, "api_s": api, "weight_bytes": weight}))
     finally:
