@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -50,7 +51,25 @@ def build(work: Path) -> dict[str, str]:
     alphapulse("replay-webhooks", str(_jsonl(work / "b.jsonl", [LATE_ENTRY])), env=env)
     now = "2019-06-15T12:00:00+00:00"
     alphapulse("sync", env={**env, "ALPHAPULSE_FROZEN_NOW": now})
+    evaluate_outcomes(url, datetime.fromisoformat(now))
     return {**env, "ALPHAPULSE_FROZEN_NOW": now}
+
+
+def evaluate_outcomes(url: str, now: datetime) -> None:
+    """What the signal_outcomes asset does for the sample's days (it is not part of the
+    demo): outcomes from candles for every signal, so the strategy view has figures."""
+    from alphapulse_dagster.analytics.outcome_store import compute_outcomes, write_outcomes
+    from alphapulse_dagster.config import load_config
+    from alphapulse_dagster.db.engine import make_engine
+    from alphapulse_dagster.signals.mtf_run import trade_rule
+
+    engine = make_engine(url)
+    try:
+        since, until = datetime(2017, 1, 1, tzinfo=UTC), now
+        rule = trade_rule(load_config())
+        write_outcomes(engine, compute_outcomes(engine, since, until, rule, now), since, until)
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

@@ -450,10 +450,13 @@
       ['Target hit', s.target_hit ? 'TP' + s.target_hit : 'none'],
     ];
     if (outcome && typeof outcome === 'object') {
-      const first = Array.isArray(outcome) ? outcome.find((o) => o.entry_mode === 'actual') || outcome[0] : outcome;
-      if (first) {
-        outcomeRows.push(['From candles', `${first.status || dash} · ${fmtR(first.r_multiple)}` +
-          (first.ambiguous ? ' · ambiguous bar' : '')]);
+      // the candle-derived outcome (SPEC §17): the actual entry, then each counterfactual
+      outcomeRows.push(['From candles', `${outcome.status || dash} · ${fmtR(outcome.r_multiple)}` +
+        (outcome.exit_reason ? ' · ' + outcome.exit_reason : '') + (outcome.ambiguous ? ' · ambiguous bar' : '')]);
+      outcomeRows.push(['MFE / MAE (candles)', fmtR(outcome.mfe_r) + ' / ' + fmtR(outcome.mae_r).replace('+', '')]);
+      for (const [mode, cf] of Object.entries(outcome.counterfactuals || {})) {
+        outcomeRows.push(['If entered ' + mode.toLowerCase().replace(/_/g, ' '),
+          `${cf.status || dash} · ${fmtR(cf.r_multiple)}` + (isNum(cf.entry_price) ? ' @ ' + fmtPrice(cf.entry_price) : '')]);
       }
     }
     const facts = [
@@ -562,8 +565,10 @@
 
   // --- Strategy evaluation ----------------------------------------------------------------
 
+  const groupName = (key) => (key === null || key === undefined ? '(none)' : String(key));
+
   function forestPlot(groups) {
-    const rowH = 26, left = 170, right = 90, width = 760;
+    const rowH = 26, left = 170, right = 150, width = 760;
     const height = groups.length * rowH + 30;
     const values = groups.flatMap((g) => [g.expectancy_r, ...(g.expectancy_ci || [])]).filter(isNum);
     const lo = Math.min(-0.5, ...values), hi = Math.max(0.5, ...values);
@@ -576,7 +581,7 @@
       const y = i * rowH + 14;
       const flagged = Boolean(g.flag);
       const color = flagged ? COLORS.muted : g.expectancy_r >= 0 ? COLORS.green : COLORS.red;
-      plot.append(svg('text', { x: 4, y: y + 4 }, String(g.key).slice(0, 24)));
+      plot.append(svg('text', { x: 4, y: y + 4 }, groupName(g.key).slice(0, 24)));
       const [a, b] = g.expectancy_ci || [];
       if (isNum(a) && isNum(b)) plot.append(svg('line', { x1: x(a), x2: x(b), y1: y, y2: y, stroke: color, 'stroke-width': 2 }));
       if (isNum(g.expectancy_r)) {
@@ -642,7 +647,7 @@
         GROUPS.map((g) => el('option', { value: g, selected: g === group }, g)));
       const groups = evaluation.groups || [];
       const rows = groups.map((g) => el('tr', { 'data-group': g.key, class: g.flag ? 'flagged' : null, style: g.flag ? 'color:' + COLORS.muted : null },
-        el('td', { class: 'mono' }, String(g.key)), el('td', { class: 'num' }, String(g.n)),
+        el('td', { class: 'mono' }, groupName(g.key)), el('td', { class: 'num' }, String(g.n)),
         el('td', { class: 'num' }, fmtPct(g.fill_rate)), el('td', { class: 'num' }, fmtPct(g.win_rate)),
         el('td', { class: 'num' }, fmtR(g.expectancy_r)),
         el('td', { class: 'num' }, (g.expectancy_ci || []).map((v) => fmtFixed(v, 2)).join(' … ') || dash),

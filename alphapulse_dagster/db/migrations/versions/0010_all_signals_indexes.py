@@ -14,7 +14,7 @@ The desk's All Signals view (SPEC §18) reads ``signals`` newest first by the ke
 The time filter uses ``ix_signals_moment`` (0003) and symbol ``ix_signals_symbol_direction``.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0007 (0009 and 0007 landed first; the chain stays linear)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0010"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
