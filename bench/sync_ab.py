@@ -12,6 +12,7 @@ Usage (from the repository root; both checkouts must know the database's schema)
     python bench/sync_ab.py template --signals 100000     # once: ~2 min at 100k
     python bench/sync_ab.py ab --a ../old-checkout --b . --pairs 3 --cycles 6
     python bench/sync_ab.py cycles --db NAME --cycles 6   # one turn (used by ab)
+    python bench/sync_ab.py ab --a ../old-checkout --b . --job   # through hybrid_sync_job
 
 The template database is ``alphapulse_ab_tpl_<signals>``; ``ab`` clones it and drops
 the clone at the end. Admin URL: ``ALPHAPULSE_BENCH_PG_ADMIN_URL`` (as bench_sync.py).
@@ -96,7 +97,47 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
     print(f"wall {statistics.median(walls):.3f} s  python cpu {statistics.median(cpus):.3f} s")
 
 
-def ab(a: Path, b: Path, signals: int, pairs: int, count: int) -> None:
+def job_cycles(db: str, signals: int, count: int, seed: int) -> None:
+    """``count`` incremental runs of ``hybrid_sync_job`` (after one untimed warm-up), in
+    process, with the sensor's run config for 1,000 changed signals — each checkout's own
+    job and run config. Prints the medians of the run's step time (every step: the sync's
+    assets and their checks) and of its wall time."""
+    import dagster as dg
+    from bench_sync import changes
+
+    import sensors.hybrid_sync as sensor
+    from assets import hybrid_sync
+    from resources import ConfigResource, DatabaseResource
+
+    def run_config(ids: list[str]) -> dict[str, object]:
+        scope = {"signal_ids": ids, "full": False}
+        if hasattr(sensor, "sync_run_config"):
+            return sensor.sync_run_config(scope)  # type: ignore[no-any-return]
+        return {"ops": {name: {"config": scope} for name in sensor.SCOPED_ASSETS}}  # (before)
+
+    url, rng = _url(db), random.Random(seed)
+    config_dir = str(Path(hybrid_sync.__file__).resolve().parents[1] / "config")
+    resources = {
+        "database": DatabaseResource(url=url),
+        "app_config": ConfigResource(config_dir=config_dir),
+    }
+    defs = dg.Definitions.merge(hybrid_sync.defs, dg.Definitions(resources=resources))
+    job, instance = defs.resolve_job_def("hybrid_sync_job"), dg.DagsterInstance.ephemeral()
+    steps, walls = [], []
+    for n in range(count + 1):
+        ids = changes(url, 1000, rng, signals)
+        wall = time.perf_counter()
+        result = job.execute_in_process(run_config=run_config(ids), instance=instance)
+        wall = time.perf_counter() - wall
+        assert result.success
+        stats = instance.get_run_step_stats(result.run_id)
+        if n:
+            steps.append(sum((s.end_time or 0) - (s.start_time or 0) for s in stats))
+            walls.append(wall)
+    print(f"steps {statistics.median(steps):.3f} s  wall {statistics.median(walls):.3f} s")
+
+
+def ab(a: Path, b: Path, signals: int, pairs: int, count: int, job: bool = False) -> None:
     name = f"alphapulse_ab_{uuid.uuid4().hex[:8]}"
     with _admin().connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "alphapulse_ab_tpl_{signals}"')
@@ -106,7 +147,7 @@ def ab(a: Path, b: Path, signals: int, pairs: int, count: int) -> None:
             for label, repo in (("A", a), ("B", b)):
                 env = {**os.environ, "PYTHONPATH": f"{repo.resolve()}:{script.parent}"}
                 seed = str(1000 * pair + (label == "B"))
-                command = [sys.executable, str(script), "cycles", "--db", name]
+                command = [sys.executable, str(script), "job" if job else "cycles", "--db", name]
                 command += ["--signals", str(signals), "--cycles", str(count), "--seed", seed]
                 out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
                 print(f"{label} ({repo}): {out.stdout.strip()}", flush=True)
@@ -125,19 +166,27 @@ def main() -> None:
     one.add_argument("--signals", type=int, default=100_000)
     one.add_argument("--cycles", type=int, default=6)
     one.add_argument("--seed", type=int, default=11)
+    through = sub.add_parser("job")
+    through.add_argument("--db", required=True)
+    through.add_argument("--signals", type=int, default=100_000)
+    through.add_argument("--cycles", type=int, default=6)
+    through.add_argument("--seed", type=int, default=11)
     both = sub.add_parser("ab")
     both.add_argument("--a", type=Path, required=True)
     both.add_argument("--b", type=Path, default=Path("."))
     both.add_argument("--signals", type=int, default=100_000)
     both.add_argument("--pairs", type=int, default=3)
     both.add_argument("--cycles", type=int, default=6)
+    both.add_argument("--job", action="store_true", help="through hybrid_sync_job")
     args = parser.parse_args()
     if args.command == "template":
         template(args.signals)
     elif args.command == "cycles":
         cycles(args.db, args.signals, args.cycles, args.seed)
+    elif args.command == "job":
+        job_cycles(args.db, args.signals, args.cycles, args.seed)
     else:
-        ab(args.a, args.b, args.signals, args.pairs, args.cycles)
+        ab(args.a, args.b, args.signals, args.pairs, args.cycles, args.job)
 
 
 if __name__ == "__main__":
