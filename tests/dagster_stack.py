@@ -58,7 +58,9 @@ def scratch_databases(admin_url: str, *prefixes: str) -> Iterator[list[str]]:
     """Fresh empty Postgres databases (one per prefix), dropped afterwards."""
     import uuid
 
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # pre-ping: the drop comes minutes later, and a Postgres restart in between (another
+    # suite's outage drill) would otherwise leave the databases behind
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     names = [f"{prefix}_{uuid.uuid4().hex[:10]}" for prefix in prefixes]
     try:
         with admin.connect() as connection:
