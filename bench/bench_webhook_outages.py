@@ -5,15 +5,15 @@
    run starts with the spool topped up to a target size (0, 6, 12, 18 MB by default: framed
    records, as the server writes them) and reports 503-``spooled`` answers/s and their p99,
    so it shows whether intake stays flat as the spool grows.
-2. ``flood``: Postgres up. A valid stream at a fixed rate (an open-loop asyncio client in
-   its own process, unique SIGNAL_CREATED events) alone, then with a concurrent flood of
-   unauthenticated ~4 KB requests (``wrk``, 16 connections, wrong secret). Reports the
+2. ``flood``: Postgres up. A valid stream (``wrk``, 4 connections, unique SIGNAL_CREATED
+   events) alone, then with a concurrent flood of unauthenticated ~4 KB requests (a second
+   ``wrk``, 16 connections, wrong secret). Reports the
    valid stream's p50/p99 in both and their ratio (target ≤ 2×), and how many reject rows
    the flood wrote.
 
     python bench/bench_webhook_outages.py                 # both
     python bench/bench_webhook_outages.py outage --duration 10
-    python bench/bench_webhook_outages.py flood --rate 200 --duration 20
+    python bench/bench_webhook_outages.py flood --duration 20
 
 Needs ``wrk`` (``apt-get install wrk``). Postgres: ``ALPHAPULSE_BENCH_PG_ADMIN_URL`` (a
 scratch database is created and dropped).
@@ -22,9 +22,6 @@ scratch database is created and dropped).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import re
 import shutil
 import statistics
@@ -188,68 +185,6 @@ def bench_outage(args: argparse.Namespace, workdir: Path) -> list[dict[str, floa
 # --- 2. valid p99 under a reject flood ---------------------------------------------------
 
 
-def valid_payload(run: str, n: int) -> bytes:
-    return json.dumps(
-        {
-            "secret": SECRET,
-            "event": "SIGNAL_CREATED",
-            "trade_id": f"20190614_120000_BULLISH_{run}_{n}",
-            "symbol": "BTCUSD",
-            "time": "2019-06-14T12:00:00Z",
-            "timeframe": "60",
-            "direction": "BULLISH",
-            "alert_id": f"{run}-{n}",
-        }
-    ).encode()
-
-
-async def open_loop(url: str, rate: float, duration: float) -> dict[str, Any]:
-    """Send ``rate`` valid webhooks per second for ``duration`` s whatever the answers take
-    (open loop: a slow server does not slow the sender); latencies of the 200s."""
-    run = uuid.uuid4().hex[:8]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-
-        async def one(n: int) -> None:
-            started = time.perf_counter()
-            try:
-                response = await client.post("/webhooks/tradingview", content=valid_payload(run, n))
-            except httpx.HTTPError:
-                statuses[0] = statuses.get(0, 0) + 1
-                return
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code == 200:
-                latencies.append((time.perf_counter() - started) * 1000)
-
-        tasks = []
-        start = time.perf_counter()
-        total = int(rate * duration)
-        for n in range(total):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(n)))
-        await asyncio.gather(*tasks)
-    latencies.sort()
-    return {
-        "sent": total,
-        "statuses": statuses,
-        "p50_ms": statistics.median(latencies) if latencies else 0.0,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0,
-    }
-
-
-def valid_stream(url: str, rate: float, duration: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, __file__, "valid-stream", url, str(rate), str(duration)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
-
-
 def count_rows(database_url: str, table: str) -> int:
     engine = sa.create_engine(database_url)
     with engine.connect() as connection:
@@ -267,11 +202,13 @@ def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> l
     process, url = start_server(env, workdir / "flood-server.log")
     results = []
     try:
-        warm = valid_stream(url, args.rate, 2)
-        warm.communicate()
+        valid = f"{url}/webhooks/tradingview"
+        wrk_result(wrk_process(valid, 2, args.valid_connections, "valid", 200), 2)  # warm-up
         for repeat in range(args.repeats):
-            calm = valid_stream(url, args.rate, args.duration)
-            quiet = json.loads(calm.communicate()[0])
+            quiet = wrk_result(
+                wrk_process(valid, args.duration, args.valid_connections, "valid", 200),
+                args.duration,
+            )
             rejects_before = count_rows(database_url, "webhook_rejects")
             flood = wrk_process(
                 f"{url}/webhooks/tradingview",
@@ -281,8 +218,10 @@ def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> l
                 401,
             )
             time.sleep(1)  # the flood is under way
-            flooded_run = valid_stream(url, args.rate, args.duration)
-            flooded = json.loads(flooded_run.communicate()[0])
+            flooded = wrk_result(
+                wrk_process(valid, args.duration, args.valid_connections, "valid", 200),
+                args.duration,
+            )
             flood_result = wrk_result(flood, args.duration + 2)
             time.sleep(1)
             health = httpx.get(f"{url}/healthz", timeout=5).json()
@@ -297,16 +236,20 @@ def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> l
                 "flood_other": flood_result["other"],
                 "rejects_written": written,
                 "rejects_dropped": health["rejects_dropped"],
-                "quiet_statuses": quiet["statuses"],
-                "flooded_statuses": flooded["statuses"],
+                "quiet_rps": quiet["rps"],
+                "flooded_rps": flooded["rps"],
+                "quiet_other": quiet["other"] + quiet["socket_errors"],
+                "flooded_other": flooded["other"] + flooded["socket_errors"],
             }
             print(
-                f"flood run {repeat + 1}: valid {args.rate:g}/s p50/p99 quiet "
+                f"flood run {repeat + 1}: valid ({args.valid_connections} connections) "
+                f"{quiet['rps']:.0f}/s alone, {flooded['rps']:.0f}/s flooded; p50/p99 quiet "
                 f"{result['quiet_p50_ms']:.1f}/{result['quiet_p99_ms']:.1f} ms, flooded "
                 f"{result['flooded_p50_ms']:.1f}/{result['flooded_p99_ms']:.1f} ms "
                 f"(p99 ×{result['ratio']:.2f}); flood {result['flood_rps']:.0f} 401/s, "
                 f"reject rows written {written}, dropped so far {health['rejects_dropped']}; "
-                f"statuses quiet {quiet['statuses']} flooded {flooded['statuses']}",
+                f"valid non-200 quiet {result['quiet_other']:.0f} flooded "
+                f"{result['flooded_other']:.0f}",
                 flush=True,
             )
             results.append(result)
@@ -317,10 +260,6 @@ def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> l
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "valid-stream":
-        url, rate, duration = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-        print(json.dumps(asyncio.run(open_loop(url, rate, duration))))
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("which", nargs="?", choices=["outage", "flood", "both"], default="both")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
@@ -328,7 +267,9 @@ def main() -> int:
     parser.add_argument(
         "--spool-mb", type=float, nargs="+", default=[0, 6, 12, 18], help="spool sizes (MB)"
     )
-    parser.add_argument("--rate", type=float, default=200, help="valid webhooks/s (flood)")
+    parser.add_argument(
+        "--valid-connections", type=int, default=4, help="wrk connections of the valid stream"
+    )
     parser.add_argument("--flood-connections", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="flood runs; medians reported")
     args = parser.parse_args()
@@ -361,13 +302,18 @@ def main() -> int:
         def median(key: str) -> float:
             return statistics.median(float(r[key]) for r in flood)
 
-        print(f"\n| valid stream {args.rate:g}/s | p50 ms | p99 ms |")
-        print("|---|---|---|")
-        print(f"| alone | {median('quiet_p50_ms'):.1f} | {median('quiet_p99_ms'):.1f} |")
+        print(
+            f"\n| valid stream ({args.valid_connections} connections) | 200/s | p50 ms | p99 ms |"
+        )
+        print("|---|---|---|---|")
+        print(
+            f"| alone | {median('quiet_rps'):.0f} | {median('quiet_p50_ms'):.1f} | "
+            f"{median('quiet_p99_ms'):.1f} |"
+        )
         print(
             f"| with a {args.flood_connections}-connection flood "
-            f"({median('flood_rps'):.0f} 401/s) | {median('flooded_p50_ms'):.1f} | "
-            f"{median('flooded_p99_ms'):.1f} |"
+            f"({median('flood_rps'):.0f} 401/s) | {median('flooded_rps'):.0f} | "
+            f"{median('flooded_p50_ms'):.1f} | {median('flooded_p99_ms'):.1f} |"
         )
         print(f"\np99 ratio (median of runs): {median('ratio'):.2f}")
     shutil.rmtree(workdir, ignore_errors=True)

@@ -45,7 +45,7 @@ def _engine_for(settings: ApiSettings) -> Engine:
         return make_engine(
             url,
             connect_args={"connect_timeout": settings.db_connect_timeout},
-            pool_timeout=settings.write_timeout,
+            pool_timeout=5,
         )
     return make_engine(url)
 
