@@ -110,8 +110,59 @@ def test_duplicate_gets_the_original_event_id_and_no_second_row(
     assert first["status"] == "accepted"
     assert again == {"status": "duplicate", "event_id": first["event_id"]}
     assert same_alert_other_spelling == again
-    by_alert_id = [post(client, entry(alert_id="tv-9", mfe_note=i)).json() for i in range(2)]
+    by_alert_id = [post(client, entry(alert_id="tv-9")).json() for _ in range(2)]
     assert by_alert_id[1] == {"status": "duplicate", "event_id": by_alert_id[0]["event_id"]}
+    assert len(events(db)) == 2
+
+
+def test_a_static_alert_id_never_drops_a_distinct_event(client: TestClient, db: sa.Engine) -> None:
+    # TradingView alerts often carry the same static text on every firing (SPEC §8)
+    sent = [
+        entry(alert_id="static"),
+        entry(alert_id="static", symbol="ETHUSD"),  # another symbol
+        created(alert_id="static"),  # another event
+        entry(alert_id="static", id="x", note_raw="a"),
+        entry(alert_id="static", id="y", note_raw="a"),  # the undocumented id counts
+        entry(alert_id="static", id="y", note_raw="b"),  # keys ending in _raw count
+    ]
+    answers = [post(client, payload).json() for payload in sent]
+    assert [a["status"] for a in answers] == ["accepted"] * 6
+    assert len({a["event_id"] for a in answers}) == 6
+    resend = post(client, {**sent[3], "secret": SECRET}).json()
+    assert resend == {"status": "duplicate", "event_id": answers[3]["event_id"]}
+    assert len(events(db)) == 6
+
+
+def test_a_resend_of_an_event_stored_under_an_old_alert_key_is_a_duplicate(
+    client: TestClient, db: sa.Engine
+) -> None:
+    from alphapulse_dagster.webhooks.ingest import webhook_event
+
+    # a row as the receiver stored it before the key became the payload hash
+    old = webhook_event(entry(alert_id="tv-7"))
+    with db.begin() as connection:
+        connection.execute(
+            sa.insert(signal_events),
+            {
+                "source": old.source,
+                "event_type": old.event_type,
+                "signal_id": old.signal_id,
+                "trade_id": old.trade_id,
+                "symbol": old.symbol,
+                "event_time": old.event_time,
+                "received_at": old.event_time,
+                "payload": dict(old.payload),
+                "idempotency_key": "alert:tv-7",
+            },
+        )
+    [stored] = events(db)
+    assert post(client, entry(alert_id="tv-7")).json() == {
+        "status": "duplicate",
+        "event_id": stored["event_id"],
+    }
+    # the same alert_id with another payload is another event
+    other = post(client, entry(alert_id="tv-7", stop_loss=8200.0)).json()
+    assert other["status"] == "accepted" and other["event_id"] != stored["event_id"]
     assert len(events(db)) == 2
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -73,7 +75,36 @@ def test_same_alert_in_two_spellings_has_one_idempotency_key() -> None:
     a = webhook_event(created(timeframe="60", time=1560513600000))
     b = webhook_event(created(timeframe="1h", time="2019-06-14T12:00:00Z", secret="other"))
     assert a.idempotency_key == b.idempotency_key
-    assert webhook_event(created(alert_id="tv-1")).idempotency_key == "alert:tv-1"
+
+
+def test_idempotency_key_is_the_hash_of_the_canonical_payload_without_secret() -> None:
+    # hand-checked: sha256 of the canonical JSON (sorted keys, no spaces) of the
+    # normalised payload without secret and without the derived *_raw spellings
+    payload = created(alert_id="tv-1")
+    canonical = {k: v for k, v in payload.items() if k != "secret"}
+    canonical.update(timeframe="1h", htf_alignment={"4h": "BULLISH", "1d": "NEUTRAL"})
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    expected = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    assert webhook_event(payload).idempotency_key == expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"symbol": "ETHUSD"},  # same alert_id, another symbol
+        {"event": "CANCELLED"},  # same alert_id, another event
+        {"note_raw": "b"},  # keys ending in _raw count
+        {"id": "static-2"},  # the undocumented id key counts, never replaces
+        {"alert_id": "tv-2"},  # alert_id narrows the key
+    ],
+)
+def test_alert_id_and_id_never_replace_the_hash(change: dict[str, object]) -> None:
+    base = created(alert_id="tv-1", id="static-1", note_raw="a")
+    first = webhook_event(base)
+    other = webhook_event({**base, **change})
+    assert first.idempotency_key != other.idempotency_key
+    # a true resend (another secret is not part of the event) is the same key
+    assert webhook_event({**base, "secret": "x"}).idempotency_key == first.idempotency_key
 
 
 def test_unknown_keys_are_kept() -> None:
@@ -159,3 +190,115 @@ def test_secret_constant_time_check() -> None:
         with pytest.raises(Rejection) as caught:
             check_secret(created(secret=sent), SECRET)
         assert caught.value.status_code == 401
+
+
+# --- SPEC §14 semantics: 422 naming the field ------------------------------------------
+
+NOW = datetime(2019, 6, 14, 13, 0, tzinfo=UTC)
+
+
+def test_event_time_more_than_max_future_seconds_ahead_is_refused() -> None:
+    at_limit = NOW + timedelta(seconds=300)
+    assert webhook_event(created(time=at_limit.isoformat()), now=NOW).event_time == at_limit
+    with pytest.raises(Rejection) as caught:
+        webhook_event(created(time=(NOW + timedelta(seconds=301)).isoformat()), now=NOW)
+    assert caught.value.status_code == 422 and caught.value.field == "time"
+    assert "300 s in the future" in caught.value.reason
+    with pytest.raises(Rejection) as caught:
+        webhook_event(created(time="2099-01-01T00:00:00Z"))  # against the real clock
+    assert caught.value.field == "time"
+    # configurable
+    later = (NOW + timedelta(hours=1)).isoformat()
+    assert webhook_event(created(time=later), now=NOW, max_future_seconds=3600)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"stop_loss": 8360.0}, "stop_loss"),  # LONG stop at the entry
+        ({"stop_loss": 8400.0}, "stop_loss"),  # LONG stop above the entry
+        ({"targets": [8450.0, 8300.0]}, "targets.1"),  # LONG target below the entry
+        ({"targets": [8360.0]}, "targets.0"),
+        ({"direction": "BULLISH", "stop_loss": 8400.0}, "stop_loss"),
+        ({"direction": "SHORT"}, "stop_loss"),  # SHORT stop below the entry
+        ({"direction": "BEARISH", "stop_loss": 8450.0, "targets": [8300.0, 8400.0]}, "targets.1"),
+        ({"symbol": "BTC\u202eUSD"}, "symbol"),  # RTL override
+        ({"symbol": "BTC\u200dUSD"}, "symbol"),  # zero-width joiner
+        ({"trade_id": "20190614_120000_\u200bLONG"}, "trade_id"),  # zero-width space (Cf)
+        ({"trade_id": "a\tb"}, "trade_id"),  # control (Cc)
+        ({"trade_id": "a:" + "%" * 75}, "trade_id"),  # 128+ characters once encoded
+    ],
+)
+def test_nonsense_is_a_422_naming_the_field(change: dict[str, object], field: str) -> None:
+    with pytest.raises(Rejection) as caught:
+        webhook_event(entry(**change), now=NOW)
+    assert caught.value.status_code == 422
+    assert caught.value.field == field, caught.value.reason
+
+
+def test_sound_prices_and_ordinary_symbols_pass() -> None:
+    short = entry(direction="SHORT", stop_loss=8450.0, targets=[8270.0, 8180.0])
+    assert webhook_event(short, now=NOW).event_type == "ENTRY"
+    assert webhook_event(entry(symbol="NQ1!", trade_id="Ünïcode_ok"), now=NOW).symbol == "NQ1!"
+    # no direction: nothing to check the prices against
+    assert webhook_event(entry(direction=None, stop_loss=9000.0), now=NOW)
+
+
+def test_signal_ids_are_injective() -> None:
+    one = webhook_event(created(symbol="X", trade_id="a:b"))
+    two = webhook_event(created(symbol="X:a", trade_id="b"))
+    assert (one.signal_id, two.signal_id) == ("X:a%3Ab", "X%3Aa:b")
+    assert webhook_event(created(symbol="X%3Aa", trade_id="b")).signal_id == "X%253Aa:b"
+    assert webhook_event(created(symbol="NQ1!")).signal_id == "NQ1!:20190614_120000_BULLISH"
+
+
+# --- the secret, in any spelling ---------------------------------------------------------
+
+
+def _escaped(text: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # all-escaped secret, the rest refused (bad event)
+        f'{{"secret":"{_escaped(SECRET)}","event":"BUY","trade_id":"t","symbol":"S","time":1}}',
+        # half-escaped, and the secret repeated in a nested object and a list
+        '{"secret":"s3\\u0063ret-\\u00dc-value","event":"BUY",'
+        f'"meta":{{"secret":"{_escaped(SECRET)}","note":["x {_escaped(SECRET)} y"]}}}}',
+        # not JSON at all (a text/plain alert), secret as typed
+        f"secret={SECRET} event=BUY",
+        # cut off mid-string, escaped
+        f'{{"event":"BUY","secret":"{_escaped(SECRET)}',
+    ],
+)
+def test_the_secret_is_redacted_by_its_parsed_value(raw: str) -> None:
+    from alphapulse_dagster.webhooks.ingest import reject_row
+
+    row = reject_row(
+        Rejection(422, "event: bad", "event"),
+        raw.encode(),
+        received_at=NOW,
+        source_address="127.0.0.1",
+        secret=SECRET,
+    )
+    stored = row["body"]
+    assert "[REDACTED]" in stored
+    assert SECRET not in stored
+    assert _escaped(SECRET) not in stored and "s3\\u0063ret" not in stored
+    # what is left, decoded, does not spell the secret either
+    for token in re.findall(r'"(?:[^"\\]|\\.)*"', stored):
+        assert SECRET not in json.loads(token)
+
+
+def test_a_sent_secret_nested_or_repeated_is_never_stored_in_the_event() -> None:
+    from alphapulse_dagster.webhooks.ingest import redact_secrets
+
+    raw = created(meta={"secret": "another", "note": f"the secret is {SECRET}"})
+    event = webhook_event(redact_secrets(raw, [SECRET]))
+    assert SECRET not in json.dumps(event.payload, ensure_ascii=False)
+    assert event.payload["meta"] == {
+        "secret": "[REDACTED]",
+        "note": "the secret is [REDACTED]",
+    }

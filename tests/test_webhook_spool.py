@@ -36,7 +36,16 @@ def _post(client: TestClient, payload: dict[str, object]):  # type: ignore[no-un
 
 def test_stopped_database_spools_and_restart_replays(pg_url: str, tmp_path: Path) -> None:
     spool_path = tmp_path / "spool.jsonl"
-    payloads = [entry(), created(), entry(trade_id="20190614_150000_BEARISH", direction="SHORT")]
+    payloads = [
+        entry(),
+        created(),
+        entry(
+            trade_id="20190614_150000_BEARISH",
+            direction="SHORT",
+            stop_loss=8450.0,
+            targets=[8270.0],
+        ),
+    ]
     down = create_app(
         ApiSettings(database_url=CLOSED_PORT_URL, webhook_secret=SECRET, spool_path=spool_path)
     )

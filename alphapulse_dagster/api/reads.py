@@ -16,8 +16,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, RowMapping, Select, and_, or_, select, text
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +39,21 @@ from alphapulse_dagster.signals.mtf_metrics import mtf_metrics
 from alphapulse_dagster.sync.health import signal_moment
 from alphapulse_dagster.sync.lifecycle import is_inferred_expiry
 
-router = APIRouter(dependencies=[Depends(require_token)])
+
+class Unauthorized(BaseModel):
+    detail: str
+
+
+router = APIRouter(
+    dependencies=[Depends(require_token)],
+    responses={
+        401: {
+            "model": Unauthorized,
+            "description": "missing or wrong `Authorization: Bearer <token>` "
+            "(only when ALPHAPULSE_API_TOKEN is set)",
+        }
+    },
+)
 open_router = APIRouter()
 
 Status = Literal["PENDING", "CONFIRMED", "CLOSED", "CANCELLED"]
@@ -353,7 +368,7 @@ def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | No
     item = _item(found, sorted({gap["gap_type"] for gap in gap_details}))
     item["entry_strategy"] = _entry_strategies(connection, [signal_id]).get(signal_id)
     item["gap_details"] = gap_details
-    item["events"] = [
+    timeline = [
         dict(event)
         for event in connection.execute(
             select(signal_events)
@@ -362,10 +377,11 @@ def signal_detail(connection: Connection, signal_id: str) -> dict[str, Any] | No
         ).mappings()
     ]
     expired = is_inferred_expiry(dict(found))
-    for event in item["events"]:
+    for event in timeline:
         payload = event["payload"] or {}
         event["inferred"] = event["event_type"] == "CANCELLED" and payload.get("inferred") is True
         event["superseded"] = event["inferred"] and not expired
+    item["events"] = timeline
     item["audit"] = [
         dict(audit)
         for audit in connection.execute(
@@ -464,14 +480,42 @@ def get_signals(
     summary="One signal: registry row, event timeline, gaps, provenance, audit trail",
     responses={404: {"description": "not in the registry"}},
 )
-def get_signal(request: Request, signal_id: str) -> dict[str, Any]:
-    if "\x00" in signal_id or len(signal_id) > 128:
-        raise HTTPException(status_code=404, detail="signal not found")
+def get_signal(
+    request: Request,
+    signal_id: Annotated[
+        str,
+        Path(
+            description="URL-encode the id (`%` as `%25`, `:` may stay): a TradingView id is "
+            "`{symbol}:{trade_id}` with `%` and `:` percent-encoded in each part, e.g. "
+            "`X%3Aa:b` is requested as `/signals/X%253Aa:b`. An id sent without encoding "
+            "its `%` is found too when it names no other signal."
+        ),
+    ],
+) -> dict[str, Any]:
     with _engine(request).connect() as connection:
-        detail = signal_detail(connection, signal_id)
-    if detail is None:
-        raise HTTPException(status_code=404, detail="signal not found")
-    return detail
+        for candidate in _id_candidates(request, signal_id):
+            detail = signal_detail(connection, candidate)
+            if detail is not None:
+                return detail
+    raise HTTPException(status_code=404, detail="signal not found")
+
+
+def _id_candidates(request: Request, decoded: str) -> list[str]:
+    """The ids ``GET /signals/{id}`` may mean, most likely first: the path segment as sent
+    (``raw_path``) percent-decoded exactly once — the id a client that URL-encodes it
+    meant — then as sent, for a client that pasted ``X%3Aa:b`` unencoded (a well-formed
+    TradingView id never has a second unencoded ``:``, so the two readings cannot name
+    two different signals), then the framework's decoding."""
+    raw_path = request.scope.get("raw_path") or b""
+    prefix = b"/signals/"
+    raw = raw_path.split(b"?", 1)[0]
+    candidates: list[str] = []
+    if raw.startswith(prefix):
+        sent = raw[len(prefix) :].decode("utf-8", errors="replace")
+        candidates += [unquote(sent, errors="replace"), sent]
+    candidates.append(decoded)
+    unique = list(dict.fromkeys(candidates))
+    return [c for c in unique if "\x00" not in c and 0 < len(c) <= 128]
 
 
 @router.get("/health", response_model=HealthReport, tags=["health"], summary="Health report")

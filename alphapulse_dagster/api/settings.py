@@ -11,12 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from alphapulse_dagster.db.engine import WriteTimeouts, database_url
 from alphapulse_dagster.webhooks.ingest import MAX_BODY_BYTES
 from alphapulse_dagster.webhooks.reject_budget import RejectLimits
 from alphapulse_dagster.webhooks.spool import DEFAULT_SPOOL_PATH
 from alphapulse_dagster.webhooks.spool import spool_path as env_spool_path
+from alphapulse_dagster.webhooks.webhook_payload import DEFAULT_MAX_FUTURE_SECONDS
 
 # TradingView's documented webhook source addresses.
 TRADINGVIEW_IPS: tuple[str, ...] = (
@@ -69,7 +71,12 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
 @dataclass(frozen=True)
 class ApiSettings:
     """``allowed_ips`` empty ⇒ any source may post (the secret still applies);
-    ``trusted_proxies`` empty ⇒ ``X-Forwarded-For`` is ignored."""
+    ``trusted_proxies`` empty ⇒ ``X-Forwarded-For`` is ignored, by the app and by uvicorn.
+
+    Limits: ``max_future_seconds`` — how far past the server's clock an event time may be
+    (SPEC §14); ``body_timeout_seconds`` — deadline to receive a whole webhook body (else
+    408); ``max_connections`` — concurrent connections uvicorn serves before answering 503;
+    ``keep_alive_seconds`` — how long an idle keep-alive connection is held."""
 
     database_url: str
     webhook_secret: str | None = field(default=None, repr=False)
@@ -83,6 +90,10 @@ class ApiSettings:
     db_connect_timeout: int = 2
     write_timeouts: WriteTimeouts = WriteTimeouts()
     reject_limits: RejectLimits = RejectLimits()
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS
+    body_timeout_seconds: float = 10.0
+    max_connections: int = 1000
+    keep_alive_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -100,7 +111,10 @@ class ApiSettings:
         Reject rows: ``ALPHAPULSE_REJECTS_PER_SOURCE_PER_MINUTE`` (default 60),
         ``ALPHAPULSE_REJECTS_BURST`` (default 20), ``ALPHAPULSE_REJECTS_PER_MINUTE`` (all
         sources, default 1200), ``ALPHAPULSE_REJECTS_MAX_ROWS`` (table cap, default
-        100000)."""
+        100000).
+
+        Limits: ``ALPHAPULSE_MAX_FUTURE_SECONDS`` (300), ``ALPHAPULSE_BODY_TIMEOUT_SECONDS``
+        (10), ``ALPHAPULSE_MAX_CONNECTIONS`` (1000), ``ALPHAPULSE_KEEP_ALIVE_SECONDS`` (5)."""
         env = os.environ if environ is None else environ
         return cls(
             database_url=database_url(env.get("ALPHAPULSE_DATABASE_URL")),
@@ -124,4 +138,23 @@ class ApiSettings:
                 total_per_minute=_number(env, "ALPHAPULSE_REJECTS_PER_MINUTE", 1200.0, 0),
                 max_rows=int(_number(env, "ALPHAPULSE_REJECTS_MAX_ROWS", 100_000, 0)),
             ),
+            max_future_seconds=_number(
+                env, "ALPHAPULSE_MAX_FUTURE_SECONDS", DEFAULT_MAX_FUTURE_SECONDS, 1
+            ),
+            body_timeout_seconds=_number(env, "ALPHAPULSE_BODY_TIMEOUT_SECONDS", 10.0, 0.1),
+            max_connections=int(_number(env, "ALPHAPULSE_MAX_CONNECTIONS", 1000, 1)),
+            keep_alive_seconds=_number(env, "ALPHAPULSE_KEEP_ALIVE_SECONDS", 5.0, 0.1),
         )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """The server-side half of these settings, for ``uvicorn.run``: forwarded headers
+        only from the trusted proxies (uvicorn otherwise believes ``X-Forwarded-For`` from
+        127.0.0.1 and rewrites the client address before the app's allow-list sees it), the
+        connection cap and the keep-alive timeout."""
+        proxies = [str(network) for network in self.trusted_proxies]
+        return {
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies,
+            "limit_concurrency": self.max_connections,
+            "timeout_keep_alive": self.keep_alive_seconds,
+        }

@@ -1,12 +1,14 @@
 """``POST /webhooks/tradingview`` — land a TradingView alert durably, answer fast.
 
-Order of checks: body size (413) → source address allow-list (403) → JSON object (422) →
-secret (401) → payload model (422) → group commit (200 accepted / duplicate) or spool
-(503). Every refusal writes a ``webhook_rejects`` row; nothing here raises a 500.
+Order of checks: body size (413) and body deadline (408) → source address allow-list
+(403) → JSON object (422) → secret (401) → payload model and semantics (422) → group
+commit (200 accepted / duplicate) or spool (503). Every refusal writes a
+``webhook_rejects`` row (secret redacted); nothing here raises a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from dataclasses import replace
@@ -25,7 +27,10 @@ from alphapulse_dagster.webhooks.ingest import (
     Rejection,
     check_secret,
     parse_body,
+    redact_rejection,
+    redact_secrets,
     reject_row,
+    sent_secrets,
     webhook_event,
 )
 from alphapulse_dagster.webhooks.webhook_payload import WebhookPayload
@@ -60,8 +65,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": WebhookAnswer, "description": "committed (`accepted`) or already in the log"},
     401: {"model": ErrorAnswer, "description": "missing or wrong secret"},
     403: {"model": ErrorAnswer, "description": "source address not in the allow-list"},
+    408: {
+        "model": ErrorAnswer,
+        "description": "body not received within ALPHAPULSE_BODY_TIMEOUT_SECONDS (10 s)",
+    },
     413: {"model": ErrorAnswer, "description": "body larger than 64 KiB"},
-    422: {"model": ErrorAnswer, "description": "invalid payload; `detail` names the field"},
+    422: {
+        "model": ErrorAnswer,
+        "description": "invalid payload; `detail` names the field (a wrong type, an event "
+        "time more than max_future_seconds ahead, a stop or target on the wrong side of the "
+        "entry, a control or invisible character in symbol or trade_id)",
+    },
     503: {
         "model": ErrorAnswer,
         "description": "storage unavailable: `status` `spooled` (durable, replayed in arrival "
@@ -95,24 +109,46 @@ def source_address(request: Request, settings: ApiSettings) -> str | None:
     return hops[0] if hops else peer
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+class BodyTimeout(Exception):
+    """The body did not arrive in time; ``partial`` is what did."""
+
+    def __init__(self, seconds: float, partial: bytes) -> None:
+        super().__init__(seconds)
+        self.rejection = Rejection(408, f"body not received within {seconds:g} s")
+        self.partial = partial
+
+
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
     """The body, refusing (413) as soon as it exceeds ``limit`` bytes — without reading a
-    declared-too-large body at all."""
+    declared-too-large body at all — and (408, :class:`BodyTimeout`) when the whole body
+    has not arrived ``timeout`` seconds after the request began: a client trickling a byte
+    at a time must not hold a connection for ever."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Rejection(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejection(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
+
+    async def receive() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Rejection(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive(), timeout)
+    except TimeoutError:
+        raise BodyTimeout(timeout or 0.0, b"".join(chunks)) from None
     return b"".join(chunks)
 
 
 def _refusal(rejection: Rejection) -> JSONResponse:
     headers = {"WWW-Authenticate": "Secret"} if rejection.status_code == 401 else None
+    if rejection.status_code == 408:
+        # the rest of the body may still be on its way: end the connection
+        headers = {"Connection": "close"}
     return JSONResponse(
         {"detail": rejection.detail()}, status_code=rejection.status_code, headers=headers
     )
@@ -132,14 +168,23 @@ async def tradingview_webhook(request: Request) -> Response:
     address = source_address(request, settings)
     body = b""
     try:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
         if settings.allowed_ips and not _contains(settings.allowed_ips, address):
             raise Rejection(403, f"source address {address} is not allowed", "source_address")
         raw = parse_body(body)
         check_secret(raw, settings.webhook_secret)
-        event = replace(webhook_event(raw), received_at=received_at)
+        event = webhook_event(
+            redact_secrets(raw, [settings.webhook_secret]),
+            now=received_at,
+            max_future_seconds=settings.max_future_seconds,
+        )
+        event = replace(event, received_at=received_at)
     except ClientDisconnect:
         return Response(status_code=400)
+    except BodyTimeout as timeout:
+        return await _refuse(
+            request, timeout.rejection, timeout.partial, received_at, address, settings
+        )
     except Rejection as rejection:
         return await _refuse(request, rejection, body, received_at, address, settings)
     except Exception:  # a payload must never produce a 500
@@ -174,6 +219,7 @@ async def _refuse(
     address: str | None,
     settings: ApiSettings,
 ) -> JSONResponse:
+    rejection = redact_rejection(rejection, [settings.webhook_secret, *sent_secrets(body)])
     """Answer the refusal; its ``webhook_rejects`` row is queued (rationed per source and
     capped, written in batches off the valid events' path: :mod:`.rejects`)."""
     recorder: RejectRecorder = request.app.state.rejects
@@ -205,9 +251,16 @@ async def noop_webhook(request: Request) -> Response:
     if not settings.enable_noop:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
     try:
-        raw = parse_body(await read_body(request, settings.max_body_bytes))
+        raw = parse_body(
+            await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+        )
         check_secret(raw, settings.webhook_secret)
-        webhook_event(raw)
+        webhook_event(
+            redact_secrets(raw, [settings.webhook_secret]),
+            max_future_seconds=settings.max_future_seconds,
+        )
+    except BodyTimeout as timeout:
+        return _refusal(timeout.rejection)
     except Rejection as rejection:
         return _refusal(rejection)
     return JSONResponse({"status": "accepted", "event_id": 0})

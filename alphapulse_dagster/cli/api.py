@@ -27,7 +27,12 @@ def _serve(args: argparse.Namespace) -> int:
     # of them (a convoy that showed up as 100-300 ms p99). 0.5 ms keeps it moving.
     sys.setswitchinterval(0.0005)
 
-    app = create_app(ApiSettings.from_env())
+    try:
+        settings = ApiSettings.from_env()
+    except ValueError as exc:
+        print(f"alphapulse serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
     uvicorn.run(
         app,
         host=args.host,
@@ -35,6 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level="info",
         timeout_graceful_shutdown=5,
+        # forwarded headers only from ALPHAPULSE_TRUSTED_PROXIES (none ⇒ uvicorn's proxy
+        # handling is off); connection cap and keep-alive timeout
+        **settings.uvicorn_options(),
     )
     return 0
 
@@ -131,7 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run the webhook receiver and read API (uvicorn)",
         description="Serve POST /webhooks/tradingview and the read API; OpenAPI at /docs. "
         "Reads ALPHAPULSE_DATABASE_URL, ALPHAPULSE_WEBHOOK_SECRET, ALPHAPULSE_API_TOKEN, "
-        "ALPHAPULSE_WEBHOOK_ALLOWED_IPS, ALPHAPULSE_TRUSTED_PROXIES, ALPHAPULSE_SPOOL_PATH.",
+        "ALPHAPULSE_WEBHOOK_ALLOWED_IPS, ALPHAPULSE_TRUSTED_PROXIES, ALPHAPULSE_SPOOL_PATH, "
+        "ALPHAPULSE_MAX_FUTURE_SECONDS, ALPHAPULSE_BODY_TIMEOUT_SECONDS, "
+        "ALPHAPULSE_MAX_CONNECTIONS, ALPHAPULSE_KEEP_ALIVE_SECONDS.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")

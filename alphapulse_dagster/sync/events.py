@@ -4,12 +4,20 @@ Everything that happens to a signal is an event: webhooks from TradingView, the 
 pipeline's own SIGNAL_CREATED / ENTRY / CANCELLED, and the sync's inferred expiries.
 Appending is idempotent on ``idempotency_key``: a resend returns the original ``event_id``
 and is reported as a duplicate, never a second row.
+
+A webhook's key is the SHA-256 of its canonical payload (SPEC §8). Before migration 0006
+an ``alert_id`` (or ``id``) *replaced* the hash (``alert:<value>``), so distinct alerts
+carrying the same static text were answered ``duplicate`` and dropped. Rows keep the keys
+they were stored with; a resend of such an old event now has a new key, so
+:func:`append_events` also looks for its old ``alert:`` key and counts it a duplicate only
+when that row's payload is the same event (:func:`legacy_alert_key`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,15 +70,58 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
+HASH_PREFIX = "sha256:"
+# the sent spellings a stored webhook payload carries beside the normalised values
+# (webhook_payload.DERIVED_KEYS): not part of the event's identity
+_DERIVED_KEYS = ("time_raw", "timeframe_raw")
+
+
 def payload_idempotency_key(payload: Mapping[str, Any]) -> str:
-    """``alert_id`` (or ``id``) when the payload has one, else a SHA-256 of the canonical
-    payload without ``secret``."""
+    """SHA-256 of the canonical payload without ``secret``: every other key counts,
+    ``alert_id`` and ``id`` included (they narrow the key, never replace it)."""
+    cleaned = {k: v for k, v in payload.items() if k != "secret"}
+    return HASH_PREFIX + hashlib.sha256(canonical_json(cleaned).encode()).hexdigest()
+
+
+def legacy_alert_key(event: NewEvent) -> str | None:
+    """The key an event with an ``alert_id`` (or ``id``) was stored under before the key
+    became a hash of the whole payload: ``alert:<value>``, or None."""
+    if not event.idempotency_key.startswith(HASH_PREFIX):
+        return None
     for key in ("alert_id", "id"):
-        value = payload.get(key)
+        value = event.payload.get(key)
         if value not in (None, ""):
             return f"alert:{value}"[:128]
-    cleaned = {k: v for k, v in payload.items() if k != "secret"}
-    return "sha256:" + hashlib.sha256(canonical_json(cleaned).encode()).hexdigest()
+    return None
+
+
+def _same_event(stored: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    def identity(payload: Mapping[str, Any]) -> str:
+        return canonical_json({k: v for k, v in payload.items() if k not in _DERIVED_KEYS})
+
+    return identity(stored) == identity(new)
+
+
+def _legacy_duplicates(connection: Connection, events: Sequence[NewEvent]) -> dict[str, int]:
+    """Event id of each new key whose event is a resend of a row stored under its old
+    ``alert:`` key (:func:`legacy_alert_key`) with the same payload."""
+    legacy: dict[str, list[NewEvent]] = defaultdict(list)
+    for event in events:
+        if key := legacy_alert_key(event):
+            legacy[key].append(event)
+    if not legacy:
+        return {}
+    found: dict[str, int] = {}
+    rows = connection.execute(
+        select(
+            signal_events.c.event_id, signal_events.c.idempotency_key, signal_events.c.payload
+        ).where(signal_events.c.idempotency_key.in_(list(legacy)))
+    ).all()
+    for event_id, old_key, payload in rows:
+        for event in legacy[old_key]:
+            if _same_event(payload or {}, event.payload):
+                found[event.idempotency_key] = int(event_id)
+    return found
 
 
 def _insert(connection: Connection):  # type: ignore[no-untyped-def]
@@ -94,6 +145,11 @@ def append_events(
     first_of_key: dict[str, NewEvent] = {}
     for event in events:
         first_of_key.setdefault(event.idempotency_key, event)
+    # resends of events stored under a pre-0006 ``alert:`` key (one SELECT, only when a
+    # batch carries an alert_id)
+    resent = _legacy_duplicates(connection, list(first_of_key.values()))
+    for key in resent:
+        del first_of_key[key]
     rows = [
         {
             "source": event.source,
@@ -108,6 +164,8 @@ def append_events(
         }
         for event in first_of_key.values()
     ]
+    if not rows:
+        return [Appended(resent[event.idempotency_key], duplicate=True) for event in events]
     statement = (
         _insert(connection)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
@@ -116,7 +174,7 @@ def append_events(
     inserted: dict[str, int] = {
         key: int(event_id) for event_id, key in connection.execute(statement, rows).all()
     }
-    existing: dict[str, int] = {}
+    existing: dict[str, int] = dict(resent)
     skipped = [key for key in first_of_key if key not in inserted]
     for start in range(0, len(skipped), 500):
         chunk = skipped[start : start + 500]

@@ -6,13 +6,16 @@ steps, so a payload is accepted or refused the same way on both paths:
 1. :func:`parse_body` — UTF-8, a JSON object, at most :data:`MAX_DEPTH` deep, no NUL or
    lone surrogates in strings, finite numbers only (what Postgres ``jsonb`` can store);
 2. :func:`check_secret` — constant-time comparison with ``ALPHAPULSE_WEBHOOK_SECRET``;
-3. :func:`webhook_event` — the pydantic model of SPEC §16 and the :class:`NewEvent` to
-   append (``signal_id = {symbol}:{trade_id}``, upper-cased ``event_type``, payload
-   without the secret, idempotency key from ``alert_id`` or the canonical payload).
+3. :func:`redact_secrets` — the secret's value removed wherever else it appears;
+4. :func:`webhook_event` — the pydantic model of SPEC §16, its semantic checks (§14), and
+   the :class:`NewEvent` to append (``signal_id = {symbol}:{trade_id}`` percent-encoded,
+   upper-cased ``event_type``, payload without the secret, idempotency key: the hash of
+   the canonical payload, ``alert_id`` included).
 
 Every refusal is a :class:`Rejection` (HTTP status, field, reason) and becomes one
 ``webhook_rejects`` row (:func:`record_reject`) with the body truncated and the secret
-redacted. Nothing here updates the ``signals`` registry: that is the lifecycle projection.
+redacted by its parsed value, whatever its spelling (``\\u0073…`` escapes included).
+Nothing here updates the ``signals`` registry: that is the lifecycle projection.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import hmac
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert
 
+from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.tables import webhook_rejects
 from alphapulse_dagster.sync.events import (
     Appended,
@@ -37,9 +42,11 @@ from alphapulse_dagster.sync.events import (
     payload_idempotency_key,
 )
 from alphapulse_dagster.webhooks.webhook_payload import (
+    DEFAULT_MAX_FUTURE_SECONDS,
     SOURCE,
     WebhookPayload,
-    identity_payload,
+    canonical_payload,
+    semantic_problem,
     stored_payload,
 )
 
@@ -141,8 +148,14 @@ def _field_of(error: dict[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", ())) or "body"
 
 
-def webhook_event(raw: dict[str, Any]) -> NewEvent:
-    """Validate ``raw`` (SPEC §16) and build the event to append. Raises 422."""
+def webhook_event(
+    raw: dict[str, Any],
+    *,
+    now: datetime | None = None,
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+) -> NewEvent:
+    """Validate ``raw`` (SPEC §16, and the semantic checks of §14 against ``now``, default
+    the clock) and build the event to append. Raises 422 naming the field."""
     try:
         model = WebhookPayload.model_validate(raw)
     except ValidationError as exc:
@@ -152,7 +165,10 @@ def webhook_event(raw: dict[str, Any]) -> NewEvent:
         if first.get("type") == "missing":
             message = "field required"
         raise Rejection(422, f"{field}: {message}", field) from None
-    payload = stored_payload(model, raw)
+    problem = semantic_problem(model, now or utcnow(), max_future_seconds)
+    if problem is not None:
+        field, message = problem
+        raise Rejection(422, f"{field}: {message}", field)
     return NewEvent(
         source=SOURCE,
         event_type=model.event,
@@ -160,39 +176,123 @@ def webhook_event(raw: dict[str, Any]) -> NewEvent:
         trade_id=model.trade_id,
         symbol=model.symbol,
         event_time=model.time,
-        payload=payload,
-        idempotency_key=payload_idempotency_key(identity_payload(payload)),
+        payload=stored_payload(model, raw),
+        idempotency_key=payload_idempotency_key(canonical_payload(model, raw)),
     )
 
 
+def _secret_values(secrets: Iterable[str | None]) -> list[str]:
+    return sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+
+def _redact_text(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_secrets(value: Any, secrets: Iterable[str | None]) -> Any:
+    """A parsed body with every value of a ``secret`` key (at any depth) and every
+    occurrence of the given secrets in its strings (keys included) replaced by
+    :data:`REDACTED` — what may be stored of a payload."""
+    values = _secret_values(secrets)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _redact_text(item, values)
+        if isinstance(item, list):
+            return [walk(element) for element in item]
+        if isinstance(item, dict):
+            return {
+                _redact_text(str(key), values): REDACTED if key == "secret" else walk(element)
+                for key, element in item.items()
+            }
+        return item
+
+    return walk(value)
+
+
+def _json_secrets(value: Any) -> list[str]:
+    """The string values of every ``secret`` key in a parsed body, at any depth."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "secret" and isinstance(item, str):
+                found.append(item)
+            found += _json_secrets(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _json_secrets(item)
+    return found
+
+
+# a JSON string literal, complete or cut off by the end of the text
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+
+
+def _decoded(token: str) -> str | None:
+    """A JSON string literal's value; a literal cut off by the end of the text is closed
+    first (and a trailing partial escape dropped)."""
+    candidates = [token] if token.endswith('"') and len(token) > 1 else []
+    candidates += [token + '"', re.sub(r"\\(u[0-9a-fA-F]{0,3})?$", "", token) + '"']
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, str):
+            return value
+    return None
+
+
 def redact_body(body: bytes | str, secrets: Iterable[str | None]) -> str:
-    """The body as text for ``webhook_rejects.body``: every given secret replaced, NULs
-    replaced (Postgres ``text`` cannot hold them), truncated to
-    :data:`REJECT_BODY_CHARS` characters."""
+    """The body as text for ``webhook_rejects.body``: every given secret replaced — as
+    sent, and inside any JSON string literal by its *decoded* value, so an escaped
+    spelling (``"\\u0073…"``) is caught too — NULs replaced (Postgres ``text`` cannot
+    hold them), truncated to :data:`REJECT_BODY_CHARS` characters. The rest of the body
+    is kept as sent."""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     text = text.encode("utf-8", errors="replace").decode("utf-8")
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-            # a JSON-escaped spelling of the same secret
-            escaped = json.dumps(secret)[1:-1]
-            if escaped != secret:
-                text = text.replace(escaped, REDACTED)
+    values = _secret_values(secrets)
+    if values:
+
+        def literal(match: re.Match[str]) -> str:
+            token = match.group(0)
+            decoded = _decoded(token)
+            if decoded is None:  # a bad escape: nothing readable may hide a secret
+                return token if "\\" not in token else f'"{REDACTED}"'
+            if not token.endswith('"') or len(token) == 1:
+                # cut off (a body that did not arrive whole): a secret's start counts
+                if decoded and any(secret.startswith(decoded) for secret in values):
+                    return f'"{REDACTED}'
+            redacted = _redact_text(decoded, values)
+            return token if redacted == decoded else json.dumps(redacted, ensure_ascii=False)
+
+        text = _redact_text(_JSON_STRING.sub(literal, text), values)
     text = text.replace("\x00", "\ufffd")
     if len(text) > REJECT_BODY_CHARS:
         text = text[:REJECT_BODY_CHARS] + "…[truncated]"
     return text
 
 
-def sent_secret(body: bytes) -> str | None:
-    """The ``secret`` a refused body carried, if it can be found, to redact it."""
+def sent_secrets(body: bytes) -> list[str]:
+    """The ``secret`` values (at any depth) a refused body carried, to redact them."""
     try:
         parsed = json.loads(body.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
-        return None
-    if isinstance(parsed, dict) and isinstance(parsed.get("secret"), str):
-        return str(parsed["secret"])
-    return None
+        return []
+    try:
+        return _json_secrets(parsed)
+    except RecursionError:  # pragma: no cover - json.loads refuses deeper nesting first
+        return []
+
+
+def redact_rejection(rejection: Rejection, secrets: Iterable[str | None]) -> Rejection:
+    """``rejection`` with the secrets taken out of its reason and field (both are echoed
+    in the response and stored)."""
+    values = list(secrets)
+    field = redact_body(rejection.field, values) if rejection.field else rejection.field
+    return replace(rejection, reason=redact_body(rejection.reason, values), field=field)
 
 
 def reject_row(
@@ -204,13 +304,15 @@ def reject_row(
     secret: str | None,
 ) -> dict[str, Any]:
     """The ``webhook_rejects`` row for ``rejection`` (secret redacted, body truncated)."""
+    secrets = [secret, *sent_secrets(body)]
+    rejection = redact_rejection(rejection, secrets)
     return {
         "received_at": received_at,
         "source_address": (source_address or "")[:64] or None,
         "status_code": rejection.status_code,
         "field": (rejection.field or "")[:128] or None,
-        "reason": redact_body(rejection.reason, [secret])[:1000],
-        "body": redact_body(body, [secret, sent_secret(body)]),
+        "reason": rejection.reason[:1000],
+        "body": redact_body(body, secrets),
     }
 
 
@@ -239,7 +341,7 @@ def ingest_body(
     try:
         raw = parse_body(body)
         check_secret(raw, secret)
-        event = webhook_event(raw)
+        event = webhook_event(redact_secrets(raw, [secret]), now=now)
     except Rejection as rejection:
         record_reject(
             connection,

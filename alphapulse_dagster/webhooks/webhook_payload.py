@@ -12,15 +12,23 @@ missing entry price or HTF alignment is a *gap* that the hybrid sync detects, fi
 lower tier and scores — refusing the event would lose the part that did arrive. A field
 that is present must have the right type and range, or the event is refused with a 422
 naming it. Unknown keys are kept in the stored payload.
+
+Beyond types, a payload must make sense (SPEC §14), or it is a 422 naming the field
+(:func:`semantic_problem`): its time at most ``max_future_seconds`` ahead of the server's
+clock; a LONG's stop below its entry and every target above it (SHORT mirrored); no
+control or invisible formatting characters (Unicode Cc/Cf, e.g. an RTL override) in
+``symbol`` or ``trade_id``, which name the signal on the desk's screen.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,9 +46,11 @@ Trend = Literal["BULLISH", "BEARISH", "NEUTRAL"]
 ExitReason = Literal["TARGET", "STOP", "BREAKEVEN", "MANUAL"]
 
 SOURCE = "tradingview"
-# signal_id = "{symbol}:{trade_id}" must fit signals.signal_id (128 characters)
 MAX_SYMBOL_LENGTH = 40
 MAX_TRADE_ID_LENGTH = 80
+# signal_id (after percent-encoding) must fit signals.signal_id
+MAX_SIGNAL_ID_LENGTH = 128
+DEFAULT_MAX_FUTURE_SECONDS = 300.0
 # epoch-millisecond sanity range: catches epoch *seconds* sent by mistake
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -76,6 +86,30 @@ def parse_event_time(value: Any) -> datetime:
             "out of range (2000..2100); epoch values must be in milliseconds, not seconds"
         )
     return parsed
+
+
+def _id_part(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def tradingview_signal_id(symbol: str, trade_id: str) -> str:
+    """``{symbol}:{trade_id}`` with ``%`` and ``:`` percent-encoded in each part (SPEC §16),
+    so the first ``:`` always separates the parts and two different pairs never share an
+    id (``X`` + ``a:b`` → ``X:a%3Ab``; ``X:a`` + ``b`` → ``X%3Aa:b``). Ordinary ids
+    (``BTCUSDT:20240101_120000_LONG``, ``NQ1!:…``) are unchanged."""
+    return f"{_id_part(symbol)}:{_id_part(trade_id)}"
+
+
+def _visible_text(value: Any) -> Any:
+    """Refuse control and invisible formatting characters (Unicode Cc, Cf): an RTL
+    override or a zero-width joiner makes two different ids look the same."""
+    if isinstance(value, str):
+        for char in value:
+            if unicodedata.category(char) in ("Cc", "Cf"):
+                raise ValueError(
+                    f"contains a control or invisible formatting character (U+{ord(char):04X})"
+                )
+    return value
 
 
 def _timeframe(value: Any) -> Any:
@@ -115,10 +149,15 @@ class WebhookPayload(BaseModel):
 
     secret: Any = Field(default=None, description="shared secret; checked, never stored")
     event: Annotated[EventType, BeforeValidator(_upper)]
-    trade_id: Annotated[str, Field(min_length=1, max_length=MAX_TRADE_ID_LENGTH)] = Field(
-        description="indicator id, usually YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>"
+    trade_id: Annotated[
+        str, Field(min_length=1, max_length=MAX_TRADE_ID_LENGTH), AfterValidator(_visible_text)
+    ] = Field(
+        description="indicator id, usually YYYYMMDD_HHMMSS_<BULLISH|BEARISH|LONG|SHORT>; "
+        "no control or invisible formatting characters (Unicode Cc/Cf)"
     )
-    symbol: Annotated[str, Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)]
+    symbol: Annotated[
+        str, Field(min_length=1, max_length=MAX_SYMBOL_LENGTH), AfterValidator(_visible_text)
+    ] = Field(description="e.g. BTCUSDT, NQ1!; no control or invisible formatting characters")
     time: Annotated[
         datetime,
         BeforeValidator(parse_event_time),
@@ -130,7 +169,11 @@ class WebhookPayload(BaseModel):
                 ]
             }
         ),
-    ] = Field(description="event time: ISO-8601 or epoch milliseconds, UTC")
+    ] = Field(
+        description="event time: ISO-8601 or epoch milliseconds, UTC; from 2000-01-01 up to "
+        "max_future_seconds (default 300, ALPHAPULSE_MAX_FUTURE_SECONDS) past the server's "
+        "clock, and before 2100-01-01"
+    )
     timeframe: Annotated[str | None, BeforeValidator(_timeframe)] = None
     direction: Annotated[Spelling | None, BeforeValidator(_upper)] = None
     htf_alignment: Annotated[dict[str, Trend] | None, BeforeValidator(_alignment)] = None
@@ -146,7 +189,11 @@ class WebhookPayload(BaseModel):
     exit_price: PositivePrice | None = None
     exit_reason: Annotated[ExitReason | None, BeforeValidator(_upper)] = None
     reason: Annotated[str | None, Field(max_length=500)] = None
-    alert_id: str | int | None = Field(default=None, description="idempotency key")
+    alert_id: str | int | None = Field(
+        default=None,
+        description="part of the idempotency hash (never a replacement for it): two alerts "
+        "differing only in alert_id are two events",
+    )
 
     @field_validator("alert_id", mode="before")
     @classmethod
@@ -159,8 +206,51 @@ class WebhookPayload(BaseModel):
 
     @property
     def signal_id(self) -> str:
-        """``{symbol}:{trade_id}`` (SPEC §16)."""
-        return f"{self.symbol}:{self.trade_id}"
+        """``{symbol}:{trade_id}``, each part percent-encoded (:func:`tradingview_signal_id`)."""
+        return tradingview_signal_id(self.symbol, self.trade_id)
+
+
+_LONG = ("LONG", "BULLISH")
+
+
+def semantic_problem(
+    model: WebhookPayload,
+    now: datetime,
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+) -> tuple[str, str] | None:
+    """The first way a well-typed payload makes no sense, as (field, message), or None.
+
+    - ``time`` more than ``max_future_seconds`` after ``now`` (a signal dated 2099 would
+      stay PENDING for ever);
+    - ``stop_loss`` not below ``entry_price`` for a LONG (BULLISH), not above for a SHORT
+      (BEARISH); a target (``targets.N``, 0-based) not above the entry for a LONG, not
+      below for a SHORT — checked when the payload carries the direction and the entry;
+    - the signal id longer than :data:`MAX_SIGNAL_ID_LENGTH` after percent-encoding."""
+    if model.time > now + timedelta(seconds=max_future_seconds):
+        return "time", (
+            f"more than {max_future_seconds:g} s in the future "
+            f"({model.time.isoformat()} against the server's {now.isoformat()})"
+        )
+    if model.direction is not None and model.entry_price is not None:
+        long = model.direction in _LONG
+        side = "LONG" if long else "SHORT"
+        entry = model.entry_price
+        stop = model.stop_loss
+        if stop is not None and (stop >= entry if long else stop <= entry):
+            where = "below" if long else "above"
+            return "stop_loss", f"a {side} stop must be {where} the entry ({stop:g} vs {entry:g})"
+        for index, target in enumerate(model.targets or []):
+            if target <= entry if long else target >= entry:
+                where = "above" if long else "below"
+                return f"targets.{index}", (
+                    f"a {side} target must be {where} the entry ({target:g} vs {entry:g})"
+                )
+    if len(model.signal_id) > MAX_SIGNAL_ID_LENGTH:
+        return "trade_id", (
+            f"signal id {model.signal_id!r} is longer than {MAX_SIGNAL_ID_LENGTH} characters "
+            "after percent-encoding"
+        )
+    return None
 
 
 # Keys whose normalised value replaces the sent one in the stored payload.
@@ -187,24 +277,31 @@ _NORMALISED_KEYS = (
 )
 
 
-def stored_payload(model: WebhookPayload, raw: dict[str, Any]) -> dict[str, Any]:
-    """The payload as it goes into ``signal_events.payload``: the sent object without
-    ``secret``, known fields normalised, ``time`` as ISO-8601 UTC, and the sent spellings of
-    ``time``/``timeframe`` kept as ``time_raw``/``timeframe_raw`` when they differ."""
+def canonical_payload(model: WebhookPayload, raw: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the event (the idempotency hash, SPEC §8): the sent object without
+    ``secret`` — every other key as sent, ``alert_id``, ``id`` and keys ending in ``_raw``
+    included — with the known fields normalised and ``time`` as ISO-8601 UTC, so ``"60"``
+    and ``"1h"`` (or epoch ms and ISO) of one alert are one event, and any other
+    difference makes two."""
     payload = {key: value for key, value in raw.items() if key != "secret"}
     for key in _NORMALISED_KEYS:
         if key in raw:
             payload[key] = getattr(model, key)
     payload["time"] = model.time.isoformat().replace("+00:00", "Z")
-    if payload["time"] != raw.get("time"):
-        payload["time_raw"] = raw.get("time")
-    if "timeframe" in raw and raw["timeframe"] != model.timeframe:
-        payload["timeframe_raw"] = raw["timeframe"]
     return payload
 
 
-def identity_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """The part of a stored payload that identifies the event for the idempotency hash:
-    without the ``*_raw`` spellings, so ``"60"`` and ``"1h"`` (or epoch ms and ISO) of the
-    same alert are the same event."""
-    return {key: value for key, value in payload.items() if not key.endswith("_raw")}
+# the sent spellings :func:`stored_payload` adds beside the normalised values
+DERIVED_KEYS = ("time_raw", "timeframe_raw")
+
+
+def stored_payload(model: WebhookPayload, raw: dict[str, Any]) -> dict[str, Any]:
+    """The payload as it goes into ``signal_events.payload``: :func:`canonical_payload`
+    plus the sent spellings of ``time``/``timeframe`` as ``time_raw``/``timeframe_raw``
+    when they differ (unless the sender used those keys itself: its values are kept)."""
+    payload = canonical_payload(model, raw)
+    if payload["time"] != raw.get("time") and "time_raw" not in raw:
+        payload["time_raw"] = raw.get("time")
+    if "timeframe" in raw and raw["timeframe"] != model.timeframe and "timeframe_raw" not in raw:
+        payload["timeframe_raw"] = raw["timeframe"]
+    return payload
