@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from alphapulse_dagster.clock import parse_utc_time
-from alphapulse_dagster.direction import Spelling
+from alphapulse_dagster.direction import LONG, Spelling, normalise_direction
 from alphapulse_dagster.market.timeframes import UnknownTimeframe, normalise_interval
 from alphapulse_dagster.sync.events import EventType
 
@@ -210,9 +210,6 @@ class WebhookPayload(BaseModel):
         return tradingview_signal_id(self.symbol, self.trade_id)
 
 
-_LONG = ("LONG", "BULLISH")
-
-
 def semantic_problem(
     model: WebhookPayload,
     now: datetime,
@@ -232,8 +229,8 @@ def semantic_problem(
             f"({model.time.isoformat()} against the server's {now.isoformat()})"
         )
     if model.direction is not None and model.entry_price is not None:
-        long = model.direction in _LONG
-        side = "LONG" if long else "SHORT"
+        side = normalise_direction(model.direction)
+        long = side == LONG
         entry = model.entry_price
         stop = model.stop_loss
         if stop is not None and (stop >= entry if long else stop <= entry):
