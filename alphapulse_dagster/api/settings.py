@@ -74,8 +74,9 @@ class ApiSettings:
     ``trusted_proxies`` empty ⇒ ``X-Forwarded-For`` is ignored, by the app and by uvicorn.
 
     Limits: ``max_future_seconds`` — how far past the server's clock an event time may be
-    (SPEC §14); ``body_timeout_seconds`` — deadline to receive a whole webhook body (else
-    408); ``max_connections`` — concurrent connections uvicorn serves before answering 503;
+    (SPEC §14); ``body_timeout_seconds`` — deadline to receive a request's head, and a
+    webhook's whole body (else 408); ``max_connections`` — concurrent connections uvicorn
+    serves before answering 503;
     ``keep_alive_seconds`` — how long an idle keep-alive connection is held."""
 
     database_url: str
@@ -150,11 +151,16 @@ class ApiSettings:
         """The server-side half of these settings, for ``uvicorn.run``: forwarded headers
         only from the trusted proxies (uvicorn otherwise believes ``X-Forwarded-For`` from
         127.0.0.1 and rewrites the client address before the app's allow-list sees it), the
-        connection cap and the keep-alive timeout."""
+        connection cap, the keep-alive timeout, and the request-head deadline
+        (:mod:`~alphapulse_dagster.api.request_deadline`)."""
+        from alphapulse_dagster.api.request_deadline import with_head_timeout
+
         proxies = [str(network) for network in self.trusted_proxies]
         return {
             "proxy_headers": bool(proxies),
             "forwarded_allow_ips": proxies,
             "limit_concurrency": self.max_connections,
             "timeout_keep_alive": self.keep_alive_seconds,
+            # the request head gets the body's deadline (a slow head is answered 408 too)
+            "http": with_head_timeout(self.body_timeout_seconds),
         }
