@@ -88,6 +88,17 @@ def test_idempotency_key_is_the_hash_of_the_canonical_payload_without_secret() -
     assert webhook_event(payload).idempotency_key == expected
 
 
+def test_an_ordinary_event_keeps_the_key_it_was_stored_with() -> None:
+    # before the fix the key of an event without alert_id/id was the hash of the stored
+    # payload without its *_raw keys: for one without keys of its own ending in _raw that
+    # is the same hash, so a resend of an old event is still a duplicate
+    event = webhook_event(created(timeframe="60", time=1560513600000))
+    assert {"time_raw", "timeframe_raw"} <= set(event.payload)
+    old_identity = {k: v for k, v in event.payload.items() if not k.endswith("_raw")}
+    old_text = json.dumps(old_identity, sort_keys=True, separators=(",", ":"))
+    assert event.idempotency_key == "sha256:" + hashlib.sha256(old_text.encode()).hexdigest()
+
+
 @pytest.mark.parametrize(
     "change",
     [
