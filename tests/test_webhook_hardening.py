@@ -75,7 +75,7 @@ def test_nonsense_is_refused_with_the_field_named(
     [detail] = response.json()["detail"]
     assert ".".join(str(part) for part in detail["loc"][1:]) == field
     assert events(db) == []
-    [reject] = rejects(db)
+    [reject] = rejects(db, client)
     assert reject["field"] == field
 
 
@@ -130,7 +130,7 @@ def test_an_escaped_secret_is_redacted_in_the_reject_row(
     response = post(client, sent, content_type)
     assert response.status_code == 422
     assert SECRET not in response.text and _escaped(SECRET) not in response.text
-    [reject] = rejects(db)
+    [reject] = rejects(db, client)
     for stored in (reject["body"], reject["reason"], reject["field"] or ""):
         assert SECRET not in stored
         assert _escaped(SECRET) not in stored and "s3\\u0063ret" not in stored
