@@ -192,3 +192,31 @@ def test_fill_rate_counts_refined_limits_only(engine: sa.Engine) -> None:
             )
         figures = mtf_metrics(connection, T0)
     assert figures["fill_rate"] == pytest.approx(100 / 3, abs=1e-3)
+
+
+def test_finer_stored_candles_order_a_bar_that_touched_stop_and_target(engine: sa.Engine) -> None:
+    # a market LONG at 8000 (stop 7880, last target 8400) whose first bar touches both
+    wide = [(8000, 8410, 7870, 8000)] + [(8000, 8010, 7990, 8000)] * 6
+    _candles(engine, wide)
+    market = refined_signal(entry_strategy="MARKET_ENTRY", entry_pattern="NO_KEY_LEVEL",
+                            entry_price=8000.0, stop_loss=7880.0,
+                            take_profits=[8160.0, 8240.0, 8400.0])  # fmt: skip
+    store_signals(engine, [market], SignalCache(None), T0, RULE.entry_valid_bars, duration)
+    alone = compute_outcomes(engine, SINCE, UNTIL, RULE, AS_OF).set_index("entry_mode")
+    assert (alone.at["actual", "exit_reason"], bool(alone.at["actual", "ambiguous"])) == (
+        "STOP",
+        True,
+    )
+    quarter = timedelta(minutes=15)  # the 15m bars say the target came first
+    fine = pd.DataFrame(
+        [{"symbol": "BTCUSD", "open_time": pd.Timestamp(T0 + k * quarter), "open": o, "high": h,
+          "low": lo, "close": c, "volume": 1.0}
+         for k, (o, h, lo, c) in enumerate([(8000, 8410, 7995, 8300), (8300, 8300, 7870, 7900),
+                                            (7900, 8000, 7890, 7990), (7990, 8000, 7980, 8000)])]
+    )  # fmt: skip
+    with engine.begin() as connection:
+        upsert_candles(connection, fine, "15m")
+    resolved = compute_outcomes(engine, SINCE, UNTIL, RULE, AS_OF).set_index("entry_mode")
+    assert resolved.at["actual", "exit_reason"] == "TARGET"
+    assert not bool(resolved.at["actual", "ambiguous"])
+    assert resolved.at["actual", "exit_at"] == pd.Timestamp(T0 + quarter)
