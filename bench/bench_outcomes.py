@@ -12,7 +12,8 @@ with three valid candidates each, 30 % market entries), then measures:
    ``GET /analytics/strategies`` computes it (``strategy_report``, default grouping and
    ``entry_mode``), and the ``strategy_performance`` asset over the year.
 
-    flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python bench/bench_outcomes.py
+    PYTHONPATH=. .venv/bin/python bench/bench_outcomes.py --build-only     # data, untimed
+    flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python bench/bench_outcomes.py --skip-build
 
 Targets: outcomes ≤ 5 s, strategy performance ≤ 2 s. Medians of ``--repeat`` runs.
 """
@@ -46,6 +47,7 @@ from alphapulse_dagster.db.tables import (
     strategy_performance,
 )
 from alphapulse_dagster.market.bar_series import BarSeries, to_ns
+from alphapulse_dagster.market.candle_store import load_candles
 from alphapulse_dagster.signals.trade_management import TradeRule
 from assets import analytics
 from assets.run_clock import NOW_TAG
@@ -159,7 +161,13 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--signals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--build-only", action="store_true", help="build the data and stop")
+    parser.add_argument("--skip-build", action="store_true", help="measure a built database")
     args = parser.parse_args()
+    if args.skip_build:
+        walks, frame = _read_back(args.url)
+        _measure(args, walks, frame)
+        return
     if args.url.startswith("postgresql"):
         admin = sa.create_engine(sa.engine.make_url(args.url).set(database="postgres"),
                                  isolation_level="AUTOCOMMIT")  # fmt: skip
@@ -172,6 +180,24 @@ def main() -> None:
     walks, frame = build(args.url, args.symbols, args.signals)
     built = time.perf_counter() - t
     print(f"built {len(frame)} signals x {args.symbols} symbols x {HOURS} 1h bars in {built:.0f} s")
+    if not args.build_only:
+        _measure(args, walks, frame)
+
+
+def _read_back(url: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The walks and signals of a database built before (``--build-only``)."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        frame = mtf_signals(connection, START, END)
+        walks = {
+            s: load_candles(connection, [s], "1h", START, END)
+            for s in sorted(frame["symbol"].unique())
+        }
+    engine.dispose()
+    return walks, frame
+
+
+def _measure(args: argparse.Namespace, walks: dict[str, pd.DataFrame], frame: pd.DataFrame) -> None:
     ohlc = ("open", "high", "low", "close")
     series = {
         s: BarSeries(to_ns(f["open_time"]), *(f[c].to_numpy() for c in ohlc), 3600 * 10**9)
