@@ -66,7 +66,11 @@ from alphapulse_dagster.db.tables import ai_signals_mtf, candles  # noqa: E402
 from alphapulse_dagster.market.candle_refresh import derive_and_store, fetch_window  # noqa: E402
 from alphapulse_dagster.market.market_data import CsvMarketData  # noqa: E402
 from alphapulse_dagster.signals.mtf_metrics import mtf_metrics_by_day  # noqa: E402
-from alphapulse_dagster.signals.mtf_run import generate_window, record_window  # noqa: E402
+from alphapulse_dagster.signals.mtf_run import (  # noqa: E402
+    generate_window,
+    record_window,
+    trade_rule,
+)
 from alphapulse_dagster.signals.signal_cache import SignalCache  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
@@ -161,7 +165,7 @@ def core_only(env: dict[str, str], first: str, last: str, url: str) -> dict:
     candles_at = time.perf_counter()
     signals = generate_window(engine, config, start, end)
     generated_at = time.perf_counter()
-    record_window(engine, SignalCache(None), signals, end, config.mtf.entry.entry_valid_bars, end)
+    record_window(engine, SignalCache(None), signals, end, trade_rule(config), end)
     stored_at = time.perf_counter()
     with engine.connect() as connection:
         mtf_metrics_by_day(connection, end, start, end)
