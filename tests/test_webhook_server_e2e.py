@@ -34,6 +34,19 @@ BURST = 3000
 CONCURRENCY = 32
 
 
+# alert_id -> the idempotency key the server gives that payload (the hash of the canonical
+# payload, alert_id part of it)
+_key: dict[str, str] = {}
+
+
+def _remember_keys(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from alphapulse_dagster.webhooks.ingest import webhook_event
+
+    for payload in payloads:
+        _key[payload["alert_id"]] = webhook_event(payload).idempotency_key
+    return payloads
+
+
 async def _burst(url: str, payloads: list[dict[str, Any]], kill_after: int, kill) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Post everything with CONCURRENCY workers; call ``kill`` once ``kill_after`` 200s came
     back. Returns alert_id -> answer for every 200."""
@@ -71,9 +84,9 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_event(pg_url: str, tmp_path
         "ALPHAPULSE_SPOOL_PATH": str(tmp_path / "spool.jsonl"),
     }
     server = LiveServer(env, tmp_path / "server.log").start()
-    payloads = [
-        created(trade_id=f"20190614_{n:06d}_BULLISH", alert_id=f"burst-{n}") for n in range(BURST)
-    ]
+    payloads = _remember_keys(
+        [created(trade_id=f"20190614_{n:06d}_BULLISH", alert_id=f"burst-{n}") for n in range(BURST)]
+    )
     try:
         acknowledged = asyncio.run(_burst(server.url, payloads, BURST // 4, server.kill9))
     finally:
@@ -88,7 +101,7 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_event(pg_url: str, tmp_path
     logged = {key: event_id for key, event_id in rows}
     assert len(logged) == len(rows)  # unique keys
     for alert_id, answer in acknowledged.items():
-        assert logged.get(f"alert:{alert_id}") == answer["event_id"], alert_id
+        assert logged.get(_key[alert_id]) == answer["event_id"], alert_id
 
     # restart and resend everything: acknowledged ones are duplicates, nothing twice
     server = LiveServer(env, tmp_path / "server2.log", port=server.port).start()
@@ -174,9 +187,12 @@ def test_database_outage_then_kill_9_spools_and_replays_exactly_once(
         "ALPHAPULSE_SPOOL_PATH": str(spool_path),
     }
     total = 1200
-    payloads = [
-        created(trade_id=f"20190614_{n:06d}_BULLISH", alert_id=f"outage-{n}") for n in range(total)
-    ]
+    payloads = _remember_keys(
+        [
+            created(trade_id=f"20190614_{n:06d}_BULLISH", alert_id=f"outage-{n}")
+            for n in range(total)
+        ]
+    )
     server = LiveServer(env, tmp_path / "server.log").start()
     try:
         acknowledged, spooled = asyncio.run(
@@ -207,8 +223,8 @@ def test_database_outage_then_kill_9_spools_and_replays_exactly_once(
         logged = dict(rows)
         assert len(logged) == len(rows)  # nothing twice
         for alert_id, answer in acknowledged.items():
-            assert logged.get(f"alert:{alert_id}") == answer["event_id"], alert_id
-        missing = [a for a in spooled if f"alert:{a}" not in logged]
+            assert logged.get(_key[alert_id]) == answer["event_id"], alert_id
+        missing = [a for a in spooled if _key[a] not in logged]
         assert not missing, f"{len(missing)} spooled events not replayed, e.g. {missing[:3]}"
 
         # the sender retries everything: the known ones are duplicates, the rest accepted
