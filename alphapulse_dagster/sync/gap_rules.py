@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from alphapulse_dagster.db.tables import signals
+from alphapulse_dagster.sync.final_trades import MEASURED_FROM_CANDLES
 from alphapulse_dagster.sync.lifecycle import CLOSED, CONFIRMED
 from alphapulse_dagster.sync.payload_values import price, price_list
 from alphapulse_dagster.sync.trade_id import parse_trade_id
@@ -107,8 +108,7 @@ def _no_targets(row: Mapping[str, Any], facts: GapInputs) -> bool | None:
 def _no_mfe_update(row: Mapping[str, Any], facts: GapInputs) -> bool | None:
     """An active trade not measured from candles, without an MFE update within the
     window (expected while fresh; the next MFE_UPDATE or candles fill it)."""
-    measured = ((row["field_provenance"] or {}).get("mfe") or {}).get("tier") == "1"
-    if row["status"] != CONFIRMED or measured:
+    if row["status"] != CONFIRMED or MEASURED_FROM_CANDLES.holds(row):
         return None
     reference = row["last_mfe_update_at"] or row["confirmed_at"] or row["created_at"]
     window = timedelta(minutes=facts.config.mfe_update_window_minutes)
@@ -120,10 +120,9 @@ def _mfe_update_due(now: datetime, config: HybridSyncConfig) -> ColumnElement[bo
     reference = func.coalesce(
         signals.c.last_mfe_update_at, signals.c.confirmed_at, signals.c.created_at
     )
-    measured_by = signals.c.field_provenance["mfe"]["tier"].as_string()
     return and_(
         signals.c.status == CONFIRMED,
-        func.coalesce(measured_by, "") != "1",
+        not_(MEASURED_FROM_CANDLES.sql()),
         or_(
             reference.is_(None),
             reference < now - timedelta(minutes=config.mfe_update_window_minutes),

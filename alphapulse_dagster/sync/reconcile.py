@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, cast, exists, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, exists, select
 
 from alphapulse_dagster.db.tables import candles, signals
 from alphapulse_dagster.sync.events import EventType
 from alphapulse_dagster.sync.excursions import candle_excursion
+from alphapulse_dagster.sync.final_trades import is_final, not_final_sql
 from alphapulse_dagster.sync.lifecycle import KnownEvents, mean_confidence
 from alphapulse_dagster.sync.signal_facts import ChunkFacts
-from alphapulse_dagster.sync.tiers import FieldChange, _time_or_none, candidates, plan_changes
+from alphapulse_dagster.sync.tiers import FieldChange, candidates, plan_changes
 
 
 @dataclass
@@ -190,16 +190,7 @@ def _needs_candles(row: Mapping[str, Any]) -> bool:
         return False
     if row["direction"] not in ("LONG", "SHORT"):
         return False
-    return _not_final(row)
-
-
-def _not_final(row: Mapping[str, Any]) -> bool:
-    if row["closed_at"] is None:
-        return True
-    held = (row["field_provenance"] or {}).get("mfe") or {}
-    # a closed trade measured after its exit from candles is final: skip its candles
-    measured_at = _time_or_none(held.get("at"))
-    return not (held.get("tier") == "1" and measured_at and measured_at >= row["closed_at"])
+    return not is_final(row)
 
 
 def _jsonable(value: Any) -> Any:
@@ -209,39 +200,21 @@ def _jsonable(value: Any) -> Any:
 
 
 def needs_candles(row: Mapping[str, Any]) -> bool:
-    """A confirmed trade that is not final: Tier 1 may (re)measure it."""
-    return row["confirmed_at"] is not None and _not_final(row)
+    """A confirmed trade that is not final (``final_trades.py``): Tier 1 may (re)measure
+    it."""
+    return row["confirmed_at"] is not None and not is_final(row)
 
 
 def all_signal_ids(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(select(signals.c.signal_id).order_by(signals.c.signal_id))]
 
 
-def mfe_provenance(key: str) -> ColumnElement[Any]:
-    """``field_provenance.mfe.<key>`` as text (SQL)."""
-    return signals.c.field_provenance["mfe"][key].as_string()
-
-
-def _iso_time(conn: Connection, value: ColumnElement[Any]) -> ColumnElement[Any]:
-    # the provenance stamp is an ISO string; both sides comparable on either dialect
-    if conn.dialect.name == "sqlite":
-        return func.julianday(value)
-    return cast(value, DateTime(timezone=True))
-
-
 def tier1_signal_ids(conn: Connection) -> list[str]:
     """Trades Tier 1 may (re)measure — the only reconciliation input that changes with time
-    alone: confirmed, not final (:func:`_not_final`), on a symbol that has candles."""
-    closed_at = signals.c.closed_at
-    measured_before_close = _iso_time(conn, mfe_provenance("at")) < _iso_time(conn, closed_at)
+    alone: :func:`needs_candles` in SQL, on a symbol that has candles."""
     query = select(signals.c.signal_id).where(
         signals.c.confirmed_at.is_not(None),
-        or_(
-            closed_at.is_(None),
-            func.coalesce(mfe_provenance("tier"), "") != "1",
-            mfe_provenance("at").is_(None),
-            measured_before_close,
-        ),
+        not_final_sql(),
         exists(select(candles.c.symbol).where(candles.c.symbol == signals.c.symbol)),
     )
     return [r[0] for r in conn.execute(query)]
