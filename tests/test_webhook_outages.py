@@ -22,7 +22,8 @@ from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.sync.events import NewEvent
 from alphapulse_dagster.webhooks.ingest import webhook_event
 from alphapulse_dagster.webhooks.reject_budget import RejectBudget, RejectLimits
-from alphapulse_dagster.webhooks.spool import Spool, decode_record, encode_record
+from alphapulse_dagster.webhooks.spool import Spool
+from alphapulse_dagster.webhooks.spool_record import decode_record, encode_record
 from tests.live_server import REPO_ROOT, LiveServer
 from tests.test_webhook_spool import CLOSED_PORT_URL, wait_until
 from tests.webhook_helpers import SECRET, body, created, events, rejects

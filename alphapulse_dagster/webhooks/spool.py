@@ -1,16 +1,12 @@
 """The local append-only spool: where a validated webhook event goes when the database is
 unavailable (or while earlier spooled events still wait), so that a 503 never means "lost".
 
-Format — one framed record per line, so a torn write can only ever cost itself::
-
-    AP1 <length> <crc32 hex> <JSON of the NewEvent>\\n
-
-``length`` is the JSON's size in bytes and ``crc32`` its checksum; a line whose frame does
-not match is *unreadable*. An append is one ``write`` under an ``flock``, starts on a fresh
-line (a newline is put first when the file does not end with one — the tail of a write cut
-by a crash or by a full disk), is cut back to the old size when the write fails, and is
-``fsync``-ed before it returns: the caller says "spooled" only after :meth:`Spool.append`
-returned.
+One framed record per line (``spool_record.py``: the format, its encoder and decoder), so
+a torn write can only ever cost itself. An append is one ``write`` under an ``flock``,
+starts on a fresh line (a newline is put first when the file does not end with one — the
+tail of a write cut by a crash or by a full disk), is cut back to the old size when the
+write fails, and is ``fsync``-ed before it returns: the caller says "spooled" only after
+:meth:`Spool.append` returned.
 
 Replay is incremental: ``<spool>.offset`` holds the byte offset of the first record not yet
 in the database. :meth:`Spool.replay_step` reads the next records from there, appends them
@@ -26,12 +22,10 @@ server; :meth:`Spool.dead_letters` counts it for ``/healthz`` and the health rep
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import json
 import logging
 import os
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +38,12 @@ from sqlalchemy import exc as sa_exc
 
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.sync.events import Appended, NewEvent, append_events
+from alphapulse_dagster.webhooks.spool_record import (
+    UnreadableRecord,
+    dead_letter,
+    decode_record,
+    encode_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ DEFAULT_SPOOL_PATH = Path(".alphapulse") / "spool" / "webhooks.jsonl"
 SPOOL_PATH_VARIABLE = "ALPHAPULSE_SPOOL_PATH"
 REPLAY_CHUNK = 2000  # records per replay step (one transaction)
 READ_BYTES = 4 << 20  # bytes read per step (a record is at most ~70 KB)
-MAGIC = b"AP1"
 
 # Errors that mean "the database is not reachable right now" (retry later), as opposed to
 # "this row cannot be stored" (which retrying will not fix).
@@ -72,65 +71,6 @@ def spool_path(environ: Mapping[str, str] | None = None) -> Path:
     directory, like the embedded database)."""
     env = os.environ if environ is None else environ
     return Path(env.get(SPOOL_PATH_VARIABLE) or DEFAULT_SPOOL_PATH)
-
-
-class UnreadableRecord(ValueError):
-    """A spool line whose frame, checksum or content does not decode to an event."""
-
-
-def encode_record(event: NewEvent) -> bytes:
-    """One framed spool line for ``event`` (``AP1 <length> <crc32> <json>\\n``)."""
-    record = {
-        "v": 2,
-        "source": event.source,
-        "event_type": event.event_type,
-        "signal_id": event.signal_id,
-        "trade_id": event.trade_id,
-        "symbol": event.symbol,
-        "event_time": event.event_time.isoformat(),
-        "received_at": event.received_at.isoformat() if event.received_at else None,
-        "payload": dict(event.payload),
-        "idempotency_key": event.idempotency_key,
-    }
-    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return b"%s %d %08x %s\n" % (MAGIC, len(body), zlib.crc32(body), body)
-
-
-def decode_record(line: bytes) -> NewEvent:
-    """The event in one spool line (without its newline). Raises :class:`UnreadableRecord`
-    naming what is wrong. A bare JSON line is a record of the previous, unframed format."""
-    if line.startswith(b"{"):
-        body = line
-    else:
-        parts = line.split(b" ", 3)
-        if len(parts) != 4 or parts[0] != MAGIC:
-            raise UnreadableRecord("no record frame")
-        body = parts[3]
-        try:
-            length, checksum = int(parts[1]), int(parts[2], 16)
-        except ValueError:
-            raise UnreadableRecord("bad record frame") from None
-        if length != len(body):
-            raise UnreadableRecord(f"length {len(body)} bytes, frame says {length}")
-        if checksum != zlib.crc32(body):
-            raise UnreadableRecord("checksum mismatch")
-    try:
-        record: dict[str, Any] = json.loads(body)
-        return NewEvent(
-            source=record["source"],
-            event_type=record["event_type"],
-            signal_id=record["signal_id"],
-            trade_id=record.get("trade_id"),
-            symbol=record["symbol"],
-            event_time=datetime.fromisoformat(record["event_time"]),
-            received_at=(
-                datetime.fromisoformat(record["received_at"]) if record.get("received_at") else None
-            ),
-            payload=record["payload"],
-            idempotency_key=record["idempotency_key"],
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UnreadableRecord(f"bad record content: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -291,11 +231,11 @@ class Spool:
                 try:
                     events.append((line_offset, decode_record(line)))
                 except UnreadableRecord as exc:
-                    dead.append(_dead_letter(str(exc), line_offset, line))
+                    dead.append(dead_letter(str(exc), line_offset, line))
             if len(lines) > max_records:
                 end = lines[max_records][0]
             stored, refused = _store(engine, events, now or utcnow(), begin)
-            dead += [_dead_letter(reason, at, line) for at, line, reason in refused]
+            dead += [dead_letter(reason, at, line) for at, line, reason in refused]
             self._write_dead_letters(dead)
             self._write_offset(end)
             if dead:
@@ -417,15 +357,6 @@ def _store(
             reason = f"refused by the database: {type(exc).__name__}"
             refused.append((offset, encode_record(event).rstrip(b"\n"), reason))
     return stored, refused
-
-
-def _dead_letter(reason: str, offset: int, line: bytes) -> dict[str, Any]:
-    record: dict[str, Any] = {"at": utcnow().isoformat(), "reason": reason, "offset": offset}
-    try:
-        record["record"] = line.decode("utf-8")
-    except UnicodeDecodeError:
-        record["record_base64"] = base64.b64encode(line).decode("ascii")
-    return record
 
 
 def _write_all(fd: int, data: bytes) -> None:
