@@ -34,7 +34,7 @@ import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from alphapulse_dagster.api.reads import signal_page_query
+from alphapulse_dagster.api.signal_reads import signal_page_query
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.migrate import upgrade
 from tests.desk_support import chromium

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from alphapulse_dagster.api import analytics, desk, desk_reads, reads, webhooks
+from alphapulse_dagster.api import analytics, desk, desk_reads, health_reads, signal_reads, webhooks
 from alphapulse_dagster.api.rejects import RejectRecorder
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
@@ -103,9 +103,10 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
     app.state.settings = settings
     app.state.engine = app_engine
     app.include_router(webhooks.router)
-    app.include_router(reads.router)
+    app.include_router(signal_reads.router)
+    app.include_router(health_reads.router)
     app.include_router(analytics.router)
-    app.include_router(reads.open_router)
+    app.include_router(health_reads.open_router)
     app.include_router(desk_reads.router)
     desk.mount_desk(app)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from alphapulse_dagster.api.read_models import Unauthorized
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -28,3 +30,17 @@ async def require_token(
             detail="missing or wrong bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def token_router() -> APIRouter:
+    """A router whose every route needs the token, its 401 answer documented."""
+    return APIRouter(
+        dependencies=[Depends(require_token)],
+        responses={
+            401: {
+                "model": Unauthorized,
+                "description": "missing or wrong `Authorization: Bearer <token>` "
+                "(only when ALPHAPULSE_API_TOKEN is set)",
+            }
+        },
+    )

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, column, func, select, table
 from sqlalchemy.exc import DBAPIError
 
 from alphapulse_dagster.api.auth import require_token
-from alphapulse_dagster.api.reads import _engine, _text, _utc
+from alphapulse_dagster.api.query_checks import app_engine, plain_text, utc_time
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.config import load_config
 from alphapulse_dagster.db.tables import candles, signal_gaps, signal_health_metrics, signals
@@ -286,7 +286,7 @@ def closed_trades(connection: Connection, limit: int) -> tuple[str, list[dict[st
 def get_health_history(
     request: Request, limit: Annotated[int, Query(ge=1, le=2000)] = 500
 ) -> dict[str, Any]:
-    with _engine(request).connect() as connection:
+    with app_engine(request).connect() as connection:
         return {"points": health_history(connection, limit)}
 
 
@@ -298,7 +298,7 @@ def get_health_history(
 )
 def get_gap_overview(request: Request) -> dict[str, Any]:
     since = utcnow() - timedelta(days=_health_window_days())
-    with _engine(request).connect() as connection:
+    with app_engine(request).connect() as connection:
         return gap_overview(connection, since)
 
 
@@ -322,10 +322,10 @@ def get_candles(
     until: Annotated[datetime | None, Query(description="exclusive bar open time")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 1000,
 ) -> dict[str, Any]:
-    symbol, timeframe = str(_text(symbol, "symbol")), str(_text(timeframe, "timeframe"))
-    with _engine(request).connect() as connection:
+    symbol, timeframe = str(plain_text(symbol, "symbol")), str(plain_text(timeframe, "timeframe"))
+    with app_engine(request).connect() as connection:
         bars = candle_series(
-            connection, symbol, timeframe, _utc(since, "since"), _utc(until, "until"), limit
+            connection, symbol, timeframe, utc_time(since, "since"), utc_time(until, "until"), limit
         )
     return {"symbol": symbol, "timeframe": timeframe, "candles": bars}
 
@@ -339,6 +339,6 @@ def get_candles(
 def get_trades(
     request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 2000
 ) -> dict[str, Any]:
-    with _engine(request).connect() as connection:
+    with app_engine(request).connect() as connection:
         source, trades = closed_trades(connection, limit)
     return {"source": source, "trades": trades}
