@@ -15,13 +15,14 @@ All of them need the bearer token when one is configured (same as the read API).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Connection, column, func, select, table
+from sqlalchemy import Connection, Row, Select, column, func, select, table
 from sqlalchemy.exc import DBAPIError
 
 from alphapulse_dagster.api.auth import require_token
@@ -219,36 +220,47 @@ def _realised_r(direction: str | None, entry: float, stop: float, exit_price: fl
     return sign * (exit_price - entry) / abs(entry - stop)
 
 
+def _oldest_first(
+    connection: Connection, latest: Select[Any], r: Callable[[Row[Any]], float]
+) -> list[dict[str, Any]]:
+    """The trades of ``latest`` (newest first, limited; its columns labelled ``signal_id``,
+    ``closed_at``, ``mfe_r``, ``mae_r``) as :class:`Trade` items, oldest first, each with
+    its realised ``r(row)``."""
+    rows = connection.execute(latest).all()
+    return [
+        {
+            "signal_id": row.signal_id,
+            "closed_at": row.closed_at,
+            "r": r(row),
+            "mfe_r": row.mfe_r,
+            "mae_r": row.mae_r,
+        }
+        for row in reversed(rows)
+    ]
+
+
 def closed_trades(connection: Connection, limit: int) -> tuple[str, list[dict[str, Any]]]:
-    """Closed trades oldest first: the actual entries of ``signal_outcomes`` when that table
-    holds any, else the registry's reported exits (R from entry, stop and exit price)."""
+    """The latest ``limit`` closed trades, oldest first: the actual entries of
+    ``signal_outcomes`` when that table holds any, else the registry's reported exits (R
+    from entry, stop and exit price)."""
     o = _outcomes.c
+    outcomes = (
+        select(o.signal_id, o.exit_at.label("closed_at"), o.r_multiple, o.mfe_r, o.mae_r)
+        .where(o.entry_mode == "actual", o.status == "CLOSED", o.r_multiple.is_not(None))
+        .order_by(o.exit_at.desc(), o.signal_id)
+        .limit(limit)
+    )
     try:
         with connection.begin_nested():
-            rows = connection.execute(
-                select(o.signal_id, o.exit_at, o.r_multiple, o.mfe_r, o.mae_r)
-                .where(o.entry_mode == "actual", o.status == "CLOSED", o.r_multiple.is_not(None))
-                .order_by(o.exit_at.desc(), o.signal_id)
-                .limit(limit)
-            ).all()
+            trades = _oldest_first(connection, outcomes, lambda row: float(row.r_multiple))
     except DBAPIError:  # the outcomes assets have not created their table yet
-        rows = []
-    if rows:
-        trades = [
-            {
-                "signal_id": row.signal_id,
-                "closed_at": row.exit_at,
-                "r": float(row.r_multiple),
-                "mfe_r": row.mfe_r,
-                "mae_r": row.mae_r,
-            }
-            for row in reversed(rows)
-        ]
+        trades = []
+    if trades:
         return "signal_outcomes", trades
     s = signals.c
-    reported = connection.execute(
-        select(s.signal_id, s.direction, s.closed_at, s.entry_price, s.stop_loss)
-        .add_columns(s.exit_price, s.mfe, s.mae)
+    reported = (
+        select(s.signal_id, s.direction, s.closed_at, s.entry_price, s.stop_loss, s.exit_price)
+        .add_columns(s.mfe.label("mfe_r"), s.mae.label("mae_r"))
         .where(
             s.status == "CLOSED",
             s.entry_price.is_not(None),
@@ -258,20 +270,12 @@ def closed_trades(connection: Connection, limit: int) -> tuple[str, list[dict[st
         )
         .order_by(s.closed_at.desc(), s.signal_id)
         .limit(limit)
-    ).all()
-    trades = [
-        {
-            "signal_id": row.signal_id,
-            "closed_at": row.closed_at,
-            "r": round(
-                _realised_r(row.direction, row.entry_price, row.stop_loss, row.exit_price), 4
-            ),
-            "mfe_r": row.mfe,
-            "mae_r": row.mae,
-        }
-        for row in reversed(reported)
-    ]
-    return "reported_exits", trades
+    )
+    return "reported_exits", _oldest_first(connection, reported, _reported_r)
+
+
+def _reported_r(row: Row[Any]) -> float:
+    return round(_realised_r(row.direction, row.entry_price, row.stop_loss, row.exit_price), 4)
 
 
 # --- routes -------------------------------------------------------------------------------
