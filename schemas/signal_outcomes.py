@@ -44,8 +44,9 @@ class SignalOutcomeFrame(pa.DataFrameModel):
         closed = (df["status"] == "CLOSED").to_numpy()
         sign = np.where(df["direction"].to_numpy() == "LONG", 1.0, -1.0)
         entry, stop = df["entry_price"].to_numpy(float), df["stop_loss"].to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            expected = sign * (df["exit_price"].to_numpy(float) - entry) / np.abs(entry - stop)
+        exit_ = df["exit_price"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):  # out where it filled: 0 R
+            expected = np.where(exit_ == entry, 0.0, sign * (exit_ - entry) / np.abs(entry - stop))
         ok = np.isclose(df["r_multiple"].to_numpy(float), expected, rtol=R_TOLERANCE, atol=1e-12)
         return pd.Series(~closed | ok, index=df.index)
 

@@ -46,7 +46,7 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
     ``bars``: ``times`` (open times, a list) and ``open/high/low/close`` lists."""
     bar = pd.Timedelta(hours=1)
     sign = 1.0 if trade["direction"] == "LONG" else -1.0
-    e, s0 = sign * trade["entry_price"], sign * trade["stop_loss"]
+    e, s0 = sign * trade["limit_price"], sign * trade["stop_loss"]
     t1, tl = sign * trade["first_target"], sign * trade["last_target"]
     times = bars["times"]
     first = bisect.bisect_left(times, trade["placed_at"])
@@ -55,7 +55,7 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
     def visible(i: int) -> bool:
         return i < len(times) and times[i] + bar <= horizon
 
-    fill = None
+    fill, gapped = None, False
     if trade["at_market"]:
         fill, filled_at = first, trade["placed_at"]
     else:
@@ -63,6 +63,8 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
         while visible(i) and times[i] + bar <= trade["expires_at"]:
             if (low[i] if sign > 0 else -h[i]) <= e:
                 fill, filled_at = i, times[i]
+                gapped = sign * o[i] < e  # opened beyond the limit: filled at the open
+                e = min(e, sign * o[i])
                 break
             i += 1
     if fill is None:
@@ -75,7 +77,7 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
         hi = h[i] if sign > 0 else -low[i]
         lo = low[i] if sign > 0 else -h[i]
         op, cl = sign * o[i], sign * c[i]
-        on_fill_bar = k == 0 and not trade["at_market"]
+        on_fill_bar = k == 0 and not trade["at_market"] and not gapped
         if on_fill_bar:
             hi = max(e, cl)
         best, worst, held = max(best, hi), min(worst, lo), k + 1
@@ -105,7 +107,7 @@ def _closed(sign, e, s0, reason, price, at, filled_at, best, worst, held, ambigu
         "status": "CLOSED",
         "exit_reason": reason,
         "exit_price": sign * price,
-        "r_multiple": (price - e) / risk,
+        "r_multiple": 0.0 if price == e else (price - e) / risk,
         "exit_at": at,
         "filled_at": filled_at,
         "mfe_r": max(best - e, 0.0) / risk,
@@ -134,7 +136,9 @@ def test_outcomes_on_the_sample_equal_a_plain_per_bar_loop(sample_engine: sa.Eng
     }
     assert len(outcomes) == len(plan)
     merged = outcomes.merge(
-        plan[["signal_id", "entry_mode", "placed_at", "expires_at", "at_market"]],
+        plan[
+            ["signal_id", "entry_mode", "placed_at", "expires_at", "at_market", "entry_price"]
+        ].rename(columns={"entry_price": "limit_price"}),
         on=["signal_id", "entry_mode"],
     )
     statuses = {"CLOSED": 0, "NOT_FILLED": 0, "OPEN": 0}

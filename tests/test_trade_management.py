@@ -246,3 +246,76 @@ def test_later_bars_never_change_a_closed_outcome_and_open_ones_equal_the_prefix
         assert _row(prefix, i) == _row(as_of_cut, i)  # later bars are invisible before t
         if prefix.status[i] != "OPEN":
             assert _row(prefix, i) == _row(full, i)  # decided at t => final
+
+
+def test_a_limit_on_a_bar_that_opened_beyond_it_fills_at_the_open() -> None:
+    # LONG limit 100 (stop 95, targets 105/110); the first bar opens at 98, below the limit:
+    # a resting buy fills at 98, the better price. Entry 98, risk 98 - 95 = 3.
+    bars = series([(98, 99, 97, 98.5), (98.5, 111, 98, 110.5)])
+    r = run(trade(), bars)
+    assert r.fill_price[0] == 98.0 and at(r.filled_at[0]) == T
+    assert (r.reason(0), r.exit_price[0]) == ("TARGET", 110.0)
+    assert r.r_multiple[0] == pytest.approx((110 - 98) / 3)
+    # filled at the open, the whole fill bar came after the fill: its high 99 and low 97
+    # count; then the high 111
+    assert r.mfe_price[0] == pytest.approx(13.0) and r.mae_price[0] == pytest.approx(1.0)
+    assert r.mfe_r[0] == pytest.approx(13 / 3) and r.mae_r[0] == pytest.approx(1 / 3)
+    # the same fill bar reaching the last target counts (it did not close beyond it)
+    r = run(trade(), series([(98, 111, 97, 100)]))
+    assert (r.reason(0), r.exit_price[0], r.r_multiple[0]) == ("TARGET", 110.0, 4.0)
+    # a limit touched from above (open 101) still fills at its level
+    r = run(trade(), series([(101, 102, 99, 101.5)]))
+    assert r.fill_price[0] == 100.0
+
+
+def test_a_short_limit_gapped_through_fills_at_the_open_too() -> None:
+    # SHORT limit 100 (stop 105, targets 95/90); the bar opens at 102: filled at 102, risk 3
+    bars = series([(102, 103, 101, 101.5), (101.5, 102, 89, 89.5)])
+    r = run(trade("SHORT"), bars)
+    assert r.fill_price[0] == 102.0
+    assert (r.reason(0), r.exit_price[0]) == ("TARGET", 90.0)
+    assert r.r_multiple[0] == pytest.approx((102 - 90) / 3)
+    assert r.mae_price[0] == pytest.approx(1.0) and r.mfe_price[0] == pytest.approx(13.0)
+
+
+def test_a_limit_gapped_through_its_stop_too_is_out_at_the_same_open() -> None:
+    # LONG limit 100, stop 95, the bar opens at 94: the limit fills at 94 and the stop, already
+    # crossed, sells at 94: no move, 0 R (not 0/0)
+    r = run(trade(), series([(94, 96, 93, 95.5)]))
+    assert (r.fill_price[0], r.reason(0), r.exit_price[0], r.r_multiple[0]) == (
+        94.0,
+        "STOP",
+        94.0,
+        0.0,
+    )
+    assert not r.first_target_hit[0]
+
+
+def test_first_target_hit_is_the_first_target_before_the_stop() -> None:
+    be = run(
+        trade(), series([(101, 101, 99, 100.5), (100.5, 106, 101, 103), (103, 104, 99.9, 100)])
+    )
+    assert be.reason(0) == "BREAKEVEN" and be.first_target_hit[0]  # a win at 0 R
+    stop = run(trade(), series([(101, 102, 99.5, 100.5), (100.5, 101, 94, 95.5)]))
+    assert not stop.first_target_hit[0]
+    timed = run(
+        trade(),
+        series([(101, 101, 99, 100.5), (101, 106, 100.5, 102), (102, 104, 100.5, 103)]),
+        hold=3,
+    )
+    assert (timed.reason(0), timed.r_multiple[0]) == ("TIME", pytest.approx(0.6))
+    assert timed.first_target_hit[0]
+    # stop and first target on one bar without finer bars: the stop, not a win
+    both = run(trade(market=True), series([(100, 106, 94, 100)]))
+    assert both.reason(0) == "STOP" and both.ambiguous[0] and not both.first_target_hit[0]
+    # ... ordered by finer bars, the first target came first: a win (then break-even)
+    q = pd.Timedelta(minutes=15)
+    up_first = series(
+        [(100, 106, 99.5, 105), (105, 105, 99, 99.5), (99.5, 99.5, 94, 95), (95, 96, 95, 95)],
+        step=q,
+    )
+    fine = run(trade(market=True), series([(100, 106, 94, 100)]), finer=up_first)
+    assert fine.reason(0) == "BREAKEVEN" and fine.first_target_hit[0]
+    unfilled = run(trade(), series([(103, 104, 101, 102)] * 4))
+    assert unfilled.status[0] == "NOT_FILLED" and not unfilled.first_target_hit[0]
+    assert np.isnan(unfilled.fill_price[0])

@@ -2,7 +2,9 @@
 one trade rule (``signals/trade_management``), one vectorised call per instrument.
 
 Rows are those of the ``signal_outcomes`` table: status ``OPEN`` / ``CLOSED`` /
-``NOT_FILLED``; prices in quote currency; R = signed (exit − entry) / |entry − stop|;
+``NOT_FILLED``; prices in quote currency; ``entry_price`` is the price the trade filled at
+(a limit gapped through: the bar's open), the planned level until then; R = signed
+(exit − entry) / |entry − stop|;
 ``entry_improvement_bps`` = signed (market − entry) / market × 10⁴ (+ = better than the
 close at the signal); ``evaluated_at`` = the data horizon the row was read at (the last
 bar close seen, at most the caller's as-of time).
@@ -62,11 +64,11 @@ def _trades(plan: pd.DataFrame) -> Trades:
     )
 
 
-def _improvement_bps(plan: pd.DataFrame) -> np.ndarray:
-    sign = np.where(plan["direction"].to_numpy() == "LONG", 1.0, -1.0)
-    market = plan["market_price"].to_numpy(np.float64)
+def _improvement_bps(rows: pd.DataFrame) -> np.ndarray:
+    sign = np.where(rows["direction"].to_numpy() == "LONG", 1.0, -1.0)
+    market = rows["market_price"].to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sign * (market - plan["entry_price"].to_numpy(np.float64)) / market * 1e4
+        return sign * (market - rows["entry_price"].to_numpy(np.float64)) / market * 1e4
 
 
 def evaluate_outcomes(
@@ -93,7 +95,12 @@ def evaluate_outcomes(
         horizon = pd.Timestamp(int(bars.close_ns[seen - 1]) if seen else as_of_ns, tz="UTC")
         frame = part[_DESCRIPTIVE].copy()
         frame["status"] = results.status
-        frame["entry_improvement_bps"] = _improvement_bps(part)
+        # the price it filled at (a limit gapped through fills at the bar's open)
+        planned = frame["entry_price"].to_numpy(np.float64)
+        frame["entry_price"] = np.where(
+            np.isfinite(results.fill_price), results.fill_price, planned
+        )
+        frame["entry_improvement_bps"] = _improvement_bps(frame)
         frame["filled_at"] = _times(results.filled_at)
         frame["exit_at"] = _times(results.exit_at)
         frame["exit_price"] = results.exit_price

@@ -69,7 +69,7 @@ def _events_for(row: Any, change: _Change) -> list[NewEvent]:
                 "ENTRY",
                 change.filled_at,
                 {
-                    "entry_price": row.entry_price,
+                    "entry_price": change.fill_price or row.entry_price,
                     "stop_loss": row.stop_loss,
                     "targets": row.take_profits,
                 },
@@ -96,6 +96,7 @@ class _Change:
     filled_at: datetime | None = None
     closed_at: datetime | None = None
     exit_price: float | None = None
+    fill_price: float | None = None  # the entry, or the open of a bar that gapped through it
 
 
 def _when(ns: int) -> datetime | None:
@@ -125,6 +126,7 @@ def _lifecycle_states(
         for j, i in enumerate(members):
             status = str(results.status[j])
             filled = _when(int(results.filled_at[j]))
+            fill_price = float(results.fill_price[j]) if filled else None
             if status == CLOSED:
                 changes[i] = _Change(
                     "CLOSED",
@@ -132,11 +134,14 @@ def _lifecycle_states(
                     filled,
                     _when(int(results.exit_at[j])),
                     float(results.exit_price[j]),
+                    fill_price,
                 )
             elif status == NOT_FILLED:
                 changes[i] = _Change("CANCELLED", "EXPIRED")
             else:
-                changes[i] = _Change("CONFIRMED" if filled else "PENDING", None, filled)
+                changes[i] = _Change(
+                    "CONFIRMED" if filled else "PENDING", None, filled, fill_price=fill_price
+                )
     return [c for c in changes if c is not None]
 
 

@@ -17,7 +17,9 @@ Times are epoch nanoseconds (UTC); bars are labelled by their OPEN time and clos
   ``placed_at`` and *closing* by ``expires_at`` that trades through it (LONG: low ≤
   entry; SHORT: high ≥ entry). A weekend or an outage inside the window shortens it; it
   never stretches it. None by ``expires_at`` ⇒ ``NOT_FILLED``, decided only once the data
-  reach ``expires_at``.
+  reach ``expires_at``. It fills at its level, or at the bar's open when the bar opened
+  beyond it (LONG: open < entry: the better price a resting limit gets on a gap); that
+  fill price is then the trade's entry (break-even stop, R, MFE, MAE).
 
 **Exit**, from the fill bar on: the stop ⇒ ``STOP``; the last target ⇒ ``TARGET``; once the
 first target has traded (on an earlier bar) the stop moves to the entry and a later touch
@@ -26,11 +28,15 @@ exits at the close of the last bar by then ⇒ ``TIME``. Stops and break-even fi
 level, or at the bar's open when the bar gapped through it (the worse price); targets fill
 at the level.
 
-**The fill bar** (limit entries): only what surely came after the fill counts. The adverse
+**The fill bar** (a limit filled at its level; one filled at the bar's open is like a market
+entry: all of its bar came after): only what surely came after the fill counts. The adverse
 extreme of that bar (LONG: its low) is reached at or after the fill, so a stop on the fill
 bar counts; its favourable extreme may have come before the fill, so on the fill bar the
 favourable side is the bar's close: a target counts there only if the bar closed beyond
 it. This is the conservative reading; it is also used for MFE.
+
+**First target hit** (a win, SPEC §17): the first target traded on a bar before the stop's,
+by the rules above (a bar touching both counts as the stop unless finer bars order them).
 
 **Ambiguity.** A bar that touches both the stop (or break-even) and the last target, or
 both the stop and the first target, has no known order. It is resolved on finer candles
@@ -104,7 +110,9 @@ class TradeResults:
     open, or ``placed_at`` at market; ``NO_TIME`` if unfilled); ``exit_at`` (ns: the exit
     bar's close); ``exit_reason`` code (index into ``EXIT_REASONS``); ``r_multiple``;
     MFE / MAE in price (≥ 0) and R; ``bars_to_mfe`` and ``bars_held`` counted in bars from
-    the fill bar inclusive; ``ambiguous`` (same-bar stop/target left unresolved)."""
+    the fill bar inclusive; ``ambiguous`` (same-bar stop/target left unresolved);
+    ``fill_price`` (the entry, or the open of a bar that gapped through a limit; NaN if
+    unfilled); ``first_target_hit`` (the first target traded before the stop)."""
 
     status: NDArray[np.object_]
     filled_at: IntArray
@@ -119,6 +127,8 @@ class TradeResults:
     bars_to_mfe: IntArray
     bars_held: IntArray
     ambiguous: BoolArray
+    fill_price: FloatArray
+    first_target_hit: BoolArray
 
     def reason(self, i: int) -> str | None:
         return EXIT_REASONS[int(self.exit_reason[i])]
@@ -155,6 +165,7 @@ class _Scan:
     price: FloatArray  # exit price in favourable units
     ambiguous: BoolArray
     first_t1: IntArray
+    t1_first: BoolArray  # the first target traded on a bar before the stop's
 
 
 def _scan_exits(
@@ -194,7 +205,8 @@ def _scan_exits(
     gapped = gap_ok[rows, kk] & np.isfinite(opened) & (opened < level)
     stop_price = np.where(gapped, opened, level)
     price = np.where(reason == _TARGET, tl, np.where(has, stop_price, np.nan))
-    return _Scan(exit_k, reason, price, ambiguous, first_t1)
+    t1_first = (first_t1 < first_s0) & (first_t1 < k)
+    return _Scan(exit_k, reason, price, ambiguous, first_t1, t1_first)
 
 
 def _gather(series: BarSeries, idx: IntArray, valid: BoolArray, sign: IntArray):  # type: ignore[no-untyped-def]
@@ -263,6 +275,11 @@ def _manage_block(
         t.at_market, t.placed_at, np.where(limit_filled, fill_open, NO_TIME)
     ).astype(np.int64)
     not_filled = ~filled & (horizon >= t.expires_at)
+    # a limit on a bar that opened beyond it fills at that open: the trade's entry from here
+    opened = sign * bars.open[np.clip(fill_idx, 0, last)] if len(bars) else np.full(n, np.nan)
+    gapped = limit_filled & (opened < e)
+    limit = e
+    e = np.where(gapped, opened, e)
 
     # --- exit ---------------------------------------------------------------------------
     hold = rule.max_holding_bars
@@ -273,7 +290,7 @@ def _manage_block(
     if len(bars):
         valid &= close_ns[safe] <= deadline[:, None]
     fh, fl, fo, fc = _gather(bars, idx, valid, sign)
-    limit_col0 = limit_filled[:, None] & (np.arange(hold)[None, :] == 0)
+    limit_col0 = (limit_filled & ~gapped)[:, None] & (np.arange(hold)[None, :] == 0)
     fh = np.where(limit_col0, np.maximum(e[:, None], fc), fh)  # fill bar: only its close
     gap_ok = ~limit_col0
     scan = _scan_exits(fh, fl, fo, e, s0, t1, tl, np.zeros(n, bool), gap_ok)
@@ -290,7 +307,8 @@ def _manage_block(
             fill_idx,
             exit_k,
             scan.first_t1,
-            limit_filled,
+            limit_filled & ~gapped,
+            limit,
             e,
             s0,
             t1,
@@ -299,6 +317,7 @@ def _manage_block(
         )
         for i, (r, p, at) in fix.items():
             reason[i], price[i], exit_at[i], ambiguous[i] = r, p, at, False
+            scan.t1_first[i] = r in (_TARGET, _BE)
 
     # time exit: the holding window has passed in the data without another exit
     n_valid = valid.sum(axis=1)
@@ -327,8 +346,8 @@ def _manage_block(
     mfe = np.where(any_seen, np.maximum(best[rows, k_best] - e, 0.0), 0.0)
     mae = np.where(any_seen, np.maximum(e - worst.min(axis=1), 0.0), 0.0)
     risk = np.abs(e - s0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r_mult = np.where(closed, (price - e) / risk, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # filled at the stop: 0 R, not 0/0
+        r_mult = np.where(closed, np.where(price == e, 0.0, (price - e) / risk), np.nan)
         mfe_r, mae_r = mfe / risk, mae / risk
     status = np.where(closed, CLOSED, np.where(not_filled, NOT_FILLED, OPEN)).astype(object)
     held = np.where(closed, exit_k + 1, seen.sum(axis=1))
@@ -346,6 +365,8 @@ def _manage_block(
         bars_to_mfe=np.where(filled & (mfe > 0), k_best + 1, 0).astype(np.int64),
         bars_held=np.where(filled, held, 0).astype(np.int64),
         ambiguous=ambiguous & closed,
+        fill_price=np.where(filled, sign * e, np.nan),
+        first_target_hit=filled & scan.t1_first,
     )
 
 
@@ -357,7 +378,8 @@ def _resolve_on_finer(
     fill_idx: IntArray,
     exit_k: IntArray,
     first_t1: IntArray,
-    limit_filled: BoolArray,
+    at_level: BoolArray,
+    limit: FloatArray,
     e: FloatArray,
     s0: FloatArray,
     t1: FloatArray,
@@ -365,7 +387,8 @@ def _resolve_on_finer(
     sign: IntArray,
 ) -> dict[int, tuple[int, float, int]]:
     """Re-run the exit rule on the finer bars inside each ambiguous exit bar, with the
-    state at that bar's open; only a clear answer replaces the conservative one."""
+    state at that bar's open; only a clear answer replaces the conservative one.
+    ``at_level``: limits filled at their level ``limit``; ``e``: every trade's fill price."""
     bar_open = bars.open_ns[fill_idx[which] + exit_k[which]]
     per_bar = max(1, bars.bar_ns // finer.bar_ns)
     lo = np.searchsorted(finer.open_ns, bar_open, side="left")
@@ -375,9 +398,9 @@ def _resolve_on_finer(
     covered = valid.sum(axis=1) == per_bar
     fh, fl, fo, fc = _gather(finer, idx, valid, sign[which])
     # the fill bar: the fill is the first finer bar through the entry; before it, nothing
-    on_fill_bar = limit_filled[which] & (exit_k[which] == 0)
+    on_fill_bar = at_level[which] & (exit_k[which] == 0)
     cols = np.arange(per_bar)[None, :]
-    fill_col = np.where(on_fill_bar, _first(fl <= e[which, None], per_bar), 0)
+    fill_col = np.where(on_fill_bar, _first(fl <= limit[which, None], per_bar), 0)
     before = cols < fill_col[:, None]
     at_fill = on_fill_bar[:, None] & (cols == fill_col[:, None])
     fh = np.where(before, -np.inf, np.where(at_fill, np.maximum(e[which, None], fc), fh))
