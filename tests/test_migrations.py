@@ -43,8 +43,8 @@ def _signal(status: str, timestamp: datetime = T0, direction: str = "LONG") -> d
     }
 
 
-# the chain is linear: 0005 -> 0009 -> 0007 -> 0010 -> 0006 (in landing order)
-HEAD_REVISION = "0006"
+# the chain is linear: 0005 -> 0009 -> 0007 -> 0010 -> 0006 -> 0011 (in landing order)
+HEAD_REVISION = "0011"
 
 
 def _check_schema(url: str) -> None:

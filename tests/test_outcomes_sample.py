@@ -95,9 +95,10 @@ def plain_loop(trade: dict, bars: dict, hold: int, horizon: pd.Timestamp) -> dic
         last_close, last_time = cl, at
         i += 1
     if horizon >= deadline and held:
-        return _closed(
+        timed = _closed(
             sign, e, s0, "TIME", last_close, last_time, filled_at, best, worst, held, False
         )
+        return {**timed, "first_target_hit": tp1_before}
     return {"status": "OPEN", "filled_at": filled_at}
 
 
@@ -114,6 +115,7 @@ def _closed(sign, e, s0, reason, price, at, filled_at, best, worst, held, ambigu
         "mae_r": max(e - worst, 0.0) / risk,
         "bars_held": held,
         "ambiguous": ambiguous,
+        "first_target_hit": reason in ("TARGET", "BREAKEVEN"),  # a win: TP1 before the stop
     }
 
 
@@ -156,6 +158,7 @@ def test_outcomes_on_the_sample_equal_a_plain_per_bar_loop(sample_engine: sa.Eng
         assert (
             row["bars_held"] == expected["bars_held"] and row["ambiguous"] == expected["ambiguous"]
         )
+        assert row["first_target_hit"] == expected["first_target_hit"], row
         for field in ("exit_price", "r_multiple", "mfe_r", "mae_r"):
             assert row[field] == pytest.approx(expected[field], rel=1e-9, abs=1e-12), (field, row)
     assert statuses["CLOSED"] > 500 and statuses["NOT_FILLED"] > 300  # both paths exercised

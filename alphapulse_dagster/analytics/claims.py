@@ -4,6 +4,7 @@ The seed promised: entry price 20–30 % better, win rate +10–15 %, R:R 1.33�
 entry refinement success > 60 %, signals for 60–80 % of symbols. Each is measured here
 from ``ai_signals_mtf`` and ``signal_outcomes`` (the counterfactual ``market`` entry of the
 same signals is the comparison), with its N and, where it is a mean, a bootstrap interval.
+A win is a trade that hit its first target before its stop (``first_target_hit``).
 """
 
 from __future__ import annotations
@@ -91,13 +92,13 @@ def measure_claims(connection: Connection, symbols_enabled: list[str]) -> dict[s
     ]
     mkt = outcomes[outcomes["entry_mode"] == MARKET].set_index("signal_id")
     closed_act = act[act["status"] == "CLOSED"]
-    wins_filled = (closed_act["r_multiple"] > 0).to_numpy(float)
+    wins_filled = closed_act["first_target_hit"].to_numpy(float)  # a win: TP1 before the stop
     same_at_market = mkt.reindex(closed_act["signal_id"])
     same_at_market = same_at_market[same_at_market["status"] == "CLOSED"]
-    wins_market_same = (same_at_market["r_multiple"] > 0).to_numpy(float)
+    wins_market_same = same_at_market["first_target_hit"].to_numpy(float)
     all_market = mkt.reindex(act["signal_id"])
     all_market = all_market[all_market["status"] == "CLOSED"]
-    wins_market_all = (all_market["r_multiple"] > 0).to_numpy(float)
+    wins_market_all = all_market["first_target_hit"].to_numpy(float)
     win: dict[str, Any] = {
         "claim": "win rate +10-15% (refined vs market)",
         "measured": {

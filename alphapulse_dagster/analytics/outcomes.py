@@ -32,8 +32,8 @@ OUTCOME_COLUMNS = [
     "consensus_size", "heads", "status", "market_price", "entry_price", "stop_loss",
     "first_target", "last_target", "entry_improvement_bps", "filled_at", "exit_at",
     "exit_price", "exit_reason", "r_multiple", "mfe_r", "mae_r", "mfe_price", "mae_price",
-    "bars_to_mfe", "bars_held", "ambiguous", "reported_exit_price", "reported_exit_reason",
-    "evaluated_at",
+    "bars_to_mfe", "bars_held", "ambiguous", "first_target_hit", "reported_exit_price",
+    "reported_exit_reason", "evaluated_at",
 ]  # fmt: skip
 _DESCRIPTIVE = [
     "signal_id", "entry_mode", "source", "symbol", "direction", "timeframe", "signal_time",
@@ -110,6 +110,7 @@ def evaluate_outcomes(
         frame["mfe_price"], frame["mae_price"] = results.mfe_price, results.mae_price
         frame["bars_to_mfe"], frame["bars_held"] = results.bars_to_mfe, results.bars_held
         frame["ambiguous"] = results.ambiguous
+        frame["first_target_hit"] = results.first_target_hit
         frame["evaluated_at"] = horizon
         parts.append(frame)
     if not parts:
@@ -130,14 +131,14 @@ def _reported_not_filled(plan: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     for c in ("mfe_r", "mae_r", "mfe_price", "mae_price"):
         frame[c] = 0.0
     frame["bars_to_mfe"] = frame["bars_held"] = 0
-    frame["ambiguous"] = False
+    frame["ambiguous"] = frame["first_target_hit"] = False
     frame["evaluated_at"] = pd.Timestamp(as_of)
     return frame
 
 
 DECISION_FIELDS = (
     "status", "filled_at", "exit_at", "exit_price", "exit_reason", "r_multiple", "mfe_r",
-    "mae_r", "bars_held", "ambiguous",
+    "mae_r", "bars_held", "ambiguous", "first_target_hit",
 )  # fmt: skip
 
 

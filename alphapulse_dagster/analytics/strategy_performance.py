@@ -6,7 +6,9 @@ groups every mode of the MTF signals instead, so entry methods compare on the sa
 
 - ``n_signals``; ``n`` = CLOSED trades, the sample behind every R figure;
 - ``fill_rate`` = filled / (filled + NOT_FILLED), fraction in [0, 1] (pending limits excluded);
-- ``win_rate`` = share of CLOSED trades with R > 0 (break-even is not a win);
+- ``win_rate`` = share of CLOSED trades that hit their first target before the stop
+  (``first_target_hit``, SPEC §17: a break-even exit after the first target is a win);
+  ``profitable_rate`` = share of CLOSED trades with R > 0;
 - ``expectancy_r`` = mean R of CLOSED trades and ``expectancy_ci``, its seeded bootstrap
   95 % interval (``analytics/bootstrap.py``);
 - ``profit_factor`` = Σ winning R / |Σ losing R| (None without a loss);
@@ -50,6 +52,7 @@ _COLUMNS = [
     "signal_id", "entry_mode", "source", "symbol", "signal_time", "signal_timeframe",
     "entry_strategy", "entry_pattern", "htf_agreement", "session", "consensus_size", "heads",
     "status", "filled_at", "exit_at", "r_multiple", "mfe_r", "mae_r", "entry_improvement_bps",
+    "first_target_hit",
 ]  # fmt: skip
 
 
@@ -91,6 +94,7 @@ class _Rows:
     closed: NDArray[np.bool_]
     filled: NDArray[np.bool_]
     decided: NDArray[np.bool_]
+    won: NDArray[np.bool_]
     r: NDArray[np.float64]
     mfe: NDArray[np.float64]
     mae: NDArray[np.float64]
@@ -104,6 +108,7 @@ class _Rows:
             closed=status == "CLOSED",
             filled=filled,
             decided=filled | (status == "NOT_FILLED"),
+            won=frame["first_target_hit"].fillna(False).to_numpy(bool),
             r=frame["r_multiple"].to_numpy(np.float64),
             mfe=frame["mfe_r"].to_numpy(np.float64),
             mae=frame["mae_r"].to_numpy(np.float64),
@@ -129,7 +134,8 @@ def _figures(a: _Rows, idx: np.ndarray, key: Any, seed: int) -> dict[str, Any]:
         "n": n,
         "n_signals": len(idx),
         "fill_rate": _r(a.filled[idx].sum() / decided) if decided else None,
-        "win_rate": _r(float((r > 0).mean())) if n else None,
+        "win_rate": _r(float(a.won[closed].mean())) if n else None,
+        "profitable_rate": _r(float((r > 0).mean())) if n else None,
         "expectancy_r": _r(float(r.mean())) if n else None,
         "expectancy_ci": [_r(ci[0]), _r(ci[1])] if ci else None,
         "profit_factor": _r(wins / losses) if losses > 0 else None,
@@ -307,7 +313,8 @@ def daily_rows(
         rows.append(
             {"day": _day_start(day), "group_by": "paired",
              "key": "refined_vs_market", "n": p["n"], "n_signals": p["n"], "fill_rate": None,
-             "win_rate": None, "expectancy_r": p["delta_r"], "expectancy_ci_lo": ci[0],
+             "win_rate": None, "profitable_rate": None, "expectancy_r": p["delta_r"],
+             "expectancy_ci_lo": ci[0],
              "expectancy_ci_hi": ci[1], "profit_factor": None, "max_drawdown_r": None,
              "mean_mfe_r": None, "mean_mae_r": None, "entry_improvement_bps": None,
              "missed_r": p["missed_r"], "flag": p["flag"], "computed_at": computed_at}

@@ -24,7 +24,8 @@ router = APIRouter(dependencies=[Depends(require_token)])
     "/analytics/strategies",
     tags=["analytics"],
     summary="Which entries, heads and contexts pay: expectancy with intervals per group",
-    description="Per group: n (closed trades), n_signals, fill_rate and win_rate (fractions), "
+    description="Per group: n (closed trades), n_signals, fill_rate, win_rate (first target "
+    "hit before the stop) and profitable_rate (R > 0) as fractions, "
     "expectancy_r with a seeded bootstrap 95% interval, profit_factor, max_drawdown_r, "
     "mean_mfe_r, mean_mae_r, entry_improvement_bps and flag (small_sample when n < 30, "
     "ci_crosses_zero when the interval holds 0: not a finding). paired: refined limits vs "
