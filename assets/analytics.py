@@ -10,22 +10,24 @@ that still has an open (or not yet evaluated) signal to today.
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
 from alphapulse_dagster.analytics.outcome_store import (
-    compute_outcomes,
     load_outcomes,
-    write_outcomes,
+    plan_refresh,
+    write_refresh,
 )
 from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import (
+    PERFORMANCE_COLUMNS,
     daily_rows,
-    evaluate,
     write_daily_rows,
 )
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.tables import ai_signals_mtf, candles, signal_outcomes, signals
+from alphapulse_dagster.market.bar_series import to_ns
 from alphapulse_dagster.signals.mtf_run import trade_rule
 from assets.contracts import contract_check
 from assets.partitions import DAY_FORMAT, asset_window, daily_partitions, days_in
@@ -39,30 +41,77 @@ DECIDED_OUTCOMES_UNCHANGED = "decided_outcomes_unchanged"
 ANALYTICS_JOB_NAME = "analytics_job"
 
 
-def _share(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
+_DAY_NS = 86_400 * 10**9
 
 
-def _outcome_metadata(outcomes: pd.DataFrame) -> dict[str, float | int]:
-    actual = outcomes[outcomes["entry_mode"] == "actual"]
-    status = actual["status"]
-    filled = int(actual["filled_at"].notna().sum())
-    not_filled = int((status == "NOT_FILLED").sum())
-    closed = actual[status == "CLOSED"]
-    r = closed["r_multiple"].astype(float)
-    return {
-        "dagster/row_count": len(outcomes),
-        "signals": len(actual),
-        "closed": len(closed),
-        "open": int((status == "OPEN").sum()),
-        "not_filled": not_filled,
-        "fill_rate": _share(filled, filled + not_filled),
-        "win_rate": float(closed["first_target_hit"].astype(bool).mean()) if len(r) else 0.0,
-        "profitable_rate": float((r > 0).mean()) if len(r) else 0.0,
-        "expectancy_r": float(r.mean()) if len(r) else 0.0,
-        "ambiguous": int(outcomes["ambiguous"].astype(bool).sum()),
-        "counterfactual_rows": len(outcomes) - len(actual),
-    }
+def _day_keys(times: pd.Series) -> np.ndarray:
+    """Partition keys (UTC day of signal time) of many times: one strftime per distinct day."""
+    days = to_ns(times) // _DAY_NS
+    uniq, inverse = np.unique(days, return_inverse=True)
+    keys = np.array([pd.Timestamp(int(d) * _DAY_NS).strftime(DAY_FORMAT) for d in uniq], object)
+    return keys[inverse] if len(days) else np.array([], object)  # type: ignore[no-any-return]
+
+
+def outcome_figures_by_day(window: pd.DataFrame, written: pd.DataFrame) -> dict[str, dict]:
+    """Each day's own figures (partition key -> metadata) from the window's rows in memory:
+    rows, the actual signals and their statuses, fill rate, win rate (first target before
+    the stop), profitable rate (R > 0), expectancy in R, ambiguous rows, counterfactual rows,
+    rows written this run."""
+    if window.empty:
+        return {}
+    actual = (window["entry_mode"] == "actual").to_numpy()
+    status = window["status"].to_numpy()
+    closed = actual & (status == "CLOSED")
+    r = np.where(closed, window["r_multiple"].to_numpy(np.float64), 0.0)
+    parts = pd.DataFrame(
+        {
+            "day": _day_keys(window["signal_time"]),
+            "rows": 1,
+            "signals": actual,
+            "closed": closed,
+            "open": actual & (status == "OPEN"),
+            "not_filled": actual & (status == "NOT_FILLED"),
+            "filled": actual & window["filled_at"].notna().to_numpy(),
+            "won": closed & window["first_target_hit"].to_numpy(bool),
+            "profitable": closed & (r > 0),
+            "r": r,
+            "ambiguous": window["ambiguous"].to_numpy(bool),
+        }
+    )
+    sums = parts.groupby("day").sum()
+    wrote = pd.Series(_day_keys(written["signal_time"])).value_counts() if len(written) else {}
+    out = {}
+    for day, g in sums.iterrows():
+        closed_n, decided = int(g["closed"]), int(g["filled"] + g["not_filled"])
+        out[str(day)] = {
+            "dagster/row_count": int(g["rows"]),
+            "signals": int(g["signals"]),
+            "closed": closed_n,
+            "open": int(g["open"]),
+            "not_filled": int(g["not_filled"]),
+            "fill_rate": float(g["filled"] / decided) if decided else 0.0,
+            "win_rate": float(g["won"] / closed_n) if closed_n else 0.0,
+            "profitable_rate": float(g["profitable"] / closed_n) if closed_n else 0.0,
+            "expectancy_r": float(g["r"] / closed_n) if closed_n else 0.0,
+            "ambiguous": int(g["ambiguous"]),
+            "counterfactual_rows": int(g["rows"] - g["signals"]),
+            "rows_written": int(wrote.get(day, 0)),
+        }
+    return out
+
+
+_NO_OUTCOMES = {
+    "dagster/row_count": 0, "signals": 0, "closed": 0, "open": 0, "not_filled": 0,
+    "fill_rate": 0.0, "win_rate": 0.0, "profitable_rate": 0.0, "expectancy_r": 0.0,
+    "ambiguous": 0, "counterfactual_rows": 0, "rows_written": 0,
+}  # fmt: skip
+
+
+class OutcomeRunConfig(dg.Config):
+    """``recompute_decided``: re-read every signal of the window, settled ones too (after
+    a change of the trade rule or its settings); the ERROR check then compares them all."""
+
+    recompute_decided: bool = False
 
 
 @dg.asset(
@@ -78,45 +127,51 @@ def _outcome_metadata(outcomes: pd.DataFrame) -> dict[str, float | int]:
     ],
 )
 def signal_outcomes_asset(
-    context: dg.AssetExecutionContext, database: DatabaseResource, app_config: ConfigResource
+    context: dg.AssetExecutionContext,
+    config: OutcomeRunConfig,
+    database: DatabaseResource,
+    app_config: ConfigResource,
 ) -> dg.MaterializeResult:
     """What every signal of the window (both sources) did after it fired, from candles
     closed by now: the actual trade and, for MTF signals, the market and candidate entries
-    (``alphapulse_dagster/analytics``). The contract (exit after fill, R from the prices,
-    MFE/MAE ≥ 0) must hold before anything is written; a decided outcome that changed since
-    the last run fails the ERROR check."""
+    (``alphapulse_dagster/analytics``). Settled signals (every outcome decided before the
+    last day of data) are not re-read; only the rows that changed are written
+    (``analytics/outcome_store.py``). The contract (exit after fill, R from the prices,
+    MFE/MAE ≥ 0) must hold before anything is written; a decided outcome that changed when
+    re-read fails the ERROR check. Each day partition gets its own figures."""
     since, until = asset_window(context)
     engine = database.get_engine()
     rule = trade_rule(app_config.load())
-    with engine.connect() as connection:
-        previous = load_outcomes(connection, since, until)
-    outcomes = compute_outcomes(engine, since, until, rule, run_now(context))
-    contract = contract_check(
-        SignalOutcomeFrame, outcomes, asset_key="signal_outcomes", check_name=OUTCOME_CONTRACT
+    refresh = plan_refresh(
+        engine, since, until, rule, run_now(context), recompute_decided=config.recompute_decided
     )
-    changed = changed_decisions(previous, outcomes)
+    contract = contract_check(
+        SignalOutcomeFrame, refresh.fresh, asset_key="signal_outcomes", check_name=OUTCOME_CONTRACT
+    )
+    changed = changed_decisions(refresh.previous, refresh.fresh)
     stable = dg.AssetCheckResult(
         asset_key="signal_outcomes",
         check_name=DECIDED_OUTCOMES_UNCHANGED,
         passed=changed.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "decided_before": int(previous["status"].isin(["CLOSED", "NOT_FILLED"]).sum()),
+            "decided_before": int(refresh.previous["status"].isin(["CLOSED", "NOT_FILLED"]).sum()),
             "changed": len(changed),
             "changes": dg.MetadataValue.md(changed.head(20).to_markdown() if len(changed) else "-"),
         },
     )
     if not contract.passed:
         context.log.error("signal outcomes break their contract; nothing written")
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": 0, "rows_computed": len(outcomes)},
-            check_results=[contract, stable],
-        )
-    written = write_outcomes(engine, outcomes, since, until)
-    metadata = _outcome_metadata(outcomes) if len(outcomes) else {"dagster/row_count": 0}
-    return dg.MaterializeResult(
-        metadata={**metadata, "rows_written": written}, check_results=[contract, stable]
+        return dg.MaterializeResult(check_results=[contract, stable])
+    written = write_refresh(engine, refresh)
+    context.log.info(
+        f"{len(refresh.fresh)} outcome rows recomputed, {written} written, "
+        f"{len(refresh.window) - len(refresh.fresh)} settled rows kept"
     )
+    by_day = outcome_figures_by_day(refresh.window, refresh.rows_to_write)
+    for day in context.partition_keys:
+        context.add_asset_metadata(by_day.get(day, _NO_OUTCOMES), partition_key=day)
+    return dg.MaterializeResult(check_results=[contract, stable])
 
 
 @dg.asset(
@@ -132,29 +187,49 @@ def strategy_performance_asset(
 ) -> dg.MaterializeResult:
     """Per day of signal time: N, fill rate, win rate, expectancy in R with a seeded
     bootstrap interval, profit factor, drawdown, MFE/MAE and entry improvement per
-    entry strategy and per entry mode, and the paired refined-vs-market ΔR
-    (``analytics/strategy_performance.py``). Metadata: the window's own figures."""
+    entry strategy, entry mode and source, and the paired refined-vs-market ΔR
+    (``analytics/strategy_performance.py``). Each day partition gets its own figures."""
     since, until = asset_window(context)
     engine = database.get_engine()
     with engine.connect() as connection:
-        outcomes = load_outcomes(connection, since, until)
+        outcomes = load_outcomes(connection, since, until, columns=PERFORMANCE_COLUMNS)
     days = [datetime.strptime(d, DAY_FORMAT).replace(tzinfo=UTC) for d in days_in(since, until)]
     rows = daily_rows(outcomes, days, run_now(context))
-    written = write_daily_rows(engine, rows, since, until)
-    window = evaluate(outcomes) if len(outcomes) else None
-    metadata: dict[str, float | int] = {"dagster/row_count": written, "rows_written": written}
-    if window is not None:
-        everything = evaluate(outcomes, "source")["groups"]
-        closed = sum(g["n"] for g in everything)
-        metadata["closed_trades"] = closed
-        for figure in ("expectancy_r", "win_rate", "fill_rate"):
-            values = [(g[figure], g["n"]) for g in everything if g[figure] is not None]
-            weight = sum(n for _, n in values)
-            metadata[figure] = sum(v * n for v, n in values) / weight if weight else 0.0
-        paired = window["paired"]
-        metadata["paired_n"] = paired["n"]
-        metadata["paired_delta_r"] = paired["delta_r"] if paired["delta_r"] is not None else 0.0
-    return dg.MaterializeResult(metadata=metadata)
+    write_daily_rows(engine, rows, since, until)
+    by_day = performance_figures_by_day(rows)
+    for day in context.partition_keys:
+        context.add_asset_metadata(by_day.get(day, _NO_PERFORMANCE), partition_key=day)
+    return dg.MaterializeResult()
+
+
+_NO_PERFORMANCE = {
+    "dagster/row_count": 0, "closed_trades": 0, "expectancy_r": 0.0, "win_rate": 0.0,
+    "fill_rate": 0.0, "paired_n": 0, "paired_delta_r": 0.0,
+}  # fmt: skip
+
+
+def performance_figures_by_day(rows: list[dict]) -> dict[str, dict]:
+    """Each day's own figures from its ``strategy_performance`` rows: rows, closed trades,
+    and expectancy, win rate and fill rate over every source (weighted by each source's N),
+    and the day's paired ΔR with its N."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        day = row["day"].strftime(DAY_FORMAT)
+        figures = out.setdefault(day, {**_NO_PERFORMANCE, "_weights": {}})
+        figures["dagster/row_count"] += 1
+        if row["group_by"] == "source":
+            figures["closed_trades"] += row["n"]
+            for name in ("expectancy_r", "win_rate", "fill_rate"):
+                if row[name] is not None:
+                    total, weight = figures["_weights"].get(name, (0.0, 0))
+                    figures["_weights"][name] = (total + row[name] * row["n"], weight + row["n"])
+        elif row["group_by"] == "paired":
+            figures["paired_n"] = row["n"]
+            figures["paired_delta_r"] = row["expectancy_r"] or 0.0
+    for figures in out.values():
+        for name, (total, weight) in figures.pop("_weights").items():
+            figures[name] = total / weight if weight else 0.0
+    return out
 
 
 analytics_job = dg.define_asset_job(

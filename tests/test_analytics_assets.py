@@ -135,3 +135,32 @@ def test_report_command_prints_the_groups(desk: str) -> None:
     assert {g["key"] for g in body["groups"]} == {"actual", "market"}
     bad = subprocess.run([*cmd, "--group-by", "colour"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "group-by" in bad.stderr
+
+
+def _metadata_by_partition(result: dg.ExecuteInJobResult) -> dict[tuple[str, str], dict]:
+    return {
+        (e.asset_key.to_user_string(), e.partition): {
+            k: v.value for k, v in e.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_a_range_run_records_each_days_own_figures(desk: str) -> None:
+    # the run covers 06-02 and 06-03; only 06-03 has signals (a LONG that reached its last
+    # target, +3.33 R, and a SHORT stopped, -1 R): each partition gets its own day's numbers
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(desk, instance)
+    assert result.success
+    meta = _metadata_by_partition(result)
+    day1, day2 = meta[("signal_outcomes", "2019-06-02")], meta[("signal_outcomes", "2019-06-03")]
+    assert (day1["signals"], day1["closed"], day1["dagster/row_count"]) == (0, 0, 0)
+    assert (day2["signals"], day2["closed"], day2["dagster/row_count"]) == (2, 2, 4)
+    assert (day2["win_rate"], day2["fill_rate"], day2["rows_written"]) == (0.5, 1.0, 4)
+    assert day2["expectancy_r"] == pytest.approx((400 / 120 - 1) / 2)
+    perf1 = meta[("strategy_performance", "2019-06-02")]
+    perf2 = meta[("strategy_performance", "2019-06-03")]
+    assert (perf1["closed_trades"], perf1["dagster/row_count"]) == (0, 0)
+    assert (perf2["closed_trades"], perf2["win_rate"]) == (2, 0.5)
+    assert perf2["expectancy_r"] == pytest.approx((400 / 120 - 1) / 2)
+    assert perf2["paired_n"] == 2

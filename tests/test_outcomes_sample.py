@@ -125,7 +125,7 @@ def test_outcomes_on_the_sample_equal_a_plain_per_bar_loop(sample_engine: sa.Eng
     plan = mtf_plan(signals.rename(columns={"entry_analysis": "analysis"}))
     assert set(plan["entry_mode"]) >= {"actual", "market", "FIBONACCI_618", "ORDER_BLOCK"}
     with sample_engine.connect() as connection:
-        outcomes = evaluate_outcomes(plan, candle_reader(connection, END), RULE, END)
+        outcomes = evaluate_outcomes(plan, candle_reader(connection, END, plan), RULE, END)
         frames = {
             s: load_candles(connection, [s], "1h", START, END) for s in plan["symbol"].unique()
         }

@@ -16,9 +16,12 @@ from fastapi.testclient import TestClient
 from alphapulse_dagster.analytics.outcome_store import (
     compute_outcomes,
     load_outcomes,
+    plan_refresh,
     signal_outcome,
     write_outcomes,
+    write_refresh,
 )
+from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import strategy_report
 from alphapulse_dagster.api import ApiSettings, create_app
 from alphapulse_dagster.db.tables import ai_signals_mtf, signals
@@ -220,3 +223,26 @@ def test_finer_stored_candles_order_a_bar_that_touched_stop_and_target(engine: s
     assert resolved.at["actual", "exit_reason"] == "TARGET"
     assert not bool(resolved.at["actual", "ambiguous"])
     assert resolved.at["actual", "exit_at"] == pd.Timestamp(T0 + quarter)
+
+
+def test_a_refresh_rereads_and_writes_only_what_can_change(desk: sa.Engine) -> None:
+    # an hour after T0 the LONG limit has filled and is open; the SHORT limit is pending
+    early = plan_refresh(desk, SINCE, UNTIL, RULE, T0 + H)
+    assert len(early.fresh) == 6 and len(early.rows_to_write) == 6  # all new
+    assert write_refresh(desk, early) == 6
+    open_then = set(early.fresh.loc[early.fresh["status"] == "OPEN", "signal_id"])
+    assert refined_signal()["signal_id"] in open_then
+    # at AS_OF every outcome is decided: the open signals are re-read and rewritten
+    decided = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF)
+    assert decided.changed == open_then
+    assert write_refresh(desk, decided) == len(decided.rows_to_write)
+    assert set(_outcomes(desk)["status"]) == {"CLOSED"}
+    # two days on, every MTF signal settled (decided more than a day of data before): only
+    # the TradingView signal is re-read, nothing changed, nothing written
+    later = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2))
+    assert set(later.fresh["signal_id"]) == {TV_ID} and later.changed == set()
+    assert write_refresh(desk, later) == 0 and len(later.window) == 6
+    # re-reading the decided ones on purpose finds them unchanged
+    full = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2), recompute_decided=True)
+    assert len(full.fresh) == 6 and full.changed == set()
+    assert changed_decisions(full.previous, full.fresh).empty

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from alphapulse_dagster.market.timeframes import normalise_interval
-from alphapulse_dagster.market.trading_session import market_session
+from alphapulse_dagster.market.trading_session import market_sessions
 
 ACTUAL, MARKET = "actual", "market"
 NOT_FILLED = "NOT_FILLED"
@@ -84,7 +84,7 @@ def mtf_plan(signals: pd.DataFrame) -> pd.DataFrame:
             "entry_strategy": s["entry_strategy"],
             "entry_pattern": s["entry_pattern"],
             "htf_agreement": s["htf_agreement"],
-            "session": [market_session(pd.Timestamp(t).to_pydatetime()) for t in s["timestamp"]],
+            "session": market_sessions(s["timestamp"]),
             "consensus_size": [v[0] for v in votes],
             "heads": [v[1] for v in votes],
             "placed_at": s["timestamp"],

@@ -1,23 +1,47 @@
-"""``signal_outcomes`` in the database: read the signals of a window, read their candles,
-compute and rewrite the window's outcomes (delete, insert: idempotent), read them back.
+"""``signal_outcomes`` in the database: read the signals of a window and their candles,
+compute the outcomes that can still change, write the rows that changed, read them back.
 
 A window is a range of *signal* time ``[since, until)``; its outcomes are read from every
 candle closed by ``as_of``, so a signal of an earlier day keeps being followed as new
 candles arrive until its outcome is decided.
+
+**What a refresh recomputes.** A decided outcome (``CLOSED``, ``NOT_FILLED``) never changes
+when later candles arrive (the trade rule's truncation property, and an ERROR check of the
+asset), so an MTF signal is *settled* — not read again — once all its outcomes are decided
+and none was decided in the last ``RECHECK`` of data (exit, or signal time for an unfilled
+limit). A refresh recomputes the new MTF signals, those with an ``OPEN`` outcome, those
+decided within ``RECHECK`` (all their entry modes: the decided ones are compared with what
+is stored, against the candles that came after — the check), and every TradingView signal
+of the window (few; their reported EXIT can still arrive). ``recompute_decided``
+recomputes everything (after a change of the rule or its settings).
+
+**What it writes.** Only signals whose rows changed: new, vanished, differing in a compared
+field, or ``OPEN`` (its ``evaluated_at`` moves on); each such signal's rows are replaced
+(delete, insert) in one transaction. Re-running a window therefore writes nothing new
+(idempotent).
+
+Reads are column-wise (``db/columns.read_frame``); inserts are :func:`db.columns.insert_frame`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, select
 
 from alphapulse_dagster.analytics.entry_modes import PLAN_COLUMNS, mtf_plan, tradingview_plan
-from alphapulse_dagster.analytics.outcomes import OUTCOME_COLUMNS, BarsFor, evaluate_outcomes
-from alphapulse_dagster.db.bulk import insert_rows
+from alphapulse_dagster.analytics.outcomes import (
+    DECISION_FIELDS,
+    OUTCOME_COLUMNS,
+    BarsFor,
+    evaluate_outcomes,
+)
+from alphapulse_dagster.db.bulk import in_ids
+from alphapulse_dagster.db.columns import insert_frame, read_frame
 from alphapulse_dagster.db.tables import (
     ai_signals_mtf,
     mtf_entry_analysis_history,
@@ -25,23 +49,59 @@ from alphapulse_dagster.db.tables import (
     signals,
 )
 from alphapulse_dagster.market.bar_series import BarSeries
-from alphapulse_dagster.market.candle_store import load_bar_series
+from alphapulse_dagster.market.candle_store import load_bar_series_of
 from alphapulse_dagster.signals.trade_management import TradeRule
 
-_TIME_COLUMNS = ("signal_time", "filled_at", "exit_at", "evaluated_at")
+# the columns of ai_signals_mtf the entry modes read (entry_modes.mtf_plan)
+_MTF_COLUMNS = (
+    "signal_id", "symbol", "direction", "signal_timeframe", "entry_timeframe", "timestamp",
+    "model_heads_analysis", "market_price", "entry_price", "stop_loss", "take_profits",
+    "entry_strategy", "entry_pattern", "atr", "htf_agreement", "expires_at",
+)  # fmt: skip
+# what a refresh compares to decide that a stored row changed
+COMPARED = (*DECISION_FIELDS, "entry_price", "reported_exit_price", "reported_exit_reason")
+# the stored columns a refresh reads: the compared ones and what the metadata needs
+STORED_COLUMNS = ["signal_id", "entry_mode", "signal_time", *dict.fromkeys(COMPARED)]
 
 
-def mtf_signals(connection: Connection, since: datetime, until: datetime) -> pd.DataFrame:
-    """``ai_signals_mtf`` rows with signal time in ``[since, until)`` and their analysis."""
+# decided outcomes this recent (in data time) are re-read once more against later candles
+RECHECK = timedelta(days=1)
+
+
+def settled(signal_id: ColumnElement[Any], recheck_since: datetime) -> ColumnElement[bool]:
+    """The signal has outcomes, none ``OPEN`` and none decided since ``recheck_since``
+    (an exit, or the signal time of an unfilled limit, at or after it)."""
+    o = signal_outcomes.c
+    has_rows = exists().where(o.signal_id == signal_id)
+    pending = exists().where(
+        o.signal_id == signal_id,
+        (o.status == "OPEN")
+        | (o.exit_at >= recheck_since)
+        | ((o.status == "NOT_FILLED") & (o.signal_time >= recheck_since)),
+    )
+    return has_rows & ~pending
+
+
+def mtf_signals(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    *,
+    settled_before: datetime | None = None,
+) -> pd.DataFrame:
+    """``ai_signals_mtf`` rows with signal time in ``[since, until)`` and their analysis
+    (with ``settled_before``: only the signals not :func:`settled` by then)."""
     s, h = ai_signals_mtf.c, mtf_entry_analysis_history.c
     query = (
-        select(ai_signals_mtf, h.analysis)
+        select(*(s[c] for c in _MTF_COLUMNS), h.analysis)
         .select_from(
             ai_signals_mtf.outerjoin(mtf_entry_analysis_history, h.signal_id == s.signal_id)
         )
         .where(s.timestamp >= since, s.timestamp < until)
     )
-    return pd.DataFrame(connection.execute(query).mappings().all())
+    if settled_before is not None:
+        query = query.where(~settled(s.signal_id, settled_before))
+    return read_frame(connection, query)
 
 
 def tradingview_signals(connection: Connection, since: datetime, until: datetime) -> pd.DataFrame:
@@ -54,15 +114,22 @@ def tradingview_signals(connection: Connection, since: datetime, until: datetime
         c.created_at, c.confirmed_at, c.entry_price, c.stop_loss, c.targets, c.session,
         c.exit_price, c.exit_reason,
     ).where(c.source != "alphapulse", moment >= since, moment < until)  # fmt: skip
-    return pd.DataFrame(connection.execute(query).mappings().all())
+    return read_frame(connection, query)
 
 
-def plan_window(connection: Connection, since: datetime, until: datetime) -> pd.DataFrame:
-    """Every trade (signal × entry mode) of the window, both sources."""
+def plan_window(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    *,
+    settled_before: datetime | None = None,
+) -> pd.DataFrame:
+    """Every trade (signal × entry mode) of the window, both sources (MTF signals not
+    :func:`settled` by ``settled_before`` only, when given)."""
     parts = [
         p
         for p in (
-            mtf_plan(mtf_signals(connection, since, until)),
+            mtf_plan(mtf_signals(connection, since, until, settled_before=settled_before)),
             tradingview_plan(tradingview_signals(connection, since, until)),
         )
         if len(p)
@@ -70,11 +137,19 @@ def plan_window(connection: Connection, since: datetime, until: datetime) -> pd.
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PLAN_COLUMNS)
 
 
-def candle_reader(connection: Connection, as_of: datetime) -> BarsFor:
-    """Bars of one instrument and timeframe from the ``candles`` table, up to ``as_of``."""
+def candle_reader(connection: Connection, as_of: datetime, plan: pd.DataFrame) -> BarsFor:
+    """Bars (and finer bars) of every instrument and timeframe of ``plan`` from the
+    ``candles`` table, up to ``as_of``: read column-wise, one query per timeframe, from the
+    earliest trade of that timeframe on."""
+    loaded: dict[tuple[str, str], tuple[BarSeries, BarSeries | None]] = {}
+    for timeframe, rows in plan.groupby("timeframe").groups.items() if len(plan) else ():
+        part = plan.loc[rows]
+        start = pd.Timestamp(part["placed_at"].min()).to_pydatetime()
+        series = load_bar_series_of(connection, part["symbol"], str(timeframe), start, as_of)
+        loaded.update({(s, str(timeframe)): bars for s, bars in series.items()})
 
     def bars_for(symbol: str, timeframe: str, start: datetime) -> tuple[BarSeries, Any]:
-        return load_bar_series(connection, symbol, timeframe, start, as_of)
+        return loaded[(symbol, timeframe)]
 
     return bars_for
 
@@ -82,33 +157,100 @@ def candle_reader(connection: Connection, as_of: datetime) -> BarsFor:
 def compute_outcomes(
     engine: Engine, since: datetime, until: datetime, rule: TradeRule, as_of: datetime
 ) -> pd.DataFrame:
-    """The window's outcome rows as of ``as_of`` (nothing written)."""
+    """The window's outcome rows as of ``as_of``, every signal recomputed (nothing
+    written)."""
     with engine.connect() as connection:
         plan = plan_window(connection, since, until)
-        return evaluate_outcomes(plan, candle_reader(connection, as_of), rule, as_of)
+        return evaluate_outcomes(plan, candle_reader(connection, as_of, plan), rule, as_of)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame[OUTCOME_COLUMNS].copy()
-    for c in _TIME_COLUMNS:
-        stamps = pd.to_datetime(out[c], utc=True)
-        out[c] = pd.Series(stamps.dt.to_pydatetime(), index=out.index, dtype=object)
-    out = out.astype(object).where(out.notna(), None)
-    out["ambiguous"] = out["ambiguous"].map(bool)
-    return out.to_dict("records")  # type: ignore[return-value]
+@dataclass(frozen=True)
+class OutcomeRefresh:
+    """A planned refresh of a window (module docstring). ``fresh``: the recomputed rows;
+    ``previous``: the stored rows of the recomputed signals; ``changed``: the signals whose
+    rows are to be replaced; ``window``: every row of the window once written (the stored
+    rows of settled signals and the fresh rows; ``STORED_COLUMNS``)."""
+
+    fresh: pd.DataFrame
+    previous: pd.DataFrame
+    changed: set[str]
+    window: pd.DataFrame
+
+    @property
+    def rows_to_write(self) -> pd.DataFrame:
+        return self.fresh[self.fresh["signal_id"].isin(self.changed)]
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Element-wise equality with missing == missing (NaN, None, NaT)."""
+    if a.dtype.kind in "fiub" and b.dtype.kind in "fiub":
+        x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
+        return np.asarray((x == y) | (np.isnan(x) & np.isnan(y)))
+    missing = a.isna().to_numpy() & b.isna().to_numpy()
+    return np.asarray(missing | (a.to_numpy(object) == b.to_numpy(object)))
+
+
+def _changed_signals(previous: pd.DataFrame, fresh: pd.DataFrame) -> set[str]:
+    key = ["signal_id", "entry_mode"]
+    merged = fresh[[*key, *COMPARED]].merge(
+        previous[[*key, *COMPARED]], on=key, how="outer", suffixes=("", "_was"), indicator=True
+    )
+    differs = (
+        (merged["_merge"] != "both").to_numpy()
+        | (merged["status"] == "OPEN").to_numpy()
+        | (merged["status_was"] == "OPEN").to_numpy()
+    )
+    for field in COMPARED:
+        differs = differs | ~_same(merged[field], merged[f"{field}_was"])
+    return set(merged.loc[differs, "signal_id"].tolist())
+
+
+def plan_refresh(
+    engine: Engine,
+    since: datetime,
+    until: datetime,
+    rule: TradeRule,
+    as_of: datetime,
+    *,
+    recompute_decided: bool = False,
+) -> OutcomeRefresh:
+    """Read what is stored, recompute what can still change (nothing written)."""
+    with engine.connect() as connection:
+        stored = load_outcomes(connection, since, until, columns=STORED_COLUMNS)
+        recheck = None if recompute_decided else as_of - RECHECK
+        plan = plan_window(connection, since, until, settled_before=recheck)
+        fresh = evaluate_outcomes(plan, candle_reader(connection, as_of, plan), rule, as_of)
+    recomputed = stored["signal_id"].isin(set(plan["signal_id"]))
+    previous = stored[recomputed.to_numpy()]
+    kept = stored[~recomputed.to_numpy()]
+    window = pd.concat([kept, fresh[STORED_COLUMNS]], ignore_index=True) if len(fresh) else kept
+    return OutcomeRefresh(fresh, previous, _changed_signals(previous, fresh), window)
+
+
+def write_refresh(engine: Engine, refresh: OutcomeRefresh) -> int:
+    """Replace the rows of the changed signals in one transaction; rows written."""
+    rows = refresh.rows_to_write
+    replaced = set(refresh.previous["signal_id"]) & refresh.changed
+    with engine.begin() as connection:
+        if replaced:
+            o = signal_outcomes.c
+            connection.execute(
+                delete(signal_outcomes).where(in_ids(connection, o.signal_id, replaced))
+            )
+        insert_frame(connection, signal_outcomes, rows[OUTCOME_COLUMNS])
+    return len(rows)
 
 
 def write_outcomes(engine: Engine, outcomes: pd.DataFrame, since: datetime, until: datetime) -> int:
     """Replace the window's rows with ``outcomes`` in one transaction; rows written."""
-    rows = _records(outcomes) if len(outcomes) else []
     with engine.begin() as connection:
         connection.execute(
             delete(signal_outcomes).where(
                 signal_outcomes.c.signal_time >= since, signal_outcomes.c.signal_time < until
             )
         )
-        insert_rows(connection, signal_outcomes, rows)
-    return len(rows)
+        insert_frame(connection, signal_outcomes, outcomes[OUTCOME_COLUMNS])
+    return len(outcomes)
 
 
 def load_outcomes(
@@ -134,15 +276,7 @@ def load_outcomes(
         query = query.where(o.symbol == symbol)
     if entry_modes is not None:
         query = query.where(o.entry_mode.in_(entry_modes))
-    rows = [tuple(row) for row in connection.execute(query)]  # see load_candles
-    frame = pd.DataFrame(rows, columns=columns or OUTCOME_COLUMNS)
-    for c in _TIME_COLUMNS:
-        if c in frame:
-            frame[c] = pd.to_datetime(frame[c], utc=True)
-    for c in ("r_multiple", "mfe_r", "mae_r", "entry_improvement_bps"):
-        if c in frame:
-            frame[c] = frame[c].astype(np.float64)
-    return frame
+    return read_frame(connection, query)
 
 
 def signal_outcome(connection: Connection, signal_id: str) -> dict[str, Any] | None:

@@ -20,7 +20,9 @@ import pandas as pd
 
 from alphapulse_dagster.market.bar_series import BarSeries, to_ns
 from alphapulse_dagster.signals.trade_management import (
+    EXIT_REASONS,
     NOT_FILLED,
+    TradeResults,
     TradeRule,
     Trades,
     manage_trades,
@@ -44,6 +46,16 @@ _DESCRIPTIVE = [
 
 # (symbol, timeframe, first time needed) -> the bars and, when stored, a finer timeframe's
 BarsFor = Callable[[str, str, datetime], tuple[BarSeries, BarSeries | None]]
+
+
+def _no_trades() -> TradeResults:
+    """The results of no trade: the dtype of every field."""
+    i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    none = Trades(i, f, f, f, f, i, i, np.zeros(0, bool))
+    return manage_trades(none, BarSeries(i, f, f, f, f, 3600 * 10**9), TradeRule(), 0)
+
+
+_EMPTY = _no_trades()
 
 
 def _times(ns: np.ndarray) -> pd.Series:
@@ -74,49 +86,53 @@ def _improvement_bps(rows: pd.DataFrame) -> np.ndarray:
 def evaluate_outcomes(
     plan: pd.DataFrame, bars_for: BarsFor, rule: TradeRule, as_of: datetime
 ) -> pd.DataFrame:
-    """Outcome rows for ``plan`` (``entry_modes.PLAN_COLUMNS``) as of ``as_of``."""
+    """Outcome rows for ``plan`` (``entry_modes.PLAN_COLUMNS``) as of ``as_of``, in signal
+    time order. The trade rule runs once per instrument on arrays of the whole plan; the
+    frame is assembled once (no frame per instrument)."""
     if plan.empty:
         return pd.DataFrame(columns=OUTCOME_COLUMNS)
     plan = plan.reset_index(drop=True)
     as_of_ns = int(to_ns(as_of)[0])
-    parts = []
+    n = len(plan)
     reported = plan["reported_status"].eq(NOT_FILLED).to_numpy()
-    if reported.any():
-        parts.append(_reported_not_filled(plan[reported], as_of))
-    evaluated = plan[~reported]
-    for (symbol, timeframe), idx in evaluated.groupby(["symbol", "timeframe"]).indices.items():
-        part = evaluated.iloc[idx].reset_index(drop=True)
-        start = pd.Timestamp(part["placed_at"].min()).to_pydatetime()
+    trades = _trades(plan)
+    out = {f: np.zeros(n, getattr(_EMPTY, f).dtype) for f in TradeResults.__dataclass_fields__}
+    horizon = np.zeros(n, np.int64)
+    read = np.zeros(n, bool)
+    evaluated = np.flatnonzero(~reported)
+    groups = plan.iloc[evaluated].groupby(["symbol", "timeframe"]).indices
+    for (symbol, timeframe), local in groups.items():
+        idx = evaluated[local]
+        start = pd.Timestamp(int(trades.placed_at[idx].min()), tz="UTC").to_pydatetime()
         bars, finer = bars_for(str(symbol), str(timeframe), start)
         if not len(bars):  # no candles for this instrument: no outcome to read
             continue
-        results = manage_trades(_trades(part), bars, rule, as_of_ns, finer)
+        results = manage_trades(trades.take(idx), bars, rule, as_of_ns, finer)
+        for f in out:
+            out[f][idx] = getattr(results, f)
         seen = int(np.searchsorted(bars.close_ns, as_of_ns, side="right"))
-        horizon = pd.Timestamp(int(bars.close_ns[seen - 1]) if seen else as_of_ns, tz="UTC")
-        frame = part[_DESCRIPTIVE].copy()
-        frame["status"] = results.status
-        # the price it filled at (a limit gapped through fills at the bar's open)
-        planned = frame["entry_price"].to_numpy(np.float64)
-        frame["entry_price"] = np.where(
-            np.isfinite(results.fill_price), results.fill_price, planned
-        )
-        frame["entry_improvement_bps"] = _improvement_bps(frame)
-        frame["filled_at"] = _times(results.filled_at)
-        frame["exit_at"] = _times(results.exit_at)
-        frame["exit_price"] = results.exit_price
-        frame["exit_reason"] = [results.reason(i) for i in range(len(part))]
-        frame["r_multiple"] = results.r_multiple
-        frame["mfe_r"], frame["mae_r"] = results.mfe_r, results.mae_r
-        frame["mfe_price"], frame["mae_price"] = results.mfe_price, results.mae_price
-        frame["bars_to_mfe"], frame["bars_held"] = results.bars_to_mfe, results.bars_held
-        frame["ambiguous"] = results.ambiguous
-        frame["first_target_hit"] = results.first_target_hit
-        frame["evaluated_at"] = horizon
-        parts.append(frame)
-    if not parts:
-        return pd.DataFrame(columns=OUTCOME_COLUMNS)
-    out = pd.concat(parts, ignore_index=True)[OUTCOME_COLUMNS]
-    return out.sort_values(["signal_time", "signal_id", "entry_mode"]).reset_index(drop=True)
+        horizon[idx] = int(bars.close_ns[seen - 1]) if seen else as_of_ns
+        read[idx] = True
+    rows = np.flatnonzero(read)
+    frame = plan.loc[rows, _DESCRIPTIVE].reset_index(drop=True)
+    r = {f: v[rows] for f, v in out.items()}
+    frame["status"] = r["status"]
+    # the price it filled at (a limit gapped through fills at the bar's open)
+    planned = frame["entry_price"].to_numpy(np.float64)
+    frame["entry_price"] = np.where(np.isfinite(r["fill_price"]), r["fill_price"], planned)
+    frame["entry_improvement_bps"] = _improvement_bps(frame)
+    frame["filled_at"] = _times(r["filled_at"])
+    frame["exit_at"] = _times(r["exit_at"])
+    frame["exit_price"] = r["exit_price"]
+    frame["exit_reason"] = np.array(EXIT_REASONS, dtype=object)[r["exit_reason"]]
+    for f in ("r_multiple", "mfe_r", "mae_r", "mfe_price", "mae_price", "bars_to_mfe",
+              "bars_held", "ambiguous", "first_target_hit"):  # fmt: skip
+        frame[f] = r[f]
+    frame["evaluated_at"] = _times(horizon[rows])
+    if reported.any():
+        frame = pd.concat([frame, _reported_not_filled(plan[reported], as_of)], ignore_index=True)
+    order = np.argsort(to_ns(frame["signal_time"]), kind="stable")
+    return frame.iloc[order][OUTCOME_COLUMNS].reset_index(drop=True)
 
 
 def _reported_not_filled(plan: pd.DataFrame, as_of: datetime) -> pd.DataFrame:

@@ -48,7 +48,7 @@ GROUP_KEYS = (
 )  # fmt: skip
 HEAD_PREFIX = "head:"
 MIN_N = 30
-_COLUMNS = [
+PERFORMANCE_COLUMNS = [
     "signal_id", "entry_mode", "source", "symbol", "signal_time", "signal_timeframe",
     "entry_strategy", "entry_pattern", "htf_agreement", "session", "consensus_size", "heads",
     "status", "filled_at", "exit_at", "r_multiple", "mfe_r", "mae_r", "entry_improvement_bps",
@@ -258,7 +258,7 @@ def strategy_report(
     modes = None if group_by == "entry_mode" else (ACTUAL, MARKET)
     outcomes = load_outcomes(
         connection, since, until, source=source, symbol=symbol, entry_modes=modes,
-        columns=_COLUMNS,
+        columns=PERFORMANCE_COLUMNS,
     )  # fmt: skip
     report = evaluate(outcomes, group_by, seed)
     report["filters"] = {
@@ -270,7 +270,7 @@ def strategy_report(
     return report
 
 
-DAILY_GROUPINGS = ("entry_strategy", "entry_mode")
+DAILY_GROUPINGS = ("entry_strategy", "entry_mode", "source")
 
 
 def daily_rows(

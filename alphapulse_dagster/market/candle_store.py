@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alphapulse_dagster.db.columns import read_frame
 from alphapulse_dagster.db.tables import candles
 from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 from alphapulse_dagster.market.resample import OHLCV
@@ -110,3 +111,54 @@ def load_bar_series(
         return bars, None
     fine = load_candles(connection, [symbol], fine_tf, start, end)
     return bars, bar_series(fine, duration(fine_tf))
+
+
+def load_bar_series_of(
+    connection: Connection, symbols: Iterable[str], timeframe: str, start: datetime, end: datetime
+) -> dict[str, tuple[BarSeries, BarSeries | None]]:
+    """:func:`load_bar_series` for many symbols at once: one column-wise read of the bars
+    (and one of the finer bars, for the symbols that have a finer timeframe stored), so a
+    year of 100 instruments costs two queries instead of two hundred."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    c = candles.c
+    stored = connection.execute(
+        select(c.symbol, c.timeframe)
+        .where(c.symbol.in_(wanted), c.open_time >= start, c.open_time < end)
+        .group_by(c.symbol, c.timeframe)
+    ).all()
+    bar = seconds(timeframe)
+    finer: dict[str, str] = {}
+    for symbol, tf in stored:
+        tf = str(tf)
+        if is_timeframe(tf) and seconds(tf) < bar and bar % seconds(tf) == 0:
+            if symbol not in finer or seconds(tf) < seconds(finer[symbol]):
+                finer[symbol] = tf
+    bars = _bars_by_symbol(connection, wanted, timeframe, start, end)
+    fine: dict[str, BarSeries] = {}
+    for fine_tf in sorted(set(finer.values())):
+        users = [s for s, tf in finer.items() if tf == fine_tf]
+        fine.update(_bars_by_symbol(connection, users, fine_tf, start, end))
+    return {s: (bars[s], fine.get(s)) for s in wanted}
+
+
+def _bars_by_symbol(
+    connection: Connection, symbols: list[str], timeframe: str, start: datetime, end: datetime
+) -> dict[str, BarSeries]:
+    c = candles.c
+    query = (
+        select(c.symbol, c.open_time, *(c[k] for k in ("open", "high", "low", "close")))
+        .where(
+            c.symbol.in_(symbols), c.timeframe == timeframe, c.open_time >= start, c.open_time < end
+        )
+        .order_by(c.symbol, c.open_time)
+    )
+    frame = read_frame(connection, query)
+    length = duration(timeframe)
+    by_symbol = frame.groupby("symbol", sort=False).indices if len(frame) else {}
+    empty = frame.iloc[:0]
+    return {
+        s: bar_series(frame.iloc[by_symbol[s]] if s in by_symbol else empty, length)
+        for s in symbols
+    }

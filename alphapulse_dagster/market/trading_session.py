@@ -6,7 +6,10 @@ Crypto trades around the clock; the session says which book is most active.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
 
 from alphapulse_dagster.clock import as_utc
 
@@ -24,3 +27,10 @@ def market_session(moment: datetime) -> str:
         if hour < end_hour:
             return name
     raise AssertionError("unreachable: hour < 24")
+
+
+def market_sessions(moments: pd.Series) -> np.ndarray:
+    """:func:`market_session` of many moments at once (by their UTC hour)."""
+    by_hour = np.array([market_session(datetime(2000, 1, 1, h, tzinfo=UTC)) for h in range(24)])
+    hours = pd.to_datetime(moments, utc=True).dt.hour.to_numpy()
+    return by_hour.astype(object)[hours]  # type: ignore[no-any-return]

@@ -1,0 +1,136 @@
+"""Read a query's result column-wise into a DataFrame, and insert a DataFrame, without
+building a SQLAlchemy row or a dict per row.
+
+Reading hundreds of thousands of rows through SQLAlchemy builds a ``Row`` per row and a
+Python object per value: seconds for a year of candles or outcomes. On Postgres the query
+runs inside ``COPY … TO STDOUT (FORMAT csv)`` and pandas' C parser reads the text into
+typed columns; elsewhere (SQLite, small test databases) it is an ordinary fetch. Either
+way the columns come back typed by the query's own column types:
+
+- text → ``object`` (str, None for NULL); float → ``float64`` (NaN for NULL); integer →
+  ``float64`` when NULLs occur, else ``int64``; boolean → ``bool`` (NULL → False);
+- date-times → ``datetime64[ns, UTC]`` (NaT for NULL); JSON → the decoded value.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Float, Integer, Select, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from alphapulse_dagster.db.bulk import driver_connection, insert_rows, is_postgres
+
+_NULL = "\\N"  # the COPY's NULL: an empty string stays an empty string
+
+
+def _kind(column_type: TypeEngine[Any]) -> str:
+    kind = column_type.impl if isinstance(column_type, TypeDecorator) else column_type
+    for cls, name in ((DateTime, "time"), (JSON, "json"), (Boolean, "bool"),
+                      (Float, "float"), (Integer, "int")):  # fmt: skip
+        if isinstance(kind, cls):
+            return name
+    return "text"
+
+
+def read_frame(connection: Connection, query: Select[Any]) -> pd.DataFrame:
+    """The rows of ``query`` as a DataFrame, one typed column per selected column."""
+    names = [c.name for c in query.selected_columns]
+    kinds = {c.name: _kind(c.type) for c in query.selected_columns}
+    if is_postgres(connection):
+        frame = _copy_csv(connection, query, names, kinds)
+    else:
+        frame = pd.DataFrame([tuple(r) for r in connection.execute(query)], columns=names)
+    return _typed(frame, kinds)
+
+
+def _copy_csv(
+    connection: Connection, query: Select[Any], names: list[str], kinds: dict[str, str]
+) -> pd.DataFrame:
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv, NULL '{_NULL}')"
+    buffer = io.BytesIO()
+    with driver_connection(connection).cursor() as cursor:
+        with cursor.copy(statement, compiled.params) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    as_text = {n: str for n, k in kinds.items() if k in ("text", "time", "json", "bool")}
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+    return pd.read_csv(
+        buffer, header=None, names=names, dtype=as_text, na_values=[_NULL],
+        keep_default_na=False,
+    )  # fmt: skip
+
+
+def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    for name, kind in kinds.items():
+        column = frame[name]
+        if kind == "time":
+            frame[name] = pd.to_datetime(column, utc=True, format="ISO8601")
+        elif kind == "json":
+            frame[name] = [orjson.loads(v) if isinstance(v, str) else v for v in column.tolist()]
+        elif kind == "bool":
+            frame[name] = column.isin(["t", True, 1]).to_numpy(bool)
+        elif kind == "float":
+            frame[name] = column.astype(np.float64)
+        elif kind == "text":
+            frame[name] = column.astype(object).where(column.notna(), None)
+    return frame
+
+
+def _values(column: pd.Series, kind: str, postgres: bool) -> list[Any]:
+    """A column as the Python values one row of an insert carries (None for missing)."""
+    missing = column.isna().to_numpy()
+    if kind == "time":
+        stamps = pd.to_datetime(column, utc=True)
+        if postgres:  # COPY parses ISO text itself: no datetime object per value
+            text = np.datetime_as_string(stamps.dt.tz_localize(None).to_numpy(), unit="us")
+            values = np.char.add(text.astype(str), "+00:00").astype(object)
+        else:
+            values = np.asarray(stamps.dt.to_pydatetime(), dtype=object)
+    elif kind == "json":
+        values = np.array([orjson.dumps(v).decode() for v in column.tolist()], dtype=object)
+        missing = np.zeros(len(column), bool)  # None is JSON 'null', as SQLAlchemy writes it
+    elif kind == "bool":
+        values = column.astype(bool).to_numpy(object)
+    else:  # a float64 column gives Python floats, an int64 one Python ints
+        values = column.to_numpy(object)
+    values = values.copy()
+    values[missing] = None
+    if kind == "int" and column.dtype.kind not in "iu":  # e.g. 3.0 beside NaN
+        values[~missing] = [int(v) for v in values[~missing]]
+    return values.tolist()  # type: ignore[no-any-return]
+
+
+def insert_frame(connection: Connection, table: Table, frame: pd.DataFrame) -> int:
+    """``INSERT`` the rows of ``frame`` (columns named as ``table``'s) into ``table``,
+    converted column by column (not row by row); on Postgres through ``COPY``."""
+    if frame.empty:
+        return 0
+    postgres = is_postgres(connection)
+    names = list(frame.columns)
+    columns = [_values(frame[n], _kind(table.c[n].type), postgres) for n in names]
+    if not postgres:
+        insert_rows(
+            connection,
+            table,
+            [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)],
+        )
+        return len(frame)
+    preparer = connection.dialect.identifier_preparer
+    statement = (
+        f"COPY {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(n) for n in names)}) FROM STDIN"
+    )
+    with driver_connection(connection).cursor() as cursor, cursor.copy(statement) as copy:
+        for row in zip(*columns, strict=True):
+            copy.write_row(row)
+    return len(frame)
