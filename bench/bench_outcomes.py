@@ -193,7 +193,9 @@ def main() -> None:
 
 
 def _read_back(url: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The walks and signals of a database built before (``--build-only``)."""
+    """The walks and signals of a database built before (``--build-only``), its schema
+    brought up to date."""
+    upgrade(url)
     engine = make_engine(url)
     with engine.connect() as connection:
         frame = mtf_signals(connection, START, END)
