@@ -191,6 +191,8 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def _changed_signals(previous: pd.DataFrame, fresh: pd.DataFrame) -> set[str]:
+    if previous.empty:  # nothing stored for them: every recomputed signal is new
+        return set(fresh["signal_id"].tolist())
     key = ["signal_id", "entry_mode"]
     merged = fresh[[*key, *COMPARED]].merge(
         previous[[*key, *COMPARED]], on=key, how="outer", suffixes=("", "_was"), indicator=True
