@@ -36,6 +36,8 @@ Scenarios:
 
 Run:  flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python \\
           bench/bench_backfill.py --stack prod --scenario sample --scenario synthetic
+
+``--core-only`` skips the Dagster run and times the core path alone (for work on the core).
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def core_only(env: dict[str, str], first: str, last: str, url: str) -> dict:
     }
 
 
-def run(scenario: str, stack: str) -> dict:
+def run(scenario: str, stack: str, core_alone: bool = False) -> dict:
     first, last = SCENARIOS[scenario]
     work = Path(tempfile.mkdtemp(prefix=f"bench_backfill_{scenario}_"))
     try:
@@ -204,7 +206,8 @@ def run(scenario: str, stack: str) -> dict:
             shutil.copy(ROOT / "deploy" / "dagster.dev.yaml", home / "dagster.yaml")
             instance_env = {"DAGSTER_HOME": str(home)}
             app_url = f"sqlite:///{work / 'dagster.db'}"
-            dagster = through_dagster(env, first, last, app_url, instance_env)
+            if not core_alone:
+                dagster = through_dagster(env, first, last, app_url, instance_env)
             core = core_only(env, first, last, f"sqlite:///{work / 'core.db'}")
         else:
             from tests.dagster_stack import database_url, prod_dagster_home, scratch_databases
@@ -214,11 +217,14 @@ def run(scenario: str, stack: str) -> dict:
                 instance_env = prod_dagster_home(work / "dagster_home", admin, names[0])
                 instance_env["DAGSTER_EVENT_BATCH_SIZE"] = EVENT_BATCH_SIZE
                 app_url = database_url(admin, names[1])
-                dagster = through_dagster(env, first, last, app_url, instance_env)
+                if not core_alone:
+                    dagster = through_dagster(env, first, last, app_url, instance_env)
                 core = core_only(env, first, last, database_url(admin, names[2]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     days = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).days + 1
+    if core_alone:
+        return {"stack": stack, "scenario": scenario, "range": f"{first}...{last}", "core": core}
     return {
         "stack": stack,
         "scenario": scenario,
@@ -235,9 +241,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument("--stack", choices=("prod", "dev"), default="prod")
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="time only the core path (no Dagster run): for work on the core itself",
+    )
     args = parser.parse_args()
     for scenario in args.scenario or ["sample"]:
-        print(json.dumps(run(scenario, args.stack)), flush=True)
+        print(json.dumps(run(scenario, args.stack, args.core_only)), flush=True)
 
 
 if __name__ == "__main__":
