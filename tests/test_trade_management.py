@@ -319,3 +319,33 @@ def test_first_target_hit_is_the_first_target_before_the_stop() -> None:
     unfilled = run(trade(), series([(103, 104, 101, 102)] * 4))
     assert unfilled.status[0] == "NOT_FILLED" and not unfilled.first_target_hit[0]
     assert np.isnan(unfilled.fill_price[0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), gaps=st.integers(0, 40))
+def test_fill_known_at_and_decided_at_give_the_outcome_as_of_every_earlier_horizon(
+    seed: int, gaps: int
+) -> None:
+    """One call at the end says what a call at any earlier time would have said: OPEN
+    before ``decided_at``, the final result from it on; filled from ``fill_known_at`` on.
+    Bars go missing here and there (weekends, outages) so expiries and time exits are
+    decided by a later bar than their deadline."""
+    walk = _walk(seed, 200)
+    keep = np.ones(200, bool)
+    keep[np.random.default_rng(seed + 2).choice(np.arange(1, 200), gaps, replace=False)] = False
+    columns = ("open_ns", "open", "high", "low", "close")
+    bars = BarSeries(*(getattr(walk, f)[keep] for f in columns), H_NS)
+    trades = _random_trades(seed, walk, 60)
+    rule = TradeRule(4, 12)
+    end = manage_trades(trades, bars, rule, int(bars.close_ns[-1]))
+    decided = end.status != "OPEN"
+    assert (end.decided_at[decided] > NO_TIME).all() and (end.decided_at[~decided] == NO_TIME).all()
+    for h in np.r_[bars.close_ns, bars.close_ns[:-1] + H_NS // 2]:
+        now = manage_trades(trades, bars, rule, int(h))
+        placed = trades.placed_at <= h  # the lifecycle looks at a signal from its time on
+        seen = decided & (end.decided_at <= h)
+        assert ((now.status != "OPEN") == seen)[placed].all()
+        known = (end.fill_known_at != NO_TIME) & (end.fill_known_at <= h)
+        assert ((now.filled_at != NO_TIME) == known)[placed].all()
+        for i in np.flatnonzero(seen):
+            assert _row(now, i) == _row(end, i)

@@ -112,7 +112,12 @@ class TradeResults:
     MFE / MAE in price (≥ 0) and R; ``bars_to_mfe`` and ``bars_held`` counted in bars from
     the fill bar inclusive; ``ambiguous`` (same-bar stop/target left unresolved);
     ``fill_price`` (the entry, or the open of a bar that gapped through a limit; NaN if
-    unfilled); ``first_target_hit`` (the first target traded before the stop)."""
+    unfilled); ``first_target_hit`` (the first target traded before the stop).
+
+    When each was known (ns, bar closes): ``fill_known_at`` (the fill bar's close, or
+    ``placed_at`` at market) and ``decided_at`` (the close of the bar that made the result
+    CLOSED or NOT_FILLED). As of any earlier horizon h the trade was OPEN, filled iff
+    ``fill_known_at <= h``: the whole lifecycle over a range from one call."""
 
     status: NDArray[np.object_]
     filled_at: IntArray
@@ -129,6 +134,8 @@ class TradeResults:
     ambiguous: BoolArray
     fill_price: FloatArray
     first_target_hit: BoolArray
+    fill_known_at: IntArray
+    decided_at: IntArray
 
     def reason(self, i: int) -> str | None:
         return EXIT_REASONS[int(self.exit_reason[i])]
@@ -322,6 +329,13 @@ def _manage_block(
     # time exit: the holding window has passed in the data without another exit
     n_valid = valid.sum(axis=1)
     window_over = filled & (exit_k >= hold) & (horizon >= deadline)
+    # decided by the exit bar's close; a time exit or an expiry by the first bar closing
+    # at or after its deadline (the bar that lets ``horizon`` reach it)
+    decided_at = np.where(
+        not_filled,
+        _first_close_from(close_ns, t.expires_at),
+        np.where(window_over, _first_close_from(close_ns, deadline), exit_close),
+    )
     last_k = np.maximum(n_valid - 1, 0)
     last_close = fc[rows, last_k]
     time_exit = window_over
@@ -367,7 +381,16 @@ def _manage_block(
         ambiguous=ambiguous & closed,
         fill_price=np.where(filled, sign * e, np.nan),
         first_target_hit=filled & scan.t1_first,
+        fill_known_at=np.where(
+            t.at_market, t.placed_at, np.where(limit_filled, fill_open + bar_ns, NO_TIME)
+        ).astype(np.int64),
+        decided_at=np.where(closed | not_filled, decided_at, NO_TIME).astype(np.int64),
     )
+
+
+def _first_close_from(close_ns: IntArray, at: IntArray) -> IntArray:
+    """The close of the first bar closing at or after each ``at`` (NO_TIME if none)."""
+    return np.append(close_ns, NO_TIME)[np.searchsorted(close_ns, at)]
 
 
 def _resolve_on_finer(
