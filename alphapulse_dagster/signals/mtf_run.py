@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,11 +29,13 @@ from alphapulse_dagster.market.candle_store import load_candles
 from alphapulse_dagster.market.resample import resample_ohlcv
 from alphapulse_dagster.market.timeframes import duration, seconds
 from alphapulse_dagster.signals.model_heads import ConsensusRule
-from alphapulse_dagster.signals.mtf_lifecycle import LifecycleStats, advance_signals
 from alphapulse_dagster.signals.signal_cache import SignalCache
 from alphapulse_dagster.signals.signal_generation import generate_signals
-from alphapulse_dagster.signals.signal_store import StoreStats, store_signals
+from alphapulse_dagster.signals.signal_store import Lifecycle, record_signals
 from alphapulse_dagster.signals.trade_management import TradeRule
+from alphapulse_dagster.signals.window_plan import WindowRecord
+
+__all__ = ["WindowRecord", "generate_window", "record_window", "trade_rule"]
 
 # history loaded before the window so indicators are warm (EMA50 on the entry timeframe,
 # EMA21 + slope on the higher timeframes, heads on the signal timeframe)
@@ -178,34 +180,6 @@ def generate_window(
     return frame.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 
-@dataclass
-class WindowRecord:
-    """What storing a window did: totals, and each UTC day's own share (``YYYY-MM-DD`` of
-    the signal time, i.e. the signal bar's close; lifecycle changes on the day they were
-    evaluated)."""
-
-    store: StoreStats
-    lifecycle: LifecycleStats
-    by_day: dict[str, WindowRecord] = field(default_factory=dict)
-
-    def day(self, at: datetime) -> WindowRecord:
-        key = pd.Timestamp(at).tz_convert("UTC").strftime("%Y-%m-%d")
-        if key not in self.by_day:
-            self.by_day[key] = WindowRecord(StoreStats(), LifecycleStats())
-        return self.by_day[key]
-
-    def add_store(self, step: StoreStats) -> None:
-        self.store.stored += step.stored
-        self.store.duplicates_skipped += step.duplicates_skipped
-        self.store.already_stored += step.already_stored
-        self.store.stored_ids.extend(step.stored_ids)
-
-    def add_lifecycle(self, step: LifecycleStats) -> None:
-        for name in ("confirmed", "closed", "expired"):
-            setattr(self.lifecycle, name, getattr(self.lifecycle, name) + getattr(step, name))
-        self.lifecycle.still_pending = step.still_pending
-
-
 def record_window(
     engine: Engine,
     cache: SignalCache,
@@ -217,21 +191,14 @@ def record_window(
     """Store a window's signals in signal-time order, advancing the lifecycle of earlier
     signals to each signal time first (a filled, closed or expired signal frees its
     symbol+direction for the next one), then to the window end. A backfill over a range is
-    therefore the same history the live schedule would have written, hour by hour."""
-    totals = WindowRecord(StoreStats(), LifecycleStats())
-
-    def advance(as_of: datetime, day: datetime) -> None:
-        step = advance_signals(engine, cache, as_of, rule, now)
-        totals.add_lifecycle(step)
-        totals.day(day).add_lifecycle(step)
-
+    therefore the same history the live schedule would have written, hour by hour; it is
+    decided in memory and written in one transaction (:func:`signal_store.record_signals`)."""
     records: list[dict[str, Any]] = signals.to_dict("records") if len(signals) else []  # type: ignore[assignment]
-    for timestamp in sorted({r["timestamp"] for r in records}):
-        at = pd.Timestamp(timestamp).to_pydatetime()
-        advance(at, at)
-        batch = [r for r in records if r["timestamp"] == timestamp]
-        step = store_signals(engine, batch, cache, now, rule.entry_valid_bars, duration)
-        totals.add_store(step)
-        totals.day(at).add_store(step)
-    advance(window_end, window_end - timedelta(microseconds=1))
-    return totals
+    return record_signals(
+        engine,
+        cache,
+        records,
+        now,
+        lambda timeframe: rule.entry_valid_bars * duration(timeframe),
+        Lifecycle(rule, window_end),
+    )

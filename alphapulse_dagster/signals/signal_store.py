@@ -1,5 +1,5 @@
 """Storing MTF signals: ``ai_signals_mtf`` + ``mtf_entry_analysis_history`` + a
-SIGNAL_CREATED event, in one transaction per signal; de-duplicated; cached in Redis.
+SIGNAL_CREATED event, a whole window in one transaction; de-duplicated; cached in Redis.
 
 De-duplication: never two *active* signals for one symbol+direction. The partial unique
 index enforces it (so a race or a Redis outage cannot break it); Redis is asked first only
@@ -10,13 +10,15 @@ suppresses a real signal). Re-storing the same signal bar is a no-op (idempotent
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import groupby
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select
+import pandas as pd
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -26,7 +28,32 @@ from alphapulse_dagster.db.tables import (
     mtf_entry_analysis_history,
 )
 from alphapulse_dagster.market.trading_session import market_session
+from alphapulse_dagster.signals.mtf_lifecycle import (
+    NO_END,
+    LifecycleStats,
+    Outlook,
+    Timeline,
+    active_rows,
+    frame_of,
+    outlooks,
+    stats_by_advance,
+    timeline,
+    write_changes,
+)
 from alphapulse_dagster.signals.signal_cache import SignalCache
+from alphapulse_dagster.signals.trade_management import NO_TIME, TradeRule, to_ns
+from alphapulse_dagster.signals.window_plan import (
+    ALREADY,
+    FRESH,
+    SKIPPED,
+    STORED,
+    TAKEN,
+    Candidate,
+    Holder,
+    StoreStats,
+    WindowRecord,
+    decide,
+)
 from alphapulse_dagster.sync.events import NewEvent, append_events
 
 log = logging.getLogger(__name__)
@@ -57,14 +84,6 @@ SIGNAL_FIELDS: tuple[str, ...] = (
     "htf_alignment",
     "htf_agreement",
 )
-
-
-@dataclass
-class StoreStats:
-    stored: int = 0
-    duplicates_skipped: int = 0  # another active signal for the symbol+direction
-    already_stored: int = 0  # this signal bar was stored by an earlier run
-    stored_ids: list[str] = field(default_factory=list)
 
 
 def _insert(connection: Connection, table: Any) -> Any:
@@ -102,27 +121,6 @@ def signal_created_event(row: Mapping[str, Any], received_at: datetime) -> NewEv
         trade_id=None,
         received_at=received_at,
     )
-
-
-def active_pairs_at(
-    connection: Connection, pairs: set[tuple[str, str]], at: datetime
-) -> set[tuple[str, str]]:
-    """The (symbol, direction) pairs among ``pairs`` that had an active signal at ``at``
-    (placed before it and not yet closed or expired by then). Time-aware, so re-running a
-    historical window sees the same history the live run saw; one indexed query."""
-    if not pairs:
-        return set()
-    s = ai_signals_mtf.c
-    rows = connection.execute(
-        select(s.symbol, s.direction)
-        .where(
-            s.symbol.in_(sorted({symbol for symbol, _ in pairs})),
-            s.timestamp < at,
-            or_(s.status.in_(ACTIVE_STATUSES), s.resolved_at > at),
-        )
-        .distinct()
-    ).all()
-    return {(symbol, direction) for symbol, direction in rows} & pairs
 
 
 def _history_row(signal: Mapping[str, Any], signal_id: str | None, now: datetime) -> dict:
@@ -172,63 +170,210 @@ def _signal_row(signal: Mapping[str, Any], now: datetime, expiry: timedelta) -> 
     return row
 
 
-def _store_bar(
-    engine: Engine,
-    bar_signals: list[Mapping[str, Any]],
-    cache: SignalCache,
+@dataclass(frozen=True)
+class Lifecycle:
+    """Advance the lifecycle while storing: at each signal time, then to ``window_end``."""
+
+    rule: TradeRule
+    window_end: datetime
+
+
+def _ns(values: list[Any]) -> list[int]:
+    return to_ns(values).tolist() if values else []
+
+
+def _holders(
+    connection: Connection, candidates: list[Candidate], active: list[Any], looks: dict
+) -> dict[tuple[str, str], list[Holder]]:
+    """Per symbol+direction of the window: its active signals (active until their outcome
+    is known in this window, or for good) and those resolved after the first signal time."""
+    holders: dict[tuple[str, str], list[Holder]] = {}
+    pairs = {c.pair for c in candidates}
+    for row in active:
+        if (row.symbol, row.direction) in pairs:
+            until = looks[row.signal_id].active_until if row.signal_id in looks else NO_END
+            holders.setdefault((row.symbol, row.direction), []).append((0, until, NO_TIME))
+    s = ai_signals_mtf.c
+    resolved = connection.execute(
+        select(s.symbol, s.direction, s.timestamp, s.resolved_at).where(
+            s.symbol.in_(sorted({symbol for symbol, _ in pairs})),
+            s.status.not_in(ACTIVE_STATUSES),
+            s.resolved_at > candidates[0].signal["timestamp"],
+            s.timestamp < candidates[-1].signal["timestamp"],
+        )
+    ).all()
+    placed, until = _ns([r.timestamp for r in resolved]), _ns([r.resolved_at for r in resolved])
+    for r, p, u in zip(resolved, placed, until, strict=True):
+        if (r.symbol, r.direction) in pairs:
+            holders.setdefault((r.symbol, r.direction), []).append((p, NO_TIME, u))
+    return holders
+
+
+def _mark_stored_bars(connection: Connection, candidates: list[Candidate]) -> None:
+    """``already`` (this id is stored) or ``taken`` (another id holds the bar)."""
+    s = ai_signals_mtf.c
+    stored = connection.execute(
+        select(s.signal_id, s.symbol, s.direction, s.signal_timeframe, s.timestamp).where(
+            s.symbol.in_(sorted({c.row["symbol"] for c in candidates})),
+            s.timestamp >= candidates[0].signal["timestamp"],
+            s.timestamp <= candidates[-1].signal["timestamp"],
+        )
+    ).all()
+    ids = {r.signal_id for r in stored}
+    bars = {
+        (r.symbol, r.direction, r.signal_timeframe, at)
+        for r, at in zip(stored, _ns([r.timestamp for r in stored]), strict=True)
+    }
+    for c in candidates:
+        if c.row["signal_id"] in ids:
+            c.outcome = ALREADY
+        elif (*c.pair, c.row["signal_timeframe"], c.at) in bars:
+            c.outcome = TAKEN
+
+
+def _write(
+    connection: Connection,
+    candidates: list[Candidate],
+    carried: list[Timeline],
+    new: list[Timeline],
+    advances: list[int],
     now: datetime,
-    entry_valid_bars: int,
-    timeframe_duration: Any,
-    stats: StoreStats,
-) -> None:
-    """Store the signals of one signal time in one transaction, set-based."""
-    at = bar_signals[0]["timestamp"]
-    pairs = {(s["symbol"], s["direction"]) for s in bar_signals}
-    cached = cache.active_signals(sorted(pairs))  # Redis first: one MGET for the bar
-    with engine.begin() as connection:
-        ids = [s["signal_id"] for s in bar_signals]
-        existing = set(
+) -> set[str]:
+    """Write the window: carried signals' changes, the stored signals with their state at
+    the window's end, every analysis, the events in the order one run per signal time
+    appends them. Returns the ids a concurrent writer took first (then skipped)."""
+    write_changes(connection, carried)
+    final = {line.row.signal_id: line.write for line in new if line.write}
+    rows = []
+    for c in candidates:
+        if c.outcome == STORED:
+            state = {k: v for k, v in (final.get(c.row["signal_id"]) or {}).items() if k != "sid"}
+            rows.append({**c.row, **_UNRESOLVED, **state})
+    inserted: set[str] = set()
+    for offset in range(0, len(rows), _INSERT_CHUNK):
+        inserted.update(
             connection.execute(
-                select(ai_signals_mtf.c.signal_id).where(ai_signals_mtf.c.signal_id.in_(ids))
+                _insert(connection, ai_signals_mtf)
+                .values(rows[offset : offset + _INSERT_CHUNK])
+                .on_conflict_do_nothing()  # the partial unique index: a race lost
+                .returning(ai_signals_mtf.c.signal_id)
             ).scalars()
         )
-        stats.already_stored += len(existing)
-        fresh = [s for s in bar_signals if s["signal_id"] not in existing]
-        blocked = active_pairs_at(connection, {(s["symbol"], s["direction"]) for s in fresh}, at)
+    lost = {r["signal_id"] for r in rows} - inserted
+    for c in candidates:
+        if c.row["signal_id"] in lost:
+            c.outcome = SKIPPED
+    _record_histories(
+        connection,
+        [
+            _history_row(c.signal, c.row["signal_id"] if c.outcome == STORED else None, now)
+            for c in candidates
+            if c.outcome in (STORED, SKIPPED, TAKEN)
+        ],
+    )
+    keyed = [
+        (at, 0, event)
+        for line in [*carried, *new]
+        if line.row.signal_id not in lost
+        for at, event in line.events
+    ]
+    keyed += [
+        (bisect_left(advances, c.at), 1, signal_created_event(c.row, now))
+        for c in candidates
+        if c.outcome == STORED
+    ]
+    keyed.sort(key=lambda k: (k[0], k[1]))  # stable: each signal's own order is kept
+    append_events(connection, [event for _, _, event in keyed], received_at=now)
+    return lost
+
+
+_UNRESOLVED = {"status_reason": None, "filled_at": None, "resolved_at": None}
+
+
+def record_signals(
+    engine: Engine,
+    cache: SignalCache,
+    signals: Iterable[Mapping[str, Any]],
+    now: datetime,
+    expiry: Callable[[str], timedelta],
+    lifecycle: Lifecycle | None,
+) -> WindowRecord:
+    """Store refined signals (rows of :func:`signal_generation.generate_signals`) in one
+    transaction, de-duplicated in signal-time order (:mod:`window_plan`). With a
+    ``lifecycle``, every stored signal is advanced at each signal time first, then to the
+    window's end, exactly as one store and one advance per signal time would: in memory,
+    each signal's result written once. ``expiry(entry_timeframe)``: how long a limit entry
+    stays valid. Signal ids are deterministic per signal bar, so re-runs are idempotent."""
+    ordered = sorted(signals, key=lambda s: (s["timestamp"], s["symbol"], s["direction"]))
+    times = _ns([s["timestamp"] for s in ordered])
+    candidates = [
+        Candidate(s, _signal_row(s, now, expiry(s["entry_timeframe"])), t)
+        for s, t in zip(ordered, times, strict=True)
+    ]
+    cached = cache.active_signals(sorted({c.pair for c in candidates}))  # Redis first
+    advances = sorted({*times, *_ns([lifecycle.window_end] if lifecycle else [])})
+    with engine.begin() as connection:
+        active = active_rows(connection)
+        if candidates:
+            _mark_stored_bars(connection, candidates)
+        tracked = [r for r in active if lifecycle and r.timestamp <= lifecycle.window_end]
+        fresh = [SimpleNamespace(**c.row) for c in candidates if c.outcome == FRESH]
+        looks: dict[str, Outlook] = {}
+        if lifecycle and (tracked or fresh):
+            both = [*tracked, *fresh]
+            found = outlooks(connection, frame_of(both), lifecycle.rule, lifecycle.window_end)
+            looks = {r.signal_id: o for r, o in zip(both, found, strict=True)}
+        if candidates:
+            holders = _holders(connection, candidates, active, looks)
+            decide(candidates, holders, {sid: o.active_until for sid, o in looks.items()})
         # a Redis marker the database does not confirm is stale and ignored
-        stale = {pair for pair, sid in cached.items() if sid and pair not in blocked}
-        if stale:
-            log.debug("ignoring %d stale Redis active markers", len(stale))
-        candidates = [s for s in fresh if (s["symbol"], s["direction"]) not in blocked]
-        rows = [
-            _signal_row(s, now, entry_valid_bars * timeframe_duration(s["entry_timeframe"]))
-            for s in candidates
+        confirmed = {(r.symbol, r.direction) for r in active}
+        if any(sid and pair not in confirmed for pair, sid in cached.items()):
+            log.debug("ignoring stale Redis active markers")
+        first_seen = _ns([r.timestamp for r in tracked])
+        carried = [
+            timeline(r, looks[r.signal_id], advances, bisect_left(advances, at))
+            for r, at in zip(tracked, first_seen, strict=True)
         ]
-        inserted: set[str] = set()
-        for offset in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[offset : offset + _INSERT_CHUNK]
-            inserted.update(
-                connection.execute(
-                    _insert(connection, ai_signals_mtf)
-                    .values(chunk)
-                    .on_conflict_do_nothing()  # the partial unique index: a race lost
-                    .returning(ai_signals_mtf.c.signal_id)
-                ).scalars()
+        new = [
+            timeline(
+                SimpleNamespace(**{**c.row, **_UNRESOLVED}),
+                looks[c.row["signal_id"]],
+                advances,
+                bisect_right(advances, c.at),  # advanced from the next signal time on
             )
-        stored_rows = [r for r in rows if r["signal_id"] in inserted]
-        skipped = [s for s in fresh if s["signal_id"] not in inserted]
-        _record_histories(
-            connection,
-            [_history_row(s, s["signal_id"], now) for s in candidates if s["signal_id"] in inserted]
-            + [_history_row(s, None, now) for s in skipped],
+            for c in candidates
+            if lifecycle and c.outcome == STORED
+        ]
+        lost = _write(connection, candidates, carried, new, advances, now)
+    lines = [*carried, *(line for line in new if line.row.signal_id not in lost)]
+    cache.remember_many([c.row for c in candidates if c.outcome == STORED])
+    for line in lines:
+        if line.left_active:
+            cache.forget_active(line.row.symbol, line.row.direction, line.row.signal_id)
+    record = _window_record(candidates, lines, advances if lifecycle else [])
+    if record.store.duplicates_skipped:
+        log.info(
+            "skipped %d signals: an active signal already exists", record.store.duplicates_skipped
         )
-        append_events(
-            connection, [signal_created_event(r, now) for r in stored_rows], received_at=now
-        )
-    stats.duplicates_skipped += len(skipped)
-    stats.stored += len(stored_rows)
-    stats.stored_ids.extend(r["signal_id"] for r in stored_rows)
-    cache.remember_many(stored_rows)
+    return record
+
+
+def _window_record(
+    candidates: list[Candidate], lines: list[Timeline], advances: list[int]
+) -> WindowRecord:
+    """Totals and each day's share: stores on their signal's day, each advance's changes
+    on its day (the last, to the window's end, on the day that ends there)."""
+    record = WindowRecord(StoreStats(), LifecycleStats())
+    steps = stats_by_advance(lines, len(advances))
+    for i, (at, step) in enumerate(zip(advances, steps, strict=True)):
+        day = pd.Timestamp(at - (1_000 if i == len(advances) - 1 else 0), tz="UTC")
+        record.add_lifecycle(step)
+        record.day(day).add_lifecycle(step)
+    for c in candidates:
+        record.add_store(c.outcome, c.row["signal_id"])
+        record.day(c.signal["timestamp"]).add_store(c.outcome, c.row["signal_id"])
+    return record
 
 
 def store_signals(
@@ -239,15 +384,14 @@ def store_signals(
     entry_valid_bars: int,
     timeframe_duration: Any,
 ) -> StoreStats:
-    """Store refined signals (rows of :func:`signal_generation.generate_signals`) in
-    signal-time order, one transaction per signal time (a crash leaves a bar's signals
-    all stored or none). ``timeframe_duration(tf) -> timedelta`` gives the entry bar
-    length for the expiry (``timestamp + entry_valid_bars`` entry bars). Signal ids are
-    deterministic per signal bar, so re-runs are idempotent."""
-    stats = StoreStats()
-    ordered = sorted(signals, key=lambda s: (s["timestamp"], s["symbol"], s["direction"]))
-    for _, bar in groupby(ordered, key=lambda s: s["timestamp"]):
-        _store_bar(engine, list(bar), cache, now, entry_valid_bars, timeframe_duration, stats)
-    if stats.duplicates_skipped:
-        log.info("skipped %d signals: an active signal already exists", stats.duplicates_skipped)
-    return stats
+    """Store refined signals without advancing any lifecycle (a stored signal stays
+    active): :func:`record_signals`. ``timeframe_duration(tf) -> timedelta`` gives the
+    entry bar length for the expiry (``timestamp + entry_valid_bars`` entry bars)."""
+    return record_signals(
+        engine,
+        cache,
+        signals,
+        now,
+        lambda timeframe: entry_valid_bars * timeframe_duration(timeframe),
+        None,
+    ).store
