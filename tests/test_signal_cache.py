@@ -27,10 +27,13 @@ def test_remember_sets_ttl_and_active_key(redis_url: str, redis_namespace: str) 
     assert ttl is not None and 3590 <= ttl <= 3600
     assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] == "abc"
     assert cache.active_signals([("BTCUSD", "SHORT")])[("BTCUSD", "SHORT")] is None
-    cache.forget_active("BTCUSD", "LONG", "other-id")  # not ours: kept
+    cache.forget_many([("BTCUSD", "LONG", "other-id")])  # not ours: kept
     assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] == "abc"
-    cache.forget_active("BTCUSD", "LONG", "abc")
-    assert cache.active_signals([("BTCUSD", "LONG")])[("BTCUSD", "LONG")] is None
+    short = {"signal_id": "def", "symbol": "BTCUSD", "direction": "SHORT"}
+    assert cache.remember_many([short])
+    assert cache.forget_many([("BTCUSD", "LONG", "abc"), ("BTCUSD", "SHORT", "xyz")])
+    found = cache.active_signals([("BTCUSD", "LONG"), ("BTCUSD", "SHORT")])
+    assert found == {("BTCUSD", "LONG"): None, ("BTCUSD", "SHORT"): "def"}
     assert cache.stats.errors == 0
 
 

@@ -301,7 +301,11 @@ def advance_signals(
         lines = [timeline(r, o, at, 0) for r, o in zip(rows, looks, strict=True)]
         write_changes(connection, lines)
         append_events(connection, [e for line in lines for _, e in line.events], now)
-    for line in lines:
-        if line.left_active:
-            cache.forget_active(line.row.symbol, line.row.direction, line.row.signal_id)
+    cache.forget_many(
+        [
+            (line.row.symbol, line.row.direction, line.row.signal_id)
+            for line in lines
+            if line.left_active
+        ]
+    )
     return stats_by_advance(lines, 1)[0]

@@ -141,15 +141,22 @@ class SignalCache:
             self.stats.writes += len(documents)
         return ok
 
-    def forget_active(self, symbol: str, direction: str, signal_id: str) -> bool:
-        """Drop the active marker if it still points at ``signal_id`` (the signal left the
-        active states)."""
-        key = self.active_key(symbol, direction)
+    def forget_many(self, signals: Sequence[tuple[str, str, str]]) -> bool:
+        """Drop each ``(symbol, direction, signal_id)``'s active marker if it still points at
+        that signal (it left the active states): one MGET and one DEL for a whole window."""
+        if not signals:
+            return True
+        keys = [self.active_key(symbol, direction) for symbol, direction, _ in signals]
 
         def drop(client: Any) -> None:
-            current = client.get(key)
-            if current is not None and current.decode() == signal_id:
-                client.delete(key)
+            current = client.mget(keys)
+            ours = {
+                key
+                for key, value, (_, _, signal_id) in zip(keys, current, signals, strict=True)
+                if value is not None and value.decode() == signal_id
+            }
+            if ours:
+                client.delete(*ours)
 
         ok, _ = self._call(drop)
         return ok

@@ -348,9 +348,13 @@ def record_signals(
         lost = _write(connection, candidates, carried, new, advances, now)
     lines = [*carried, *(line for line in new if line.row.signal_id not in lost)]
     cache.remember_many([c.row for c in candidates if c.outcome == STORED])
-    for line in lines:
-        if line.left_active:
-            cache.forget_active(line.row.symbol, line.row.direction, line.row.signal_id)
+    cache.forget_many(
+        [
+            (line.row.symbol, line.row.direction, line.row.signal_id)
+            for line in lines
+            if line.left_active
+        ]
+    )
     record = _window_record(candidates, lines, advances if lifecycle else [])
     if record.store.duplicates_skipped:
         log.info(
