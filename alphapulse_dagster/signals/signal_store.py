@@ -54,10 +54,9 @@ from alphapulse_dagster.signals.window_plan import (
     WindowRecord,
     decide,
 )
-from alphapulse_dagster.sync.events import NewEvent, append_events
+from alphapulse_dagster.sync.events import NewEvent, append_events_in_bulk
 
 log = logging.getLogger(__name__)
-_INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite's bound-parameter limit)
 
 # the columns a refined signal carries into ai_signals_mtf (the store adds id, status,
 # expiry and created_at)
@@ -209,16 +208,24 @@ def _holders(
     return holders
 
 
-def _mark_stored_bars(connection: Connection, candidates: list[Candidate]) -> None:
-    """``already`` (this id is stored) or ``taken`` (another id holds the bar)."""
+def _stored_in_window(connection: Connection, candidates: list[Candidate]) -> list[Any]:
     s = ai_signals_mtf.c
-    stored = connection.execute(
+    return connection.execute(
         select(s.signal_id, s.symbol, s.direction, s.signal_timeframe, s.timestamp).where(
             s.symbol.in_(sorted({c.row["symbol"] for c in candidates})),
             s.timestamp >= candidates[0].signal["timestamp"],
             s.timestamp <= candidates[-1].signal["timestamp"],
         )
     ).all()
+
+
+def _stored_ids(connection: Connection, candidates: list[Candidate]) -> set[str]:
+    return {r.signal_id for r in _stored_in_window(connection, candidates)}
+
+
+def _mark_stored_bars(connection: Connection, candidates: list[Candidate]) -> None:
+    """``already`` (this id is stored) or ``taken`` (another id holds the bar)."""
+    stored = _stored_in_window(connection, candidates)
     ids = {r.signal_id for r in stored}
     bars = {
         (r.symbol, r.direction, r.signal_timeframe, at)
@@ -249,17 +256,13 @@ def _write(
         if c.outcome == STORED:
             state = {k: v for k, v in (final.get(c.row["signal_id"]) or {}).items() if k != "sid"}
             rows.append({**c.row, **_UNRESOLVED, **state})
-    inserted: set[str] = set()
-    for offset in range(0, len(rows), _INSERT_CHUNK):
-        inserted.update(
-            connection.execute(
-                _insert(connection, ai_signals_mtf)
-                .values(rows[offset : offset + _INSERT_CHUNK])
-                .on_conflict_do_nothing()  # the partial unique index: a race lost
-                .returning(ai_signals_mtf.c.signal_id)
-            ).scalars()
+    lost: set[str] = set()
+    if rows:  # executemany without RETURNING: the driver pipelines it
+        connection.execute(
+            _insert(connection, ai_signals_mtf).on_conflict_do_nothing(),  # a race lost
+            rows,
         )
-    lost = {r["signal_id"] for r in rows} - inserted
+        lost = {r["signal_id"] for r in rows} - _stored_ids(connection, candidates)
     for c in candidates:
         if c.row["signal_id"] in lost:
             c.outcome = SKIPPED
@@ -283,7 +286,7 @@ def _write(
         if c.outcome == STORED
     ]
     keyed.sort(key=lambda k: (k[0], k[1]))  # stable: each signal's own order is kept
-    append_events(connection, [event for _, _, event in keyed], received_at=now)
+    append_events_in_bulk(connection, [event for _, _, event in keyed], received_at=now)
     return lost
 
 
