@@ -210,13 +210,15 @@ def _holders(
 
 def _stored_in_window(connection: Connection, candidates: list[Candidate]) -> list[Any]:
     s = ai_signals_mtf.c
-    return connection.execute(
-        select(s.signal_id, s.symbol, s.direction, s.signal_timeframe, s.timestamp).where(
-            s.symbol.in_(sorted({c.row["symbol"] for c in candidates})),
-            s.timestamp >= candidates[0].signal["timestamp"],
-            s.timestamp <= candidates[-1].signal["timestamp"],
-        )
-    ).all()
+    return list(
+        connection.execute(
+            select(s.signal_id, s.symbol, s.direction, s.signal_timeframe, s.timestamp).where(
+                s.symbol.in_(sorted({c.row["symbol"] for c in candidates})),
+                s.timestamp >= candidates[0].signal["timestamp"],
+                s.timestamp <= candidates[-1].signal["timestamp"],
+            )
+        ).all()
+    )
 
 
 def _stored_ids(connection: Connection, candidates: list[Candidate]) -> set[str]:
