@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.market.candle_store import upsert_candles
-from alphapulse_dagster.market.market_data import MarketDataSource, missing_bars
+from alphapulse_dagster.market.market_data import MarketDataSource, missing_bars_by_window
 from alphapulse_dagster.market.resample import closed_bars, resample_ohlcv
 from alphapulse_dagster.market.timeframes import duration, seconds
 
@@ -111,11 +111,14 @@ def derive_and_store(
         for symbol, tfs in needed.items():
             bars = fine[fine["symbol"] == symbol]
             finest = tfs[0]
-            for day in days:
+            gaps = missing_bars_by_window(
+                bars,
+                finest,
+                [max(day, pd.Timestamp(start)) for day in days],
+                [min(day + DAY, window_end) for day in days],
+            )
+            for day, gap in zip(days, gaps, strict=True):
                 day_stats = by_day[day.strftime("%Y-%m-%d")]
-                gap = missing_bars(
-                    bars, finest, max(day, pd.Timestamp(start)), min(day + DAY, window_end)
-                )
                 day_stats.missing_by_symbol[symbol] = gap
                 day_stats.missing_bars += gap
                 total.missing_by_symbol[symbol] = total.missing_by_symbol.get(symbol, 0) + gap

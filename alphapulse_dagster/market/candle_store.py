@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, MetaData, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alphapulse_dagster.db.columns import read_frame
+from alphapulse_dagster.db.bulk import is_postgres
+from alphapulse_dagster.db.columns import insert_frame, read_frame
 from alphapulse_dagster.db.tables import candles
 from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 from alphapulse_dagster.market.resample import OHLCV
@@ -42,6 +43,8 @@ def upsert_candles(connection: Connection, bars: pd.DataFrame, timeframe: str) -
     Re-running with the same bars leaves the table unchanged (idempotent)."""
     if bars.empty:
         return 0
+    if is_postgres(connection):
+        return _upsert_by_copy(connection, bars, timeframe)
     records = _records(bars, timeframe)
     insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     for offset in range(0, len(records), _BATCH):
@@ -53,6 +56,35 @@ def upsert_candles(connection: Connection, bars: pd.DataFrame, timeframe: str) -
         )
         connection.execute(statement, chunk)
     return len(records)
+
+
+# a session's staging table for :func:`_upsert_by_copy` (emptied after each upsert)
+_INCOMING = Table(
+    "incoming_candles", MetaData(), *(Column(c.name, c.type) for c in candles.columns)
+)
+
+
+def _upsert_by_copy(connection: Connection, bars: pd.DataFrame, timeframe: str) -> int:
+    """Postgres: the bars go in by binary ``COPY`` to a temporary table, then one
+    ``INSERT … SELECT … ON CONFLICT DO UPDATE``: a year of 100 symbols' bars in seconds,
+    where a row-by-row executemany takes most of a minute."""
+    frame = bars[["symbol", "open_time", *OHLCV]].copy()
+    frame.insert(1, "timeframe", timeframe)
+    connection.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_candles (LIKE candles)"
+    )
+    insert_frame(connection, _INCOMING, frame)
+    statement = pg_insert(candles).from_select(
+        [c.name for c in candles.columns], select(*_INCOMING.c)
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["symbol", "timeframe", "open_time"],
+            set_={c: statement.excluded[c] for c in OHLCV},
+        )
+    )
+    connection.exec_driver_sql("TRUNCATE incoming_candles")
+    return len(frame)
 
 
 def load_candles(
@@ -73,10 +105,10 @@ def load_candles(
         )
         .order_by(candles.c.symbol, candles.c.open_time)
     )
-    # plain tuples: pandas probes each Row object for attributes otherwise (2x slower)
-    rows = [tuple(row) for row in connection.execute(query)]
-    frame = pd.DataFrame(rows, columns=["symbol", "open_time", *OHLCV])
+    frame = read_frame(connection, query)  # column-wise: a year of 100 symbols in ~2 s
     frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
+    if len(frame):
+        frame["symbol"] = frame["symbol"].astype(str)
     return frame
 
 

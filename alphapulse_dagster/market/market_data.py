@@ -13,15 +13,18 @@ only has a finer timeframe resamples (UTC-aligned); none forward-fills missing b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
 from alphapulse_dagster.db.tables import candles
+from alphapulse_dagster.market.bar_series import to_ns
 from alphapulse_dagster.market.resample import OHLCV, closed_bars, resample_ohlcv
 from alphapulse_dagster.market.timeframes import TIMEFRAME_SECONDS, duration, seconds
 
@@ -181,13 +184,21 @@ class ExchangeMarketData:
 def missing_bars(bars: pd.DataFrame, timeframe: str, start: datetime, end: datetime) -> int:
     """Bars absent from ``bars`` (one symbol, one timeframe) between its first bar and the
     end of the window — outages and weekends. Counted, never filled."""
+    return missing_bars_by_window(bars, timeframe, [start], [end])[0]
+
+
+def missing_bars_by_window(
+    bars: pd.DataFrame, timeframe: str, starts: Sequence[datetime], ends: Sequence[datetime]
+) -> list[int]:
+    """:func:`missing_bars` of many windows ``[starts[i], ends[i])`` at once (e.g. each day
+    of a year): one vectorised pass over the bars, not one per window."""
     if bars.empty:
-        return 0
-    step = duration(timeframe)
-    first = max(pd.Timestamp(start), bars["open_time"].min())
-    last = min(pd.Timestamp(end) - step, bars["open_time"].max())
-    if last < first:
-        return 0
-    expected = int((last - first) / step) + 1
-    present = int(((bars["open_time"] >= first) & (bars["open_time"] <= last)).sum())
-    return max(expected - present, 0)
+        return [0] * len(starts)
+    step = int(pd.Timedelta(duration(timeframe)).value)
+    times = np.sort(to_ns(bars["open_time"]))
+    first = np.maximum(to_ns(list(starts)), times[0])
+    last = np.minimum(to_ns(list(ends)) - step, times[-1])
+    expected = (last - first) // step + 1
+    present = np.searchsorted(times, last, "right") - np.searchsorted(times, first, "left")
+    missing = np.where(last < first, 0, np.maximum(expected - present, 0))
+    return [int(m) for m in missing]

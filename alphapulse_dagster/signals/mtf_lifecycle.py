@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from alphapulse_dagster.db.tables import ACTIVE_STATUSES, ai_signals_mtf
-from alphapulse_dagster.market.candle_store import load_bar_series
+from alphapulse_dagster.market.candle_store import load_bar_series_of
 from alphapulse_dagster.signals.signal_cache import SignalCache
 from alphapulse_dagster.signals.trade_management import (
     CLOSED,
@@ -158,21 +158,24 @@ def outlooks(
     connection: Connection, signals: pd.DataFrame, rule: TradeRule, as_of: datetime
 ) -> list[Outlook]:
     """Each signal's outlook as of ``as_of`` (columns of ``ai_signals_mtf``), by the one
-    trade rule: one vectorised call per symbol and entry timeframe."""
+    trade rule: one read of the bars per entry timeframe, one vectorised call per symbol."""
     found: list[Outlook | None] = [None] * len(signals)
     if not len(signals):
         return []
+    signals = signals.reset_index(drop=True)
     horizon = int(to_ns(as_of)[0])
-    groups = signals.groupby(["symbol", "entry_timeframe"], sort=False).indices
-    for (symbol, timeframe), members in groups.items():
-        picked = signals.iloc[members]
-        bars, finer = load_bar_series(
-            connection, symbol, timeframe, picked["timestamp"].min(), as_of
+    for timeframe, of_timeframe in signals.groupby("entry_timeframe", sort=False):
+        symbols = of_timeframe["symbol"]
+        series = load_bar_series_of(
+            connection, symbols, str(timeframe), of_timeframe["timestamp"].min(), as_of
         )
-        results = manage_trades(trades_of_signals(picked), bars, rule, horizon, finer)
-        for j, i in enumerate(members):
-            known, decided = int(results.fill_known_at[j]), int(results.decided_at[j])
-            found[i] = Outlook(known, decided, _final(results, j))
+        for symbol, members in of_timeframe.groupby("symbol", sort=False).indices.items():
+            bars, finer = series[symbol]
+            picked = of_timeframe.iloc[members]
+            results = manage_trades(trades_of_signals(picked), bars, rule, horizon, finer)
+            for j, i in enumerate(picked.index):
+                known, decided = int(results.fill_known_at[j]), int(results.decided_at[j])
+                found[i] = Outlook(known, decided, _final(results, j))
     return [o for o in found if o is not None]
 
 
