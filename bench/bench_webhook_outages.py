@@ -22,10 +22,10 @@ scratch database is created and dropped).
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import shutil
+import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,90 +34,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import (
+    SECRET,
+    count_rows,
+    machine_idle,
+    process_cpu,
+    run_load,
+    scratch_database,
+    start_load,
+    start_server,
+)
 
-from alphapulse_dagster.db.migrate import upgrade  # noqa: E402
-from alphapulse_dagster.webhooks.ingest import webhook_event  # noqa: E402
-from alphapulse_dagster.webhooks.spool import Spool  # noqa: E402
+from alphapulse_dagster.webhooks.ingest import webhook_event
+from alphapulse_dagster.webhooks.spool import Spool
 
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-from bench_webhooks import PG_ADMIN_URL, start_server  # noqa: E402
-
-SECRET = "bench-secret"
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/alphapulse_down"
-
-# wrk script: __EXPECT__ is the status counted as a success; __BODY__ "valid" (a unique event per
-# request) or "flood" (~4 KB with a wrong secret).
-WRK_LUA = r"""
-local threads = {}
-function setup(thread) thread:set("tid", #threads + 1) table.insert(threads, thread) end
-function init(args) ok = 0 bad = 0 counter = 0 tid = wrk.thread:get("tid") end
-local padding = string.rep("x", 3900)
-function request()
-  counter = counter + 1
-  local body
-  if "__BODY__" == "flood" then
-    body = string.format('{"secret":"guess-%d","event":"SIGNAL_CREATED","note":"%s"}',
-      counter, padding)
-  else
-    body = string.format(
-      '{"secret":"__SECRET__","event":"SIGNAL_CREATED",' ..
-      '"trade_id":"20190614_120000_BULLISH___RUN___%d_%d","symbol":"BTCUSD",' ..
-      '"time":"2019-06-14T12:00:00Z","timeframe":"60","direction":"BULLISH",' ..
-      '"htf_alignment":{"240":"BULLISH","1D":"NEUTRAL"},"session":"NEW_YORK",' ..
-      '"market_state":"TRENDING","alert_id":"__RUN__-%d-%d"}', tid, counter, tid, counter)
-  end
-  return wrk.format("POST", nil, {["Content-Type"] = "text/plain"}, body)
-end
-function response(status, headers, body)
-  if status == __EXPECT__ then ok = ok + 1 else bad = bad + 1 end
-end
-function done(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
-  for _, t in ipairs(threads) do
-    total_ok = total_ok + t:get("ok")
-    total_bad = total_bad + t:get("bad")
-  end
-  io.write(string.format("EXPECTED %d\nOTHER %d\n", total_ok, total_bad))
-  io.write(string.format("P50US %d\nP99US %d\n", latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def wrk_process(
-    url: str, duration: int, connections: int, body: str, expect: int
-) -> subprocess.Popen[str]:
-    lua = (
-        WRK_LUA.replace("__BODY__", body)
-        .replace("__SECRET__", SECRET)
-        .replace("__RUN__", uuid.uuid4().hex[:8])
-        .replace("__EXPECT__", str(expect))
-    )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(lua)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", handle.name]
-    return subprocess.Popen([*command, url], stdout=subprocess.PIPE, text=True)
-
-
-def wrk_result(process: subprocess.Popen[str], duration: int) -> dict[str, float]:
-    output, _ = process.communicate()
-
-    def number(pattern: str) -> float:
-        found = re.search(pattern, output)
-        return float(found.group(1)) if found else 0.0
-
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    return {
-        "expected": number(r"EXPECTED (\d+)"),
-        "other": number(r"OTHER (\d+)"),
-        "socket_errors": float(errors),
-        "rps": number(r"EXPECTED (\d+)") / duration,
-        "p50_ms": number(r"P50US (\d+)") / 1000,
-        "p99_ms": number(r"P99US (\d+)") / 1000,
-    }
 
 
 # --- 1. intake during an outage as the spool grows ---------------------------------------
@@ -157,22 +90,26 @@ def bench_outage(args: argparse.Namespace, workdir: Path) -> list[dict[str, floa
     process, url = start_server(env, workdir / "outage-server.log")
     results = []
     try:
-        warm = wrk_process(f"{url}/webhooks/tradingview", 2, args.connections, "valid", 503)
-        wrk_result(warm, 2)
+        run_load(f"{url}/webhooks/tradingview", 2, args.connections, expect=(503,))  # warm-up
         for target_mb in args.spool_mb:
             top_up(spool, int(target_mb * 1_000_000))
             before = spool.pending()
-            run = wrk_process(
-                f"{url}/webhooks/tradingview", args.duration, args.connections, "valid", 503
+            run = run_load(
+                f"{url}/webhooks/tradingview", args.duration, args.connections, expect=(503,)
             )
-            result = wrk_result(run, args.duration)
+            result: dict[str, float] = {
+                "rps": run.rps,
+                "p50_ms": run.p50_ms,
+                "p99_ms": run.p99_ms,
+                "other": float(run.other + run.socket_errors),
+            }
             result["spool_start_mb"] = before / 1e6
             result["spool_end_mb"] = spool.pending() / 1e6
             print(
                 f"outage, spool {result['spool_start_mb']:.1f} → {result['spool_end_mb']:.1f} MB: "
                 f"{result['rps']:.0f} spooled 503/s, p50 {result['p50_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, other {result['other']:.0f}, "
-                f"socket errors {result['socket_errors']:.0f}",
+                f"p99 {result['p99_ms']:.1f} ms, other answers or socket errors "
+                f"{result['other']:.0f}",
                 flush=True,
             )
             results.append(result)
@@ -185,71 +122,95 @@ def bench_outage(args: argparse.Namespace, workdir: Path) -> list[dict[str, floa
 # --- 2. valid p99 under a reject flood ---------------------------------------------------
 
 
-def count_rows(database_url: str, table: str) -> int:
-    engine = sa.create_engine(database_url)
-    with engine.connect() as connection:
-        count = connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
-    engine.dispose()
-    return int(count)
+def other_local_address() -> str | None:
+    """An IPv4 address of this machine other than loopback, or None. Connecting a UDP
+    socket sends nothing: it only picks the route, and so the address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def _measured(pid: int, run: Any) -> tuple[Any, float, float]:
+    """``run()``'s result, the server's CPU use over it (1.0 = one core) and the machine's
+    idle share (1.0 = every core idle)."""
+    cpu, idle, start = process_cpu(pid), machine_idle(), time.monotonic()
+    result = run()
+    wall = time.monotonic() - start
+    cores = os.cpu_count() or 1
+    return result, (process_cpu(pid) - cpu) / wall, (machine_idle() - idle) / wall / cores
 
 
 def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> list[dict[str, Any]]:
+    """Per repeat: the valid stream alone, then the same valid stream beside the flood.
+    The valid stream comes from 127.0.0.1; the flood from ``args.flood_from`` (another
+    address of this machine by default: two sources, as a flood from elsewhere would be)."""
     env = {
         "ALPHAPULSE_DATABASE_URL": database_url,
         "ALPHAPULSE_WEBHOOK_SECRET": SECRET,
         "ALPHAPULSE_SPOOL_PATH": str(workdir / "flood-spool.jsonl"),
     }
-    process, url = start_server(env, workdir / "flood-server.log")
+    apart = not args.flood_from.startswith("127.")
+    process, url = start_server(
+        env, workdir / "flood-server.log", "0.0.0.0" if apart else "127.0.0.1"
+    )
+    flood_url = f"http://{args.flood_from}:{url.rsplit(':', 1)[1]}/webhooks/tradingview"
+    valid_url = f"{url}/webhooks/tradingview"
+    duration, connections = args.duration, args.valid_connections
     results = []
     try:
-        valid = f"{url}/webhooks/tradingview"
-        wrk_result(wrk_process(valid, 2, args.valid_connections, "valid", 200), 2)  # warm-up
+        run_load(valid_url, 2, connections)  # warm-up
         for repeat in range(args.repeats):
-            quiet = wrk_result(
-                wrk_process(valid, args.duration, args.valid_connections, "valid", 200),
-                args.duration,
+            quiet, quiet_cpu, quiet_idle = _measured(
+                process.pid, lambda: run_load(valid_url, duration, connections)
             )
             rejects_before = count_rows(database_url, "webhook_rejects")
-            flood = wrk_process(
-                f"{url}/webhooks/tradingview",
-                args.duration + 2,
-                args.flood_connections,
-                "flood",
-                401,
+            flood = start_load(
+                flood_url, duration + 2, args.flood_connections, "flood", expect=(401, 429)
             )
             time.sleep(1)  # the flood is under way
-            flooded = wrk_result(
-                wrk_process(valid, args.duration, args.valid_connections, "valid", 200),
-                args.duration,
+            flooded, flooded_cpu, flooded_idle = _measured(
+                process.pid, lambda: run_load(valid_url, duration, connections)
             )
-            flood_result = wrk_result(flood, args.duration + 2)
+            flood_result = flood.result()
             time.sleep(1)
             health = httpx.get(f"{url}/healthz", timeout=5).json()
-            written = count_rows(database_url, "webhook_rejects") - rejects_before
             result = {
-                "quiet_p50_ms": quiet["p50_ms"],
-                "quiet_p99_ms": quiet["p99_ms"],
-                "flooded_p50_ms": flooded["p50_ms"],
-                "flooded_p99_ms": flooded["p99_ms"],
-                "ratio": flooded["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else 0.0,
-                "flood_rps": flood_result["rps"],
-                "flood_other": flood_result["other"],
-                "rejects_written": written,
+                "quiet_rps": quiet.rps,
+                "quiet_p50_ms": quiet.p50_ms,
+                "quiet_p99_ms": quiet.p99_ms,
+                "flooded_rps": flooded.rps,
+                "flooded_p50_ms": flooded.p50_ms,
+                "flooded_p99_ms": flooded.p99_ms,
+                "ratio": flooded.p99_ms / quiet.p99_ms if quiet.p99_ms else 0.0,
+                "flood_401_rps": flood_result.statuses.get(401, 0) / flood_result.duration,
+                "flood_429_rps": flood_result.statuses.get(429, 0) / flood_result.duration,
+                "flood_other": flood_result.other + flood_result.socket_errors,
+                "rejects_written": count_rows(database_url, "webhook_rejects") - rejects_before,
                 "rejects_dropped": health["rejects_dropped"],
-                "quiet_rps": quiet["rps"],
-                "flooded_rps": flooded["rps"],
-                "quiet_other": quiet["other"] + quiet["socket_errors"],
-                "flooded_other": flooded["other"] + flooded["socket_errors"],
+                "quiet_other": quiet.other + quiet.socket_errors,
+                "flooded_other": flooded.other + flooded.socket_errors,
+                "server_cpu_quiet": quiet_cpu,
+                "server_cpu_flooded": flooded_cpu,
+                "idle_quiet": quiet_idle,
+                "idle_flooded": flooded_idle,
+                "valid_client_cpu": flooded.client_cpu / flooded.duration,
+                "flood_client_cpu": flood_result.client_cpu / flood_result.duration,
             }
             print(
-                f"flood run {repeat + 1}: valid ({args.valid_connections} connections) "
-                f"{quiet['rps']:.0f}/s alone, {flooded['rps']:.0f}/s flooded; p50/p99 quiet "
-                f"{result['quiet_p50_ms']:.1f}/{result['quiet_p99_ms']:.1f} ms, flooded "
-                f"{result['flooded_p50_ms']:.1f}/{result['flooded_p99_ms']:.1f} ms "
-                f"(p99 ×{result['ratio']:.2f}); flood {result['flood_rps']:.0f} 401/s, "
-                f"reject rows written {written}, dropped so far {health['rejects_dropped']}; "
-                f"valid non-200 quiet {result['quiet_other']:.0f} flooded "
-                f"{result['flooded_other']:.0f}",
+                f"flood run {repeat + 1}: valid {quiet.rps:.0f}/s alone, {flooded.rps:.0f}/s "
+                f"flooded; p50/p99 alone {quiet.p50_ms:.1f}/{quiet.p99_ms:.1f} ms, flooded "
+                f"{flooded.p50_ms:.1f}/{flooded.p99_ms:.1f} ms (p99 ×{result['ratio']:.2f}); "
+                f"flood {result['flood_401_rps']:.0f} 401/s + {result['flood_429_rps']:.0f} "
+                f"429/s (other {result['flood_other']:.0f}); reject rows written "
+                f"{result['rejects_written']}, dropped so far {health['rejects_dropped']}; "
+                f"valid non-200 alone {result['quiet_other']} flooded "
+                f"{result['flooded_other']}; server CPU {quiet_cpu:.0%} → {flooded_cpu:.0%} "
+                f"of a core, machine idle {quiet_idle:.0%} → {flooded_idle:.0%}, wrk CPU "
+                f"valid {result['valid_client_cpu']:.0%} flood {result['flood_client_cpu']:.0%}",
                 flush=True,
             )
             results.append(result)
@@ -257,6 +218,30 @@ def bench_flood(args: argparse.Namespace, database_url: str, workdir: Path) -> l
         process.terminate()
         process.wait(timeout=15)
     return results
+
+
+def print_flood(args: argparse.Namespace, flood: list[dict[str, Any]]) -> None:
+    print(
+        f"\nvalid stream: {args.valid_connections} connections from 127.0.0.1; flood: "
+        f"{args.flood_connections} connections from {args.flood_from}\n"
+    )
+    print(
+        "| run | alone 200/s | alone p50 / p99 ms | flooded 200/s | flooded p50 / p99 ms "
+        "| p99 ratio | flood 401/s | flood 429/s | reject rows | server CPU alone → flooded "
+        "| machine idle | wrk CPU valid / flood |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for n, r in enumerate(flood, start=1):
+        print(
+            f"| {n} | {r['quiet_rps']:.0f} | {r['quiet_p50_ms']:.1f} / {r['quiet_p99_ms']:.1f} "
+            f"| {r['flooded_rps']:.0f} | {r['flooded_p50_ms']:.1f} / {r['flooded_p99_ms']:.1f} "
+            f"| ×{r['ratio']:.2f} | {r['flood_401_rps']:.0f} | {r['flood_429_rps']:.0f} "
+            f"| {r['rejects_written']} | {r['server_cpu_quiet']:.0%} → "
+            f"{r['server_cpu_flooded']:.0%} | {r['idle_quiet']:.0%} → {r['idle_flooded']:.0%} "
+            f"| {r['valid_client_cpu']:.0%} / {r['flood_client_cpu']:.0%} |"
+        )
+    ratio = statistics.median(r["ratio"] for r in flood)
+    print(f"\np99 ratio, median of {len(flood)} runs: ×{ratio:.2f} (target ≤ 2)")
 
 
 def main() -> int:
@@ -271,10 +256,18 @@ def main() -> int:
         "--valid-connections", type=int, default=4, help="wrk connections of the valid stream"
     )
     parser.add_argument("--flood-connections", type=int, default=16)
+    parser.add_argument(
+        "--flood-from",
+        default=other_local_address(),
+        help="address the flood connects to, and so comes from (default: this machine's "
+        "non-loopback address; 127.0.0.1 puts the flood on the valid stream's address)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="flood runs; medians reported")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
+    if args.which != "outage" and not args.flood_from:
+        raise SystemExit("no non-loopback address to flood from: pass --flood-from")
     workdir = Path(tempfile.mkdtemp(prefix="alphapulse-outage-bench-"))
     if args.which in ("outage", "both"):
         outage = bench_outage(args, workdir)
@@ -283,39 +276,13 @@ def main() -> int:
         for r in outage:
             print(
                 f"| {r['spool_start_mb']:.1f} → {r['spool_end_mb']:.1f} | {r['rps']:.0f} | "
-                f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['other'] + r['socket_errors']:.0f} |"
+                f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['other']:.0f} |"
             )
     if args.which in ("flood", "both"):
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        name = f"alphapulse_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        database_url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-        try:
-            upgrade(database_url)
+        with scratch_database() as database_url:
             flood = bench_flood(args, database_url, workdir)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
 
-        def median(key: str) -> float:
-            return statistics.median(float(r[key]) for r in flood)
-
-        print(
-            f"\n| valid stream ({args.valid_connections} connections) | 200/s | p50 ms | p99 ms |"
-        )
-        print("|---|---|---|---|")
-        print(
-            f"| alone | {median('quiet_rps'):.0f} | {median('quiet_p50_ms'):.1f} | "
-            f"{median('quiet_p99_ms'):.1f} |"
-        )
-        print(
-            f"| with a {args.flood_connections}-connection flood "
-            f"({median('flood_rps'):.0f} 401/s) | {median('flooded_rps'):.0f} | "
-            f"{median('flooded_p50_ms'):.1f} | {median('flooded_p99_ms'):.1f} |"
-        )
-        print(f"\np99 ratio (median of runs): {median('ratio'):.2f}")
+        print_flood(args, flood)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -17,148 +17,41 @@ used to create and drop a scratch database. Needs ``wrk`` (``apt-get install wrk
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import httpx
-import sqlalchemy as sa
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import SECRET, count_rows, run_load, scratch_database, start_server
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from alphapulse_dagster.db.migrate import upgrade  # noqa: E402
-
-PG_ADMIN_URL = os.environ.get(
-    "ALPHAPULSE_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-# wrk script: unique alert_id per request (thread id + counter); counts 200s per thread.
-WRK_LUA = r"""
-local threads = {}
-local counter = 0
-local tid = 0
-local run = "RUN"
-
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  ok = 0
-  bad = 0
-end
-
-function request()
-  counter = counter + 1
-  local body = string.format(
-    '{"secret":"bench-secret","event":"SIGNAL_CREATED",' ..
-    '"trade_id":"20190614_120000_BULLISH_%s_%d_%d",' ..
-    '"symbol":"BTCUSD","time":"2019-06-14T12:00:00Z","timeframe":"60","direction":"BULLISH",' ..
-    '"htf_alignment":{"240":"BULLISH","1D":"NEUTRAL"},' ..
-    '"session":"NEW_YORK","market_state":"TRENDING",' ..
-    '"alert_id":"%s-%d-%d"}', run, tid, counter, run, tid, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "text/plain"}, body)
-end
-
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1 else bad = bad + 1 end
-end
-
-function done(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
-  for _, t in ipairs(threads) do
-    total_ok = total_ok + t:get("ok")
-    total_bad = total_bad + t:get("bad")
-  end
-  io.write(string.format("STATUS200 %d\nSTATUSOTHER %d\n", total_ok, total_bad))
-  io.write(string.format("P50US %d\nP99US %d\nMAXUS %d\n",
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
-"""
-
-LUA_THREAD_ID = 'function init(args)\n  tid = wrk.thread:get("tid")\n'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "alphapulse_dagster.cli", "serve", "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-    )
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"server did not start; see {log}")
+from alphapulse_dagster.db.migrate import upgrade
 
 
 def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
-    lua = WRK_LUA.replace("RUN", uuid.uuid4().hex[:8]).replace(
-        "function init(args)\n", LUA_THREAD_ID
-    )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(lua)
-    command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-        "-s", handle.name, url,
-    ]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    os.unlink(handle.name)
-
-    def number(pattern: str) -> float:
-        found = re.search(pattern, output)
-        return float(found.group(1)) if found else 0.0
-
-    ok = number(r"STATUS200 (\d+)")
-    other = number(r"STATUSOTHER (\d+)")
-    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    result = run_load(url, duration, connections, "valid", threads=threads)
     return {
-        "ok": ok,
-        "other": other,
-        "socket_errors": socket_errors,
-        "rps": ok / duration,
-        "p50_ms": number(r"P50US (\d+)") / 1000,
-        "p99_ms": number(r"P99US (\d+)") / 1000,
-        "max_ms": number(r"MAXUS (\d+)") / 1000,
+        "ok": float(result.ok),
+        "other": float(result.other),
+        "socket_errors": float(result.socket_errors),
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "max_ms": result.max_ms,
     }
 
 
 def count_events(url: str) -> int:
-    engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM signal_events")).scalar_one()
-    engine.dispose()
-    return int(count)
+    return count_rows(url, "signal_events")
 
 
 def bench(database_url: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, float]]:
     env = {
         "ALPHAPULSE_DATABASE_URL": database_url,
-        "ALPHAPULSE_WEBHOOK_SECRET": "bench-secret",
+        "ALPHAPULSE_WEBHOOK_SECRET": SECRET,
         "ALPHAPULSE_BENCH_NOOP": "1",
         "ALPHAPULSE_SPOOL_PATH": str(workdir / "spool.jsonl"),
     }
@@ -205,24 +98,13 @@ def main() -> int:
         raise SystemExit("wrk not found: apt-get install wrk")
 
     workdir = Path(tempfile.mkdtemp(prefix="alphapulse-bench-"))
-    admin = None
-    name = ""
     if args.sqlite:
         database_url = f"sqlite:///{workdir / 'bench.db'}"
-    else:
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        name = f"alphapulse_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        database_url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    try:
         upgrade(database_url)
         results = bench(database_url, args, workdir)
-    finally:
-        if admin is not None:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+    else:
+        with scratch_database() as database_url:
+            results = bench(database_url, args, workdir)
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in results)

@@ -1,11 +1,12 @@
 """Outages and abuse on the real server and the real Postgres (SPEC §14, issue 13): a torn
 spool record costs only itself, a failed spool write leaves nothing behind, a locked
-database is a spooled 503 within 2 s, startup answers before the replay, and refusals get
-rationed reject rows."""
+database is a spooled 503 within 2 s, startup answers before the replay, refusals get
+rationed reject rows, and a rationed source is turned away before its body is read."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -262,36 +263,99 @@ def test_startup_answers_first_then_replays_in_arrival_order(pg_url: str, tmp_pa
     assert [row["trade_id"] for row in rows] == [f"20190614_{n:06d}_BULLISH" for n in range(20_002)]
 
 
-# --- 4. refusals: rationed rows, counted drops -------------------------------------------
+# --- 4. refusals: rationed rows, counted drops, a rationed source turned away unread -----
+
+FLOODER, NEIGHBOUR, TRADINGVIEW = "203.0.113.7", "198.51.100.20", "52.89.214.238"
 
 
-def test_a_flood_of_refusals_writes_a_bounded_number_of_rows(pg_url: str, tmp_path: Path) -> None:
+def _head(content_length: int, source: str) -> bytes:
+    return (
+        "POST /webhooks/tradingview HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+        f"X-Forwarded-For: {source}\r\nContent-Length: {content_length}\r\n\r\n"
+    ).encode()
+
+
+def _answer_to_head_only(port: int, source: str) -> tuple[bytes, float]:
+    """Send a request head announcing a 4,000-byte body, never send the body, and read
+    until the server closes the connection: what came back and how long it took."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(_head(4000, source))
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+def test_a_rationed_source_is_turned_away_unread_and_others_still_land(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Sources told apart by ``X-Forwarded-For`` from a trusted proxy (127.0.0.1). A
+    flooding source gets 401 and a reject row for its first 5 refusals (the burst), then
+    429 from its request head: a request whose body never comes is answered at once and
+    its connection closed (before the fix: held until the 30 s body deadline, then 408).
+    A neighbour's valid event lands; TradingView's address, refused as often, is never
+    turned away."""
     env = _env(
         pg_url,
         tmp_path / "spool.jsonl",
         ALPHAPULSE_REJECTS_BURST="5",
         ALPHAPULSE_REJECTS_PER_SOURCE_PER_MINUTE="0.001",
+        ALPHAPULSE_REJECTS_PER_MINUTE="100000",  # the total refills at once: not in the way
+        ALPHAPULSE_TRUSTED_PROXIES="127.0.0.1",
+        ALPHAPULSE_BODY_TIMEOUT_SECONDS="30",
     )
     server = LiveServer(env, tmp_path / "server.log").start()
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            for n in range(60):
-                bad = client.post(
-                    "/webhooks/tradingview", content=body(_signal(n) | {"secret": "x"})
-                )
-                assert bad.status_code == 401
-            good = client.post("/webhooks/tradingview", content=body(_signal(1000)))
-            assert good.json()["status"] == "accepted"
-            health = client.get("/healthz").json()
+
+            def post(payload: dict[str, Any], source: str) -> httpx.Response:
+                headers = {"X-Forwarded-For": source}
+                return client.post("/webhooks/tradingview", content=body(payload), headers=headers)
+
+            flood = [post(_signal(n) | {"secret": "x"}, FLOODER) for n in range(60)]
+            unread, seconds = _answer_to_head_only(server.port, FLOODER)
+            dropped = client.get("/healthz").json()["rejects_dropped"]
+            neighbour = post(_signal(1000), NEIGHBOUR)
+            tradingview = [post(_signal(n) | {"secret": "x"}, TRADINGVIEW) for n in range(8)]
+            tradingview_valid = post(_signal(1001), TRADINGVIEW)
         engine = make_engine(pg_url)
-        wait_until(lambda: len(rejects(engine)) >= 5)
+        wait_until(lambda: len(rejects(engine)) >= 10)
         time.sleep(0.5)  # one more flush interval: nothing else arrives
         rows = rejects(engine)
+        stored = [row["trade_id"] for row in events(engine)]
         engine.dispose()
     finally:
         server.stop()
-    assert len(rows) == 5 and {row["status_code"] for row in rows} == {401}
-    assert health["rejects_dropped"] == 55
+    assert [r.status_code for r in flood] == [401] * 5 + [429] * 55
+    assert flood[-1].json()["detail"].startswith("too many refused requests")
+    assert flood[-1].headers["connection"] == "close"
+    assert unread.startswith(b"HTTP/1.1 429 ") and seconds < 2.0
+    assert dropped == 56  # 55 turned away + the one whose body never came
+    assert neighbour.json()["status"] == "accepted"
+    assert [r.status_code for r in tradingview] == [401] * 8
+    assert tradingview_valid.json()["status"] == "accepted"
+    assert stored == [_signal(1000)["trade_id"], _signal(1001)["trade_id"]]
+    flooder_rows = [row for row in rows if row["source_address"] == FLOODER]
+    assert len(flooder_rows) == 5 and {row["status_code"] for row in flooder_rows} == {401}
+    assert [row["source_address"] for row in rows].count(TRADINGVIEW) == 5
+    assert len(rows) == 10
+
+
+def test_only_a_source_that_spent_its_own_rows_is_turned_away() -> None:
+    now = [0.0]
+    budget = RejectBudget(
+        RejectLimits(per_source_per_minute=60, burst=2, total_per_minute=60, max_rows=10),
+        clock=lambda: now[0],
+    )
+    assert budget.turn_away("a") is False  # never refused: read and judged
+    assert [budget.allow("a") for _ in range(3)] == [True, True, False]
+    assert budget.turn_away("a") is True
+    assert budget.allow("b") is False  # the total is spent: b's refusal gets no row ...
+    assert budget.turn_away("b") is False  # ... but only b's own bucket can turn b away
+    now[0] = 1.0  # a row's worth refilled for a
+    assert budget.turn_away("a") is False
+    assert budget.dropped == 3  # a's third refusal, a turned away once, b's refusal
 
 
 def test_reject_budget_per_source_total_and_table_cap() -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from alphapulse_dagster.api import analytics, desk, desk_reads, health_reads, signal_reads, webhooks
+from alphapulse_dagster.api.flood_gate import FloodGate
 from alphapulse_dagster.api.rejects import RejectRecorder
 from alphapulse_dagster.api.settings import ApiSettings
 from alphapulse_dagster.api.writer import EventWriter
@@ -56,6 +57,8 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
     settings = settings or ApiSettings.from_env()
     owns_engine = engine is None
     app_engine = engine if engine is not None else _engine_for(settings)
+    # one budget: the recorder rations reject rows by it, the gate turns rationed sources away
+    reject_budget = RejectBudget(settings.reject_limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,9 +75,7 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
             write_timeout=settings.write_timeout,
             timeouts=settings.write_timeouts,
         )
-        rejects = RejectRecorder(
-            app_engine, RejectBudget(settings.reject_limits), timeouts=settings.write_timeouts
-        )
+        rejects = RejectRecorder(app_engine, reject_budget, timeouts=settings.write_timeouts)
         app.state.writer = writer
         app.state.rejects = rejects
         await writer.start()
@@ -102,6 +103,7 @@ def create_app(settings: ApiSettings | None = None, *, engine: Engine | None = N
     )
     app.state.settings = settings
     app.state.engine = app_engine
+    app.add_middleware(FloodGate, budget=reject_budget, settings=settings)
     app.include_router(webhooks.router)
     app.include_router(signal_reads.router)
     app.include_router(health_reads.router)

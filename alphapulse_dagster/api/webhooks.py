@@ -9,7 +9,6 @@ commit (200 accepted / duplicate) or spool (503). Every refusal writes a
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from dataclasses import replace
 from typing import Any, Literal
@@ -19,8 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from alphapulse_dagster.api.flood_gate import WEBHOOK_PATH
 from alphapulse_dagster.api.rejects import RejectRecorder
-from alphapulse_dagster.api.settings import ApiSettings, Network
+from alphapulse_dagster.api.settings import ApiSettings
+from alphapulse_dagster.api.source_address import contains, source_address
 from alphapulse_dagster.api.writer import EventWriter
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.webhooks.ingest import (
@@ -70,6 +71,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "body not received within ALPHAPULSE_BODY_TIMEOUT_SECONDS (10 s)",
     },
     413: {"model": ErrorAnswer, "description": "body larger than 64 KiB"},
+    429: {
+        "model": ErrorAnswer,
+        "description": "this source address's refusals are rationed (past a burst of 20, "
+        "then 60 a minute): answered from the request head, body unread, connection "
+        "closed; `Retry-After` says when to try again. Never for TradingView's webhook "
+        "addresses or the allow-list",
+    },
     422: {
         "model": ErrorAnswer,
         "description": "invalid payload; `detail` names the field (a wrong type, an event "
@@ -82,31 +90,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "order) or `unavailable` (spool not writable either: not stored, send again)",
     },
 }
-
-
-def _contains(networks: tuple[Network, ...], address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
-def source_address(request: Request, settings: ApiSettings) -> str | None:
-    """The client's address. ``X-Forwarded-For`` is believed only when the direct peer is a
-    configured trusted proxy, and then its right-most hop that is not itself a trusted
-    proxy (the left part of the header is whatever the client chose to send)."""
-    peer = request.client.host if request.client else None
-    if not settings.trusted_proxies or not _contains(settings.trusted_proxies, peer):
-        return peer
-    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
-    hops = [hop for hop in hops if hop]
-    for hop in reversed(hops):
-        if not _contains(settings.trusted_proxies, hop):
-            return hop
-    return hops[0] if hops else peer
 
 
 class BodyTimeout(Exception):
@@ -155,7 +138,7 @@ def _refusal(rejection: Rejection) -> JSONResponse:
 
 
 @router.post(
-    "/webhooks/tradingview",
+    WEBHOOK_PATH,
     summary="Receive a TradingView alert (SPEC §16 payload)",
     response_model=WebhookAnswer,
     responses=_RESPONSES,
@@ -165,11 +148,12 @@ async def tradingview_webhook(request: Request) -> Response:
     received_at = utcnow()
     settings: ApiSettings = request.app.state.settings
     writer: EventWriter = request.app.state.writer
-    address = source_address(request, settings)
+    peer = request.client.host if request.client else None
+    address = source_address(peer, request.scope["headers"], settings.trusted_proxies)
     body = b""
     try:
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-        if settings.allowed_ips and not _contains(settings.allowed_ips, address):
+        if settings.allowed_ips and not contains(settings.allowed_ips, address):
             raise Rejection(403, f"source address {address} is not allowed", "source_address")
         raw = parse_body(body)
         check_secret(raw, settings.webhook_secret)

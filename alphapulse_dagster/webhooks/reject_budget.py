@@ -10,6 +10,12 @@ Every refusal is still answered (401, 403, 413, 422); only its row is rationed:
 
 A refusal past any of these is *dropped* — counted (``dropped``, shown in ``/healthz``),
 not written. Buckets are kept for the :data:`MAX_SOURCES` most recent sources.
+
+A source whose own bucket is empty is *rationed*: :meth:`RejectBudget.turn_away` tells the
+server to refuse its next request from the request head, unread (``api/flood_gate.py``),
+so a flood costs the server next to nothing once its burst is spent. Only the source's own
+bucket decides this — never the total's or the table cap — so a flood from one address
+cannot get another address turned away.
 """
 
 from __future__ import annotations
@@ -35,9 +41,12 @@ class _Bucket:
     tokens: float
     at: float
 
-    def take(self, now: float, per_second: float, capacity: float) -> bool:
+    def refill(self, now: float, per_second: float, capacity: float) -> None:
         self.tokens = min(capacity, self.tokens + (now - self.at) * per_second)
         self.at = now
+
+    def take(self, now: float, per_second: float, capacity: float) -> bool:
+        self.refill(now, per_second, capacity)
         if self.tokens < 1.0:
             return False
         self.tokens -= 1.0
@@ -81,3 +90,20 @@ class RejectBudget:
         else:
             self.dropped += 1
         return allowed
+
+    def turn_away(self, source: str | None) -> bool:
+        """True ⇒ ``source`` has spent its own reject rows for now (its bucket holds less
+        than one): refuse its request without reading it. Counted in ``dropped``. A source
+        never refused before, or whose bucket has refilled, is let through (and its next
+        refusal, if any, gets a row as usual)."""
+        bucket = self._sources.get(source or "-")
+        if bucket is None:
+            return False
+        limits = self.limits
+        bucket.refill(
+            self.clock(), limits.per_source_per_minute / 60.0, float(max(limits.burst, 1))
+        )
+        if bucket.tokens >= 1.0:
+            return False
+        self.dropped += 1
+        return True
