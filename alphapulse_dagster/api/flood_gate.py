@@ -8,11 +8,15 @@ so the unread body is never parsed as a next request. It is counted in
 ``rejects_dropped``. Once the source's bucket refills (one row's worth every
 ``60 / per_source_per_minute`` seconds) its next request is read and judged as usual.
 
-The trade-off: the budget is per source address, so anyone sharing a flooding address
-(one NAT, one proxy without ``ALPHAPULSE_TRUSTED_PROXIES``) is turned away with it while
-the flood lasts. TradingView's own webhook addresses and the configured allow-list are
-never turned away: TradingView sends every user's alerts from the same four addresses,
-and one user's broken alerts must not lock out another's.
+The trade-off: the budget is per source address, so a sender sharing a flooding address
+(one NAT) is turned away with it while the flood lasts. Never turned away:
+
+- TradingView's webhook addresses and the allow-list: TradingView sends every user's
+  alerts from the same four addresses, and one user's broken alerts must not lock out
+  another's;
+- loopback: a reverse proxy on this machine not named in ``ALPHAPULSE_TRUSTED_PROXIES``
+  makes every sender look like 127.0.0.1, and turning that away would turn everyone away
+  (such a set-up gets no gate: every request is read and judged, as before).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from alphapulse_dagster.webhooks.reject_budget import RejectBudget
 
 WEBHOOK_PATH = "/webhooks/tradingview"
 
+LOOPBACK = ("127.0.0.0/8", "::1")
+
 _BODY = b'{"detail":"too many refused requests from this address; try again later"}'
 
 
@@ -37,7 +43,7 @@ class FloodGate:
         self.app = app
         self.budget = budget
         self.trusted = settings.trusted_proxies
-        never = settings.allowed_ips + parse_networks(",".join(TRADINGVIEW_IPS))
+        never = settings.allowed_ips + parse_networks(",".join([*TRADINGVIEW_IPS, *LOOPBACK]))
         self.never_turned_away = lru_cache(maxsize=4096)(lambda source: contains(never, source))
         per_minute = settings.reject_limits.per_source_per_minute
         self.headers = [
