@@ -200,3 +200,4 @@ def test_openapi_describes_the_read_401_and_the_time_bounds(client: TestClient) 
     ]["description"]
     assert "max_future_seconds" in time_doc and "2000-01-01" in time_doc
     assert "408" in webhook["responses"]
+    assert "429" in webhook["responses"]  # a rationed source turned away (api/flood_gate.py)

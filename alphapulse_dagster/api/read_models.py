@@ -153,5 +153,6 @@ class Liveness(BaseModel):
         description="spool records set aside (unreadable or refused) in the dead-letter file"
     )
     rejects_dropped: int = Field(
-        description="refused webhooks not written to webhook_rejects (rate limit or cap)"
+        description="refused webhooks not written to webhook_rejects (rate limit or cap), "
+        "requests turned away unread (429) included"
     )

@@ -1,9 +1,11 @@
 """``POST /webhooks/tradingview`` — land a TradingView alert durably, answer fast.
 
-Order of checks: body size (413) and body deadline (408) → source address allow-list
-(403) → JSON object (422) → secret (401) → payload model and semantics (422) → group
-commit (200 accepted / duplicate) or spool (503). Every refusal writes a
-``webhook_rejects`` row (secret redacted); nothing here raises a 500.
+Order of checks: a source whose refusals are rationed is turned away before this route
+(429, ``api/flood_gate.py``) → body size (413) and body deadline (408) → source address
+allow-list (403) → JSON object (422) → secret (401) → payload model and semantics (422) →
+group commit (200 accepted / duplicate) or spool (503). Every refusal offers a
+``webhook_rejects`` row (secret redacted; rationed, ``api/rejects.py``); nothing here
+raises a 500.
 """
 
 from __future__ import annotations
@@ -73,10 +75,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorAnswer, "description": "body larger than 64 KiB"},
     429: {
         "model": ErrorAnswer,
-        "description": "this source address's refusals are rationed (past a burst of 20, "
-        "then 60 a minute): answered from the request head, body unread, connection "
-        "closed; `Retry-After` says when to try again. Never for TradingView's webhook "
-        "addresses or the allow-list",
+        "description": "this source address's refusals are rationed (by default past a "
+        "burst of 20, then 60 a minute): answered from the request head, body unread, "
+        "connection closed; `Retry-After` says when to try again. Never for TradingView's "
+        "webhook addresses, the allow-list or loopback (api/flood_gate.py)",
     },
     422: {
         "model": ErrorAnswer,
