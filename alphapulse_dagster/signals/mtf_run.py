@@ -151,9 +151,14 @@ def generate_window(
     results = []
     for plan, symbols in timeframe_plans(config).items():
         finest = plan.all[0]
-        for anchor, piece_start, piece_end in warmup_blocks(start, end, plan.warmup_block()):
-            with engine.connect() as connection:
-                fine = load_candles(connection, symbols, finest, anchor, piece_end)
+        pieces = warmup_blocks(start, end, plan.warmup_block())
+        if not pieces:
+            continue
+        with engine.connect() as connection:  # once: the pieces' histories overlap
+            history = load_candles(connection, symbols, finest, pieces[0][0], end)
+        opened = history["open_time"]
+        for anchor, piece_start, piece_end in pieces:
+            fine = history[(opened >= anchor) & (opened < piece_end)].reset_index(drop=True)
             if fine.empty:
                 continue
             frames = candles_by_timeframe(fine, finest, plan.all)
