@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 DEFAULT_SEED = 17
 RESAMPLES = 2000
-MAX_DRAW = 5000
+MAX_DRAW = 2000
 _BLOCK = 1_000_000  # draws per vectorised step
 
 
