@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from alphapulse_dagster.analytics.outcome_store import (
+    RECHECK,
     load_outcomes,
     plan_refresh,
     write_refresh,
@@ -247,13 +248,19 @@ FOLLOW_DAYS = 100
 
 def open_days_start(database: DatabaseResource, today: datetime) -> datetime:
     """00:00 UTC of the oldest day, within ``FOLLOW_DAYS``, with a signal whose outcome is
-    open or not yet evaluated (MTF signals, and registry signals with an entry on an
-    instrument that has candles), else today."""
+    open, decided within the last day (``RECHECK``) or not yet evaluated (MTF signals, and
+    registry signals with an entry on an instrument that has candles), else today."""
     o, s, r = signal_outcomes.c, ai_signals_mtf.c, signals.c
     horizon = today - timedelta(days=FOLLOW_DAYS)
     with database.get_engine().connect() as connection:
         open_outcome = connection.execute(
             select(func.min(o.signal_time)).where(o.status == "OPEN", o.signal_time >= horizon)
+        ).scalar()
+        # decided within the last day: re-read once more against the candles after (the check)
+        just_decided = connection.execute(
+            select(func.min(o.signal_time)).where(
+                o.exit_at >= today - RECHECK, o.signal_time >= horizon
+            )
         ).scalar()
         unevaluated_mtf = connection.execute(
             select(func.min(s.timestamp))
@@ -272,7 +279,11 @@ def open_days_start(database: DatabaseResource, today: datetime) -> datetime:
                 r.symbol.in_(select(candles.c.symbol).distinct()),
             )
         ).scalar()
-    found = [t for t in (open_outcome, unevaluated_mtf, unevaluated_registry) if t is not None]
+    found = [
+        t
+        for t in (open_outcome, just_decided, unevaluated_mtf, unevaluated_registry)
+        if t is not None
+    ]
     oldest = min([today, *found])
     return datetime.combine(oldest.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
 
