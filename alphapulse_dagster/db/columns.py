@@ -2,11 +2,10 @@
 building a SQLAlchemy row or a dict per row.
 
 Reading hundreds of thousands of rows through SQLAlchemy builds a ``Row`` per row and a
-Python object per value: seconds for a year of candles or outcomes. On Postgres the server
-renders the query's rows as one CSV text (``string_agg``; a ``COPY … TO STDOUT`` costs
-~5 µs a row in psycopg's per-row wait) and pandas' C parser reads it into typed columns;
-elsewhere (SQLite, small test databases) it is an ordinary fetch. Either way the columns
-come back typed by the query's own column types:
+Python object per value: seconds for a year of candles or outcomes. On Postgres the query
+runs inside ``COPY … TO STDOUT (FORMAT csv)`` and pandas' C parser reads the text into
+typed columns; elsewhere (SQLite, small test databases) it is an ordinary fetch. Either
+way the columns come back typed by the query's own column types:
 
 - text → ``object`` (str, None for NULL); float → ``float64`` (NaN for NULL); integer →
   ``float64`` when NULLs occur, else ``int64``; boolean → ``bool`` (NULL → False);
@@ -32,11 +31,6 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
-    Text,
-    cast,
-    func,
-    literal,
-    select,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -59,34 +53,30 @@ def read_frame(connection: Connection, query: Select[Any]) -> pd.DataFrame:
     names = [c.name for c in query.selected_columns]
     kinds = {c.name: _kind(c.type) for c in query.selected_columns}
     if is_postgres(connection):
-        frame = _server_csv(connection, query, names, kinds)
+        frame = _copy_csv(connection, query, names, kinds)
     else:
         frame = pd.DataFrame([tuple(r) for r in connection.execute(query)], columns=names)
     return _typed(frame, kinds)
 
 
-def _server_csv(
+def _copy_csv(
     connection: Connection, query: Select[Any], names: list[str], kinds: dict[str, str]
 ) -> pd.DataFrame:
-    """The rows as one CSV text built by the server (``string_agg``): one value to fetch,
-    not a COPY row per row (psycopg spends ~5 µs a row waiting on each). Text and JSON
-    are quoted (quotes doubled), NULL is ``\\N``."""
-    sub = query.subquery()
-    parts = []
-    for column, name in zip(sub.c, names, strict=True):
-        text = cast(column, Text)
-        if kinds[name] in ("text", "json"):
-            text = literal('"') + func.replace(text, '"', '""') + literal('"')
-        parts.append(func.coalesce(text, literal(_NULL)))
-    body = connection.execute(
-        select(func.string_agg(func.concat_ws(",", *parts), literal("\n")))
-    ).scalar()
-    if not body:
-        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv, NULL '{_NULL}')"
+    buffer = io.BytesIO()
+    with driver_connection(connection).cursor() as cursor:
+        with cursor.copy(statement, compiled.params) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
     as_text = {n: str for n, k in kinds.items() if k in ("text", "time", "json", "bool")}
-    missing = {n: [_NULL] if n in as_text else [_NULL, "NaN"] for n in names}
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
     return pd.read_csv(
-        io.StringIO(body), header=None, names=names, dtype=as_text, na_values=missing,
+        buffer, header=None, names=names, dtype=as_text, na_values=[_NULL],
         keep_default_na=False,
     )  # fmt: skip
 
