@@ -7,6 +7,8 @@ DAGSTER_PORT ?= 3000
 API_PORT     ?= 8000
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ALPHAPULSE_DATABASE_URL ?= sqlite:///$(CURDIR)/.alphapulse/alphapulse.db
+# one "planned" event per asset per run, not one per asset and day (README, Environment)
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 # every other ALPHAPULSE_* variable: unset means its embedded default (README, Environment)
 
 .PHONY: install dev demo test lint format typecheck migrations bench bench-webhooks bench-desk screenshots reset clean
