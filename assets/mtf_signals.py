@@ -13,6 +13,7 @@ days (a single-run backfill) reports each day's own figures on that day's partit
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -40,7 +41,7 @@ ENTRY_INVARIANTS = "entry_invariants"
 ENTRY_DATA_SUFFICIENCY = "entry_data_sufficiency"
 SIGNAL_PARITY = "signal_parity"
 # a day without a signal: zero counts, no averages (None is left out of the metadata)
-_NO_SIGNAL_METRICS = {
+_NO_SIGNAL_METRICS: dict[str, Any] = {
     "total_signals": 0,
     "signals_last_24h": 0,
     "duplicates_skipped": 0,
