@@ -23,8 +23,7 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import func, select
 
-from alphapulse_dagster.db.tables import signal_events, signal_gaps, sync_audit_log
-from alphapulse_dagster.sync.gap_rules import GAP_TYPES
+from alphapulse_dagster.db.tables import signal_events, sync_audit_log
 from alphapulse_dagster.sync.gaps import OPENED_COLUMNS
 from alphapulse_dagster.sync.health import latest_health
 from alphapulse_dagster.sync.sync_cycle import SyncReport, SyncRequest, run_sync
@@ -177,7 +176,6 @@ def hybrid_sync_cycle(
         engine, app_config.load(), run_now(context), context.run_id, request, LOCK_WAIT_SECONDS
     )
     metadata = step_metadata(report)
-    metadata["gap_report"].update(_open_gaps_by_type(database))
     summary = sync_run_summary(context, metadata, report)
     context.log.info(json.dumps(summary, sort_keys=True))
     # the contract of what this cycle wrote: the gaps it opened (a cost that grows with
@@ -217,7 +215,9 @@ def step_metadata(report: SyncReport) -> dict[str, dict[str, float | int]]:
         "gaps_opened": report.gaps.opened,
         "gaps_resolved": report.gaps.resolved,
         "signals_scanned": report.gaps.signals_scanned,
+        "open_gaps": sum(report.open_gaps.values()),
     }
+    gaps.update({f"gaps_{name}": n for name, n in report.open_gaps.items()})
     signal_health: dict[str, float | int] = {
         "health_score": health.health_score,
         "total_gaps": health.total_gaps,
@@ -237,19 +237,6 @@ def step_metadata(report: SyncReport) -> dict[str, dict[str, float | int]]:
     for key, seconds in report.step_seconds.items():
         out[key]["seconds"] = round(seconds, 4)
     return out
-
-
-def _open_gaps_by_type(database: DatabaseResource) -> dict[str, int]:
-    with database.get_engine().connect() as conn:
-        rows = conn.execute(
-            select(signal_gaps.c.gap_type, func.count())
-            .where(signal_gaps.c.resolved_at.is_(None))
-            .group_by(signal_gaps.c.gap_type)
-        ).all()
-    open_by_type = dict.fromkeys(GAP_TYPES, 0) | {gap_type: int(n) for gap_type, n in rows}
-    return {"open_gaps": sum(open_by_type.values())} | {
-        f"gaps_{name}": n for name, n in open_by_type.items()
-    }
 
 
 def sync_run_summary(

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,6 +44,23 @@ def _url(name: str) -> str:
     from bench_sync import ADMIN_URL
 
     return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(False)
+
+
+def pin_now(url: str) -> None:
+    """Set ``bench_sync.NOW`` to the template's: the synthetic log is laid out backwards from
+    it, and :func:`bench_sync.changes` names the changed signals from it. A later process
+    has a later clock; left alone, its "changes" would create new signals (every gap
+    opening) instead of updating the template's. Signal 0's first event is its ENTRY, one
+    hour after its start, 30 days before NOW."""
+    import bench_sync
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        entry = conn.execute(
+            sa.text("SELECT event_time FROM signal_events WHERE idempotency_key = 'bench:0:0'")
+        ).scalar_one()
+    engine.dispose()
+    bench_sync.NOW = entry - timedelta(hours=1) + timedelta(days=30)
 
 
 def template(signals: int) -> None:
@@ -71,7 +89,8 @@ def template(signals: int) -> None:
 
 def cycles(db: str, signals: int, count: int, seed: int) -> None:
     """``count`` incremental cycles (after one untimed warm-up) on database ``db``."""
-    from bench_sync import NOW, changes
+    import bench_sync
+    from bench_sync import changes
 
     from alphapulse_dagster.config import AppConfig
     from alphapulse_dagster.db.engine import make_engine
@@ -84,12 +103,13 @@ def cycles(db: str, signals: int, count: int, seed: int) -> None:
             sync_cycle.run_sync(engine, config, now, signal_ids=ids)  # type: ignore[call-arg]
 
     url, config, rng = _url(db), AppConfig(), random.Random(seed)
+    pin_now(url)
     engine = make_engine(url)
     walls, cpus = [], []
     for n in range(count + 1):
         ids = changes(url, 1000, rng, signals)
         wall, cpu = time.perf_counter(), time.process_time()
-        run_sync(engine, config, NOW, ids)
+        run_sync(engine, config, bench_sync.NOW, ids)
         if n:  # the first cycle warms the pool and the statement caches
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
@@ -116,6 +136,7 @@ def job_cycles(db: str, signals: int, count: int, seed: int) -> None:
         return {"ops": {name: {"config": scope} for name in sensor.SCOPED_ASSETS}}  # (before)
 
     url, rng = _url(db), random.Random(seed)
+    pin_now(url)
     config_dir = str(Path(hybrid_sync.__file__).resolve().parents[1] / "config")
     resources = {
         "database": DatabaseResource(url=url),

@@ -21,7 +21,7 @@ from alphapulse_dagster.db.tables import (
     signals,
 )
 from alphapulse_dagster.sync.gap_rules import GAP_TYPES
-from alphapulse_dagster.sync.health import health_report
+from alphapulse_dagster.sync.health import health_report, open_gaps_by_type, signal_moment
 from alphapulse_dagster.sync.health_buckets import (
     BUCKET_SECONDS,
     pg_trigger_ddl,
@@ -122,9 +122,25 @@ def _scratch_report(conn: sa.Connection, now: datetime) -> dict[str, Any]:
     }
 
 
+def _open_by_type(conn: sa.Connection, unbucketed: bool = False) -> Counter[str]:
+    """Open gaps of registry signals by type, counted row by row (``unbucketed``: only
+    those of signals without a moment)."""
+    query = (
+        sa.select(signal_gaps.c.gap_type)
+        .join(signals, signals.c.signal_id == signal_gaps.c.signal_id)
+        .where(signal_gaps.c.resolved_at.is_(None))
+    )
+    if unbucketed:
+        query = query.where(signal_moment().is_(None))
+    return Counter(gap_type for (gap_type,) in conn.execute(query))
+
+
 def _check(engine: sa.Engine, nows: list[datetime]) -> None:
     with engine.connect() as conn:
         assert _stored(conn) == _scratch(conn)
+        # the job's all-time open-gap counts (gap_report metadata), from the aggregates
+        direct = _open_by_type(conn)
+        assert open_gaps_by_type(conn) == {name: direct[name] for name in GAP_TYPES}
         for now in nows:
             report = health_report(conn, now, CONFIG.hybrid_sync)
             got = {key: getattr(report, key) for key in _scratch_report(conn, now)}
@@ -145,6 +161,9 @@ def test_running_aggregates_equal_a_from_scratch_computation(engine: sa.Engine) 
             opening.append(entry(tid, at + H))
         if n % 7 == 0:
             opening.append(event("MFE_UPDATE", tid, at + 2 * H, mfe=0.5, mae=0.2))
+    # a signal without a moment (no SIGNAL_CREATED, no ENTRY, an id Tier 3 cannot read):
+    # in no bucket, its open gaps still count among the open gaps
+    opening.append(event("MFE_UPDATE", "no-moment-1", T0, mfe=0.4, mae=0.1))
     append(engine, *opening)
     # window edges: whole hours, mid-hour, before and after every signal
     nows = [NOW, NOW + timedelta(minutes=17, seconds=3), NOW + timedelta(days=9, minutes=31)]
@@ -154,6 +173,9 @@ def test_running_aggregates_equal_a_from_scratch_computation(engine: sa.Engine) 
 
     run_sync(engine, CONFIG, NOW, "s1")
     _check(engine, nows)
+    with engine.connect() as conn:
+        # (an MFE_UPDATE alone folds to a running trade with nothing known: every gap)
+        assert _open_by_type(conn, unbucketed=True) == dict.fromkeys(GAP_TYPES, 1)
 
     # late SIGNAL_CREATED (timed before the entry: the moment and bucket move, with the gaps)
     late = [created(tid, at - 3 * H) for n, (tid, at) in enumerate(trades) if n % 3 == 0]

@@ -205,6 +205,27 @@ def health_report(
     return report
 
 
+def open_gaps_by_type(conn: Connection) -> dict[str, int]:
+    """Every open gap of the registry's signals, whatever their moment, by type (every
+    type, zeros included): the running aggregates summed over all hours, plus the gaps of
+    the few signals without a moment (no bucket holds them). The same counts as grouping
+    ``signal_gaps`` by type, without reading every open gap."""
+    by_type = dict.fromkeys(GAP_TYPES, 0)
+    bucketed = select(signal_gap_buckets.c.gap_type, func.sum(signal_gap_buckets.c.gaps)).group_by(
+        signal_gap_buckets.c.gap_type
+    )
+    unbucketed = (
+        select(signal_gaps.c.gap_type, func.count())
+        .select_from(signal_gaps.join(signals, signals.c.signal_id == signal_gaps.c.signal_id))
+        .where(signal_gaps.c.resolved_at.is_(None), signal_moment().is_(None))
+        .group_by(signal_gaps.c.gap_type)
+    )
+    for query in (bucketed, unbucketed):
+        for gap_type, n in conn.execute(query):
+            by_type[gap_type] = by_type.get(gap_type, 0) + int(n or 0)
+    return by_type
+
+
 def latest_health(conn: Connection) -> dict[str, Any] | None:
     """The latest persisted report in the ``GET /health`` shape, or None."""
     row = (

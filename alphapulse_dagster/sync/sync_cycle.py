@@ -62,7 +62,7 @@ from alphapulse_dagster.sync.gaps import (
     stale_score_ids,
     time_driven_gap_ids,
 )
-from alphapulse_dagster.sync.health import HealthReport, health_report
+from alphapulse_dagster.sync.health import HealthReport, health_report, open_gaps_by_type
 from alphapulse_dagster.sync.log_horizon import log_head, safe_head, signals_after
 from alphapulse_dagster.sync.projection import (
     CHUNK,
@@ -154,6 +154,7 @@ class SyncReport:
     # gap rules, the health report
     step_seconds: dict[str, float]
     rows: RegistryRows
+    open_gaps: dict[str, int]  # every open gap of the registry by type (not only the window's)
 
 
 def plan_chunk(
@@ -329,6 +330,7 @@ def run_sync(
         scope = len(done | refolded) + _catch_up(cycle, done | refolded)
         with cycle.timed("health"), derived_write(engine) as conn:
             health = health_report(conn, now, config.hybrid_sync, run_id, persist=True)
+            open_gaps = open_gaps_by_type(conn)
     seconds = time.perf_counter() - started
     stages = cycle.seconds
     step_seconds = {
@@ -359,4 +361,5 @@ def run_sync(
         seconds,
         step_seconds,
         cycle.rows,
+        open_gaps,
     )
