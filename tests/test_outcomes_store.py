@@ -24,7 +24,7 @@ from alphapulse_dagster.analytics.outcome_store import (
 from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import strategy_report
 from alphapulse_dagster.api import ApiSettings, create_app
-from alphapulse_dagster.db.tables import ai_signals_mtf, signals
+from alphapulse_dagster.db.tables import ai_signals_mtf, signal_events, signals
 from alphapulse_dagster.market.candle_store import upsert_candles
 from alphapulse_dagster.market.timeframes import duration
 from alphapulse_dagster.signals.mtf_lifecycle import advance_signals
@@ -246,3 +246,27 @@ def test_a_refresh_rereads_and_writes_only_what_can_change(desk: sa.Engine) -> N
     full = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2), recompute_decided=True)
     assert len(full.fresh) == 6 and full.changed == set()
     assert changed_decisions(full.previous, full.fresh).empty
+
+
+def test_a_limit_gapped_through_fills_at_the_open_in_the_lifecycle_and_the_outcome(
+    engine: sa.Engine,
+) -> None:
+    # LONG limit 7960 (stop 7840, last target 8360); the first bar opens at 7940, below the
+    # limit: filled at 7940, the better price. Risk 7940 - 7840 = 100; the second bar's high
+    # 8400 takes 8360: R = (8360 - 7940) / 100 = 4.2
+    _candles(engine, [(7940, 7970, 7930, 7965), (7965, 8400, 7960, 8380)] + [BARS[-1]] * 6)
+    store_signals(
+        engine, [refined_signal()], SignalCache(None), T0, RULE.entry_valid_bars, duration
+    )
+    advance_signals(engine, SignalCache(None), AS_OF, RULE, T0)
+    with engine.connect() as connection:
+        entry = connection.execute(
+            sa.select(signal_events.c.payload).where(signal_events.c.event_type == "ENTRY")
+        ).scalar_one()
+    assert entry["entry_price"] == 7940.0  # the lifecycle records the fill price
+    actual = compute_outcomes(engine, SINCE, UNTIL, RULE, AS_OF).set_index("entry_mode")
+    assert (actual.at["actual", "entry_price"], actual.at["actual", "exit_reason"]) == (
+        7940.0,
+        "TARGET",
+    )
+    assert actual.at["actual", "r_multiple"] == pytest.approx(4.2)
