@@ -35,3 +35,9 @@ def test_large_samples_are_resampled_m_out_of_n_and_still_cover() -> None:
 def test_too_few_values_have_no_interval() -> None:
     assert bootstrap_mean_ci([1.0]) is None
     assert bootstrap_mean_ci([np.nan, 2.0]) is None
+
+
+def test_the_order_of_the_values_does_not_change_the_interval() -> None:
+    x = np.random.default_rng(3).normal(0.2, 1.0, 500)
+    shuffled = np.random.default_rng(4).permutation(x)
+    assert bootstrap_mean_ci(x, seed=9) == bootstrap_mean_ci(shuffled, seed=9)

@@ -1,8 +1,9 @@
 """A seeded bootstrap interval for a mean (expectancy in R, paired ΔR).
 
 Percentile bootstrap: ``resamples`` means of samples drawn with replacement, and the
-(2.5 %, 97.5 %) percentiles of those means for a 95 % interval. The generator is seeded,
-so the same values and seed always give the same interval.
+(2.5 %, 97.5 %) percentiles of those means for a 95 % interval. The generator is seeded
+and the values sorted first, so the same values (in any order, e.g. as a database returns
+them) and seed always give the same interval.
 
 Large samples are resampled ``m`` out of ``n`` (``m = MAX_DRAW``) and the spread of the
 resampled means is scaled by √(m / n) around the sample mean: for a mean this is the same
@@ -30,7 +31,7 @@ def bootstrap_mean_ci(
 ) -> tuple[float, float] | None:
     """``(lo, hi)`` of the mean of ``values`` (NaN dropped); None for fewer than 2."""
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])  # the same values in any order: the same interval
     n = len(x)
     if n < 2:
         return None
