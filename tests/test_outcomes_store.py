@@ -237,11 +237,16 @@ def test_a_refresh_rereads_and_writes_only_what_can_change(desk: sa.Engine) -> N
     assert decided.changed == open_then
     assert write_refresh(desk, decided) == len(decided.rows_to_write)
     assert set(_outcomes(desk)["status"]) == {"CLOSED"}
-    # two days on, every MTF signal settled (decided more than a day of data before): only
-    # the TradingView signal is re-read, nothing changed, nothing written
+    # two days on, every signal settled (decided more than a day of data before; the
+    # TradingView one also CLOSED in the registry): nothing re-read, nothing written
     later = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2))
-    assert set(later.fresh["signal_id"]) == {TV_ID} and later.changed == set()
+    assert later.fresh.empty and later.changed == set()
     assert write_refresh(desk, later) == 0 and len(later.window) == 6
+    # until the registry has its exit, a TradingView signal is re-read
+    with desk.begin() as connection:
+        connection.execute(sa.update(signals).values(status="CONFIRMED"))
+    pending = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2))
+    assert set(pending.fresh["signal_id"]) == {TV_ID} and pending.changed == set()
     # re-reading the decided ones on purpose finds them unchanged
     full = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2), recompute_decided=True)
     assert len(full.fresh) == 6 and full.changed == set()

@@ -11,8 +11,9 @@ asset), so an MTF signal is *settled* — not read again — once all its outcom
 and none was decided in the last ``RECHECK`` of data (exit, or signal time for an unfilled
 limit). A refresh recomputes the new MTF signals, those with an ``OPEN`` outcome, those
 decided within ``RECHECK`` (all their entry modes: the decided ones are compared with what
-is stored, against the candles that came after — the check), and every TradingView signal
-of the window (few; their reported EXIT can still arrive). ``recompute_decided``
+is stored, against the candles that came after — the check), and the TradingView signals
+of the window that are not both settled and ``CLOSED`` in the registry (until then their
+reported EXIT can still arrive). ``recompute_decided``
 recomputes everything (after a change of the rule or its settings).
 
 **What it writes.** Only signals whose rows changed: new, vanished, differing in a compared
@@ -104,9 +105,16 @@ def mtf_signals(
     return read_frame(connection, query)
 
 
-def tradingview_signals(connection: Connection, since: datetime, until: datetime) -> pd.DataFrame:
+def tradingview_signals(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    *,
+    settled_before: datetime | None = None,
+) -> pd.DataFrame:
     """Registry rows of other sources (the MTF pipeline's own are read from
-    ``ai_signals_mtf``) whose signal time (else creation, else entry time) is in the window."""
+    ``ai_signals_mtf``) whose signal time (else creation, else entry time) is in the window
+    (with ``settled_before``: not those ``CLOSED`` and :func:`settled` by then)."""
     c = signals.c
     moment = func.coalesce(c.signal_time, c.created_at, c.confirmed_at)
     query = select(
@@ -114,6 +122,8 @@ def tradingview_signals(connection: Connection, since: datetime, until: datetime
         c.created_at, c.confirmed_at, c.entry_price, c.stop_loss, c.targets, c.session,
         c.exit_price, c.exit_reason,
     ).where(c.source != "alphapulse", moment >= since, moment < until)  # fmt: skip
+    if settled_before is not None:
+        query = query.where(~(settled(c.signal_id, settled_before) & (c.status == "CLOSED")))
     return read_frame(connection, query)
 
 
@@ -130,7 +140,9 @@ def plan_window(
         p
         for p in (
             mtf_plan(mtf_signals(connection, since, until, settled_before=settled_before)),
-            tradingview_plan(tradingview_signals(connection, since, until)),
+            tradingview_plan(
+                tradingview_signals(connection, since, until, settled_before=settled_before)
+            ),
         )
         if len(p)
     ]
