@@ -6,6 +6,7 @@ rationed reject rows, and a rationed source is turned away before its body is re
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -277,14 +278,21 @@ def _head(content_length: int, source: str) -> bytes:
 
 def _answer_to_head_only(port: int, source: str) -> tuple[bytes, float]:
     """Send a request head announcing a 4,000-byte body, never send the body, and read
-    until the server closes the connection: what came back and how long it took."""
+    the whole answer (its head and its Content-Length of body): what came back and how
+    long it took."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(_head(4000, source))
         started = time.monotonic()
         answer = b""
-        while chunk := sock.recv(4096):
-            answer += chunk
-        return answer, time.monotonic() - started
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+        while len(rest) < length:
+            rest += sock.recv(4096)
+        answered = time.monotonic() - started
+        assert sock.recv(4096) == b""  # the body never came: closed at the keep-alive timeout
+        return head + b"\r\n\r\n" + rest, answered
 
 
 def test_a_rationed_source_is_turned_away_unread_and_others_still_land(
@@ -292,8 +300,8 @@ def test_a_rationed_source_is_turned_away_unread_and_others_still_land(
 ) -> None:
     """Sources told apart by ``X-Forwarded-For`` from a trusted proxy (127.0.0.1). A
     flooding source gets 401 and a reject row for its first 5 refusals (the burst), then
-    429 from its request head: a request whose body never comes is answered at once and
-    its connection closed (before the fix: held until the 30 s body deadline, then 408).
+    429 from its request head: a request whose body never comes is answered at once
+    (before the fix: held until the 30 s body deadline, then 408).
     A neighbour's valid event lands; TradingView's address, refused as often, is never
     turned away."""
     env = _env(
@@ -304,6 +312,7 @@ def test_a_rationed_source_is_turned_away_unread_and_others_still_land(
         ALPHAPULSE_REJECTS_PER_MINUTE="100000",  # the total refills at once: not in the way
         ALPHAPULSE_TRUSTED_PROXIES="127.0.0.1",
         ALPHAPULSE_BODY_TIMEOUT_SECONDS="30",
+        ALPHAPULSE_KEEP_ALIVE_SECONDS="1",
     )
     server = LiveServer(env, tmp_path / "server.log").start()
     try:
@@ -329,7 +338,7 @@ def test_a_rationed_source_is_turned_away_unread_and_others_still_land(
         server.stop()
     assert [r.status_code for r in flood] == [401] * 5 + [429] * 55
     assert flood[-1].json()["detail"].startswith("too many refused requests")
-    assert flood[-1].headers["connection"] == "close"
+    assert flood[-1].headers["retry-after"] == "60000"  # 60 / 0.001 s: a row's worth
     assert unread.startswith(b"HTTP/1.1 429 ") and seconds < 2.0
     assert dropped == 56  # 55 turned away + the one whose body never came
     assert neighbour.json()["status"] == "accepted"

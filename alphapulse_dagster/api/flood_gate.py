@@ -3,10 +3,19 @@
 A pure ASGI layer in front of FastAPI's routing and validation. A request to the webhook
 from a source whose reject rows are rationed (:meth:`RejectBudget.turn_away`: more than
 ``burst`` refusals, then more than ``per_source_per_minute``) is answered ``429`` from its
-head alone — body unread, no parsing, no row, no log line — and its connection is closed,
-so the unread body is never parsed as a next request. It is counted in
-``rejects_dropped``. Once the source's bucket refills (one row's worth every
-``60 / per_source_per_minute`` seconds) its next request is read and judged as usual.
+head alone — body unread by the app, no parsing, no row, no log line. It is counted in
+``rejects_dropped``.
+
+The connection is kept: uvicorn's HTTP parser skips the rest of the body without handing
+it to anyone, and the next request on the connection is read as usual; a body that never
+comes is bounded by the keep-alive timeout, one trickled in by the head deadline
+(``api/request_deadline.py``). Closing instead would make every turned-away request cost
+the server a new connection (accept, protocol set-up, a TIME_WAIT socket); tried in the
+benchmark, the flood's rate then swung between ~2,400 and ~200 requests/s, bound by
+connection churn rather than by the server.
+
+Once the source's bucket refills (one row's worth every ``60 / per_source_per_minute``
+seconds) its next request is read and judged as usual.
 
 The trade-off: the budget is per source address, so a sender sharing a flooding address
 (one NAT) is turned away with it while the flood lasts. Never turned away:
@@ -49,7 +58,6 @@ class FloodGate:
         self.headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(_BODY)).encode()),
-            (b"connection", b"close"),
         ]
         if per_minute > 0:
             self.headers.append((b"retry-after", str(math.ceil(60 / per_minute)).encode()))
