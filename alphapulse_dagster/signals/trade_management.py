@@ -57,17 +57,27 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from alphapulse_dagster.market.bar_series import BarSeries, to_ns
+from alphapulse_dagster.signals.exit_scan import BREAKEVEN as _BE
+from alphapulse_dagster.signals.exit_scan import NONE as _NONE
+from alphapulse_dagster.signals.exit_scan import TARGET as _TARGET
+from alphapulse_dagster.signals.exit_scan import TIME as _TIME
+from alphapulse_dagster.signals.exit_scan import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Levels,
+    Window,
+    first_true,
+    scan_exits,
+    window_of,
+)
+from alphapulse_dagster.signals.same_bar_order import ExitBars, order_on_finer
 
 __all__ = ["BarSeries", "TradeResults", "TradeRule", "Trades", "manage_trades", "to_ns"]
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 OPEN, CLOSED, NOT_FILLED = "OPEN", "CLOSED", "NOT_FILLED"
 STOP, BREAKEVEN, TARGET, TIME = "STOP", "BREAKEVEN", "TARGET", "TIME"
 EXIT_REASONS = (None, STOP, BREAKEVEN, TARGET, TIME)  # index = reason code
-_NONE, _STOP, _BE, _TARGET, _TIME = range(5)
 NO_TIME = np.iinfo(np.int64).min  # "no such time" in the ns arrays
 MARKET_ENTRY = "MARKET_ENTRY"
 _CHUNK = 16_384  # trades per vectorised block (bounds memory at ~100 MB)
@@ -159,78 +169,6 @@ def trades_of_signals(signals: pd.DataFrame) -> Trades:
     )
 
 
-def _first(hit: BoolArray, none: int) -> IntArray:
-    """Column of the first True per row, ``none`` where there is none."""
-    idx = hit.argmax(axis=1)
-    return np.where(hit[np.arange(len(hit)), idx], idx, none).astype(np.int64)
-
-
-@dataclass
-class _Scan:
-    exit_k: IntArray  # column of the exit bar, width if none
-    reason: NDArray[np.int8]
-    price: FloatArray  # exit price in favourable units
-    ambiguous: BoolArray
-    first_t1: IntArray
-    t1_first: BoolArray  # the first target traded on a bar before the stop's
-
-
-def _scan_exits(
-    fh: FloatArray,
-    fl: FloatArray,
-    fo: FloatArray,
-    e: FloatArray,
-    s0: FloatArray,
-    t1: FloatArray,
-    tl: FloatArray,
-    t1_done: BoolArray,
-    gap_ok: BoolArray,
-) -> _Scan:
-    """The exit rule on (N, K) bars in favourable units (LONG as is, SHORT negated), from
-    the fill bar (column 0) on; invalid cells hold fh = -inf, fl = +inf. ``t1_done``: the
-    first target traded before column 0; ``gap_ok`` (N, K): the bar's open is after the
-    fill, so a gap through a stop fills at the open."""
-    n, k = fh.shape
-    cols = np.arange(k)[None, :]
-    first_t1 = np.where(t1_done, -1, _first(fh >= t1[:, None], k))
-    first_tl = _first(fh >= tl[:, None], k)
-    first_s0 = _first(fl <= s0[:, None], k)
-    first_be = _first((fl <= e[:, None]) & (cols > first_t1[:, None]), k)
-    stop_first = first_s0 <= first_t1
-    stop_k = np.where(stop_first, first_s0, first_be)
-    exit_k = np.minimum(stop_k, first_tl)
-    has = exit_k < k
-    is_stop_side = has & (stop_k <= first_tl)
-    reason = np.full(n, _NONE, dtype=np.int8)
-    reason[is_stop_side] = np.where(stop_first, _STOP, _BE)[is_stop_side]
-    reason[has & ~is_stop_side] = _TARGET
-    ambiguous = has & ((stop_k == first_tl) | (is_stop_side & stop_first & (first_s0 == first_t1)))
-    rows = np.arange(n)
-    kk = np.minimum(exit_k, k - 1)
-    opened = fo[rows, kk]
-    level = np.where(reason == _STOP, s0, e)
-    gapped = gap_ok[rows, kk] & np.isfinite(opened) & (opened < level)
-    stop_price = np.where(gapped, opened, level)
-    price = np.where(reason == _TARGET, tl, np.where(has, stop_price, np.nan))
-    t1_first = (first_t1 < first_s0) & (first_t1 < k)
-    return _Scan(exit_k, reason, price, ambiguous, first_t1, t1_first)
-
-
-def _gather(series: BarSeries, idx: IntArray, valid: BoolArray, sign: IntArray):  # type: ignore[no-untyped-def]
-    safe = np.clip(idx, 0, max(len(series) - 1, 0))
-    if len(series) == 0:
-        shape = idx.shape
-        inf = np.full(shape, np.inf)
-        return -inf, inf, np.full(shape, np.nan), np.full(shape, np.nan)
-    long = (sign > 0)[:, None]
-    hi, lo = series.high[safe], series.low[safe]
-    fh = np.where(valid, np.where(long, hi, -lo), -np.inf)
-    fl = np.where(valid, np.where(long, lo, -hi), np.inf)
-    fo = np.where(valid, sign[:, None] * series.open[safe], np.nan)
-    fc = np.where(valid, sign[:, None] * series.close[safe], np.nan)
-    return fh, fl, fo, fc
-
-
 def manage_trades(
     trades: Trades,
     bars: BarSeries,
@@ -270,9 +208,8 @@ def _manage_block(
     in_data = idx < visible
     safe = np.clip(idx, 0, max(len(bars) - 1, 0))
     valid = in_data & (close_ns[safe] <= t.expires_at[:, None]) if len(bars) else in_data
-    _, fl, _, _ = _gather(bars, idx, valid, sign)
-    touched = fl <= e[:, None]
-    first = _first(touched, width)
+    touched = window_of(bars, idx, valid, sign).low <= e[:, None]
+    first = first_true(touched, width)
     limit_filled = ~t.at_market & (first < width)
     filled = t.at_market | limit_filled
     fill_idx = np.where(t.at_market, start, start + first)
@@ -296,33 +233,27 @@ def _manage_block(
     valid = filled[:, None] & (idx < visible)
     if len(bars):
         valid &= close_ns[safe] <= deadline[:, None]
-    fh, fl, fo, fc = _gather(bars, idx, valid, sign)
-    limit_col0 = (limit_filled & ~gapped)[:, None] & (np.arange(hold)[None, :] == 0)
-    fh = np.where(limit_col0, np.maximum(e[:, None], fc), fh)  # fill bar: only its close
-    gap_ok = ~limit_col0
-    scan = _scan_exits(fh, fl, fo, e, s0, t1, tl, np.zeros(n, bool), gap_ok)
+    w = window_of(bars, idx, valid, sign)
+    at_level = limit_filled & ~gapped
+    limit_col0 = at_level[:, None] & (np.arange(hold)[None, :] == 0)
+    fh = np.where(limit_col0, np.maximum(e[:, None], w.close), w.high)  # fill bar: its close
+    fl, fc = w.low, w.close
+    levels = Levels(sign, e, s0, t1, tl)
+    scan = scan_exits(Window(fh, fl, w.open, fc), levels, np.zeros(n, bool), ~limit_col0)
     exit_k, reason, price, ambiguous = scan.exit_k, scan.reason, scan.price, scan.ambiguous
     exit_close = close_ns[np.clip(fill_idx + exit_k, 0, last)] if len(bars) else NO_TIME
     exit_at = np.where(exit_k < hold, exit_close, NO_TIME)
 
     if finer is not None and len(finer) and ambiguous.any():
-        fix = _resolve_on_finer(
-            np.flatnonzero(ambiguous),
-            t,
-            bars,
-            finer,
-            fill_idx,
-            exit_k,
-            scan.first_t1,
-            limit_filled & ~gapped,
-            limit,
-            e,
-            s0,
-            t1,
-            tl,
-            sign,
+        which = np.flatnonzero(ambiguous)
+        exit_bars = ExitBars(
+            open_ns=bars.open_ns[fill_idx[which] + exit_k[which]],
+            on_fill_bar=(at_level & (exit_k == 0))[which],
+            limit=limit[which],
+            t1_done=(scan.first_t1 < exit_k)[which],
         )
-        for i, (r, p, at) in fix.items():
+        for j, (r, p, at) in order_on_finer(exit_bars, bar_ns, finer, levels.take(which)).items():
+            i = int(which[j])
             reason[i], price[i], exit_at[i], ambiguous[i] = r, p, at, False
             scan.t1_first[i] = r in (_TARGET, _BE)
 
@@ -391,54 +322,3 @@ def _manage_block(
 def _first_close_from(close_ns: IntArray, at: IntArray) -> IntArray:
     """The close of the first bar closing at or after each ``at`` (NO_TIME if none)."""
     return np.append(close_ns, NO_TIME)[np.searchsorted(close_ns, at)]
-
-
-def _resolve_on_finer(
-    which: IntArray,
-    t: Trades,
-    bars: BarSeries,
-    finer: BarSeries,
-    fill_idx: IntArray,
-    exit_k: IntArray,
-    first_t1: IntArray,
-    at_level: BoolArray,
-    limit: FloatArray,
-    e: FloatArray,
-    s0: FloatArray,
-    t1: FloatArray,
-    tl: FloatArray,
-    sign: IntArray,
-) -> dict[int, tuple[int, float, int]]:
-    """Re-run the exit rule on the finer bars inside each ambiguous exit bar, with the
-    state at that bar's open; only a clear answer replaces the conservative one.
-    ``at_level``: limits filled at their level ``limit``; ``e``: every trade's fill price."""
-    bar_open = bars.open_ns[fill_idx[which] + exit_k[which]]
-    per_bar = max(1, bars.bar_ns // finer.bar_ns)
-    lo = np.searchsorted(finer.open_ns, bar_open, side="left")
-    idx = lo[:, None] + np.arange(per_bar)[None, :]
-    safe = np.clip(idx, 0, len(finer) - 1)
-    valid = (idx < len(finer)) & (finer.open_ns[safe] < (bar_open + bars.bar_ns)[:, None])
-    covered = valid.sum(axis=1) == per_bar
-    fh, fl, fo, fc = _gather(finer, idx, valid, sign[which])
-    # the fill bar: the fill is the first finer bar through the entry; before it, nothing
-    on_fill_bar = at_level[which] & (exit_k[which] == 0)
-    cols = np.arange(per_bar)[None, :]
-    fill_col = np.where(on_fill_bar, _first(fl <= limit[which, None], per_bar), 0)
-    before = cols < fill_col[:, None]
-    at_fill = on_fill_bar[:, None] & (cols == fill_col[:, None])
-    fh = np.where(before, -np.inf, np.where(at_fill, np.maximum(e[which, None], fc), fh))
-    fl = np.where(before, np.inf, fl)
-    t1_done = first_t1[which] < exit_k[which]
-    stop_now = np.where(t1_done, e[which], s0[which])
-    scan = _scan_exits(
-        fh, fl, fo, e[which], stop_now, t1[which], tl[which], t1_done, ~(before | at_fill)
-    )
-    ok = covered & (scan.exit_k < per_bar) & ~scan.ambiguous
-    reason = scan.reason.copy()
-    # a stop-side exit after the first target at the entry is a break-even exit
-    reason[(reason == _STOP) & t1_done] = _BE
-    out: dict[int, tuple[int, float, int]] = {}
-    for j in np.flatnonzero(ok).tolist():
-        at = int(finer.close_ns[lo[j] + scan.exit_k[j]])
-        out[int(which[j])] = (int(reason[j]), float(scan.price[j]), at)
-    return out
