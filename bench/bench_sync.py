@@ -21,6 +21,10 @@ Usage::
 
     flock /tmp/bench.lock python bench/bench_sync.py [--signals 100000] [--repeat 5]
     ALPHAPULSE_BENCH_PG_ADMIN_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+To iterate without the setup, seed a template database once and run the job's incremental
+cycles on clones of it: ``bench/sync_ab.py template`` then ``sync_ab.py job --db <clone>``
+or ``sync_ab.py ab --job`` (the same ``changes``; figures are the step total with checks).
 """
 
 from __future__ import annotations
