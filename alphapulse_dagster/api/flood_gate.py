@@ -14,6 +14,16 @@ the server a new connection (accept, protocol set-up, a TIME_WAIT socket); tried
 benchmark, the flood's rate then swung between ~2,400 and ~200 requests/s, bound by
 connection churn rather than by the server.
 
+The 429 is sent ``ANSWER_DELAY_SECONDS`` (0.25 s) after the head arrived, as nginx's
+``limit_req`` delays excess requests: the connection is not read meanwhile (uvicorn reads
+a pipelined request only once the previous one is answered), so each connection of a
+rationed source is served at most 4 times a second. Measured without the delay, a
+16-connection flood of immediate 429s kept the one event loop saturated (13,000+ answers
+a second) and valid webhooks' p99 rose ×4. The limit of this defence: a flood spread over
+many connections is bounded only by the connection cap (``ALPHAPULSE_MAX_CONNECTIONS`` ×
+4 a second), and one spread over many addresses gets each address's burst read. A waiting
+429 holds no more than its connection, which the flood holds anyway.
+
 Once the source's bucket refills (one row's worth every ``60 / per_source_per_minute``
 seconds) its next request is read and judged as usual.
 
@@ -30,6 +40,7 @@ The trade-off: the budget is per source address, so a sender sharing a flooding 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from functools import lru_cache
 from typing import Any
@@ -41,6 +52,7 @@ from alphapulse_dagster.webhooks.reject_budget import RejectBudget
 WEBHOOK_PATH = "/webhooks/tradingview"
 
 LOOPBACK = ("127.0.0.0/8", "::1")
+ANSWER_DELAY_SECONDS = 0.25
 
 _BODY = b'{"detail":"too many refused requests from this address; try again later"}'
 
@@ -69,5 +81,6 @@ class FloodGate:
         source = source_address(client[0] if client else None, scope["headers"], self.trusted)
         if self.never_turned_away(source) or not self.budget.turn_away(source):
             return await self.app(scope, receive, send)
+        await asyncio.sleep(ANSWER_DELAY_SECONDS)  # back-pressure on this connection
         await send({"type": "http.response.start", "status": 429, "headers": self.headers})
         await send({"type": "http.response.body", "body": _BODY})
