@@ -76,7 +76,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {
         "model": ErrorAnswer,
         "description": "this source address's refusals are rationed (by default past a "
-        "burst of 20, then 60 a minute): answered from the request head, body unread; "
+        "burst of 20, then 60 a minute): answered 0.25 s after the request head, body unread; "
         "`Retry-After` says when to try again. Never for TradingView's "
         "webhook addresses, the allow-list or loopback (api/flood_gate.py)",
     },
