@@ -162,10 +162,12 @@ def ab(a: Path, b: Path, signals: int, pairs: int, count: int, job: bool = False
     name = f"alphapulse_ab_{uuid.uuid4().hex[:8]}"
     with _admin().connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "alphapulse_ab_tpl_{signals}"')
-    script = Path(__file__).resolve()
     try:
         for pair in range(pairs):
             for label, repo in (("A", a), ("B", b)):
+                # each side's own script: bench_sync.py puts its checkout first on sys.path,
+                # so one script would run its own checkout's code on both sides
+                script = repo.resolve() / "bench" / "sync_ab.py"
                 env = {**os.environ, "PYTHONPATH": f"{repo.resolve()}:{script.parent}"}
                 seed = str(1000 * pair + (label == "B"))
                 command = [sys.executable, str(script), "job" if job else "cycles", "--db", name]

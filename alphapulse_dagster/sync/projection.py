@@ -165,6 +165,8 @@ def refold_input(conn: Connection, chunk: Sequence[str]) -> FoldInput:
 
 # the columns a re-fold writes
 _WRITTEN: tuple[str, ...] = (*PROJECTED_COLUMNS, "field_provenance", "data_confidence")
+# what tells whether a re-fold changed a row
+_COMPARED: tuple[str, ...] = (*PROJECTED_COLUMNS, "field_provenance")
 
 
 @dataclass
@@ -193,8 +195,9 @@ def fold_chunk(
             out.rows[signal_id] = {**EMPTY_ROW, **row, "signal_id": signal_id}
             out.inserted += 1
             continue
-        changed = [c for c in _WRITTEN if row[c] != old.get(c)]
-        if not changed or changed == ["data_confidence"]:
+        # (the mean confidence follows the provenance: alone, it is a float's last bit;
+        # the first difference decides — the provenance, a deep compare, comes last)
+        if all(row[c] == old.get(c) for c in _COMPARED):
             out.rows[signal_id] = old
             continue
         out.rows[signal_id] = {**old, **{c: row[c] for c in _WRITTEN}}

@@ -131,6 +131,8 @@ TIER0_FIELDS: tuple[str, ...] = (
     "stop_loss",
     "targets",
 )
+# what Tier 0 writes
+_TIER0_WRITES: tuple[str, ...] = (*TIER0_FIELDS, "confirmation_time")
 # what Tier 0 reads of a row besides the SIGNAL_CREATED payload
 _TIER0_INPUTS: tuple[str, ...] = (*TIER0_FIELDS, "confirmation_time", "confirmed_at")
 
@@ -176,7 +178,7 @@ def needs_tier0(row: Mapping[str, Any]) -> bool:
     """Whether a SIGNAL_CREATED could still improve a field of ``row`` (some Tier-0 field
     empty or held below 1.0). Lets a warm sync skip reading payloads it cannot use."""
     provenance: Mapping[str, Any] = row["field_provenance"] or {}
-    for name in (*TIER0_FIELDS, "confirmation_time"):
+    for name in _TIER0_WRITES:
         if name == "confirmation_time" and row["confirmed_at"] is None:
             continue
         held = provenance.get(name)

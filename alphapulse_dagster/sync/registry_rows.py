@@ -37,7 +37,7 @@ def read_rows(conn: Connection, signal_ids: Sequence[str]) -> dict[str, dict[str
     return rows
 
 
-_COLUMNS = tuple(signals.c.keys())
+_COLUMNS = tuple(str(name) for name in signals.c.keys())  # (plain names, not quoted_name)
 _BY_IDS = sql.SQL("SELECT {} FROM signals WHERE signal_id = ANY(%s::varchar[])").format(
     sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
 )

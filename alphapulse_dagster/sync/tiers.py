@@ -221,6 +221,8 @@ def plan_changes(row: Mapping[str, Any], proposals: Mapping[str, Candidate]) -> 
     """Apply the write rule to one signal: per field, the best candidate wins if the field
     is empty, if it is strictly more confident, or (``REFRESHABLE``) if the same tier
     measured a different value."""
+    if not proposals:  # (a settled row: the commonest case)
+        return []
     provenance: Mapping[str, Any] = row["field_provenance"] or {}
     changes: list[FieldChange] = []
     # the offered fields only (a handful of the SYNC_FIELDS), in SYNC_FIELDS order

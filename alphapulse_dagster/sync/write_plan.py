@@ -65,7 +65,7 @@ def plan_writes(
             continue
         if row is old:
             continue
-        changed = {c: v for c, v in row.items() if c not in _FOLLOWS and v != old.get(c)}
+        changed = {c: v for c, v in row.items() if v != old.get(c) and c not in _FOLLOWS}
         if not changed:
             continue
         if row.get("data_confidence") != old.get("data_confidence"):
