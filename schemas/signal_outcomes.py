@@ -11,6 +11,10 @@ from pandera.typing.pandas import Series
 
 R_TOLERANCE = 1e-9  # relative: R is computed from the same prices
 
+# The row checks decide missing values themselves (``ignore_na=False``): pandera would
+# otherwise pass any row whose every column is missing, which costs a scan of all ~40
+# columns per check (~0.7 s on 410,000 rows) and excuses no row that exists here.
+
 
 class SignalOutcomeFrame(pa.DataFrameModel):
     signal_id: Series[str] = pa.Field(str_length={"min_value": 1})
@@ -23,7 +27,9 @@ class SignalOutcomeFrame(pa.DataFrameModel):
     mae_price: Series[float] = pa.Field(ge=0, nullable=True)
     bars_held: Series[int] = pa.Field(ge=0)
 
-    @pa.dataframe_check(error="a CLOSED outcome has a fill, an exit after it, a price and R")
+    @pa.dataframe_check(
+        ignore_na=False, error="a CLOSED outcome has a fill, an exit after it, a price and R"
+    )
     def closed_is_complete(cls, df: pd.DataFrame) -> pd.Series:
         closed = df["status"] == "CLOSED"
         complete = (
@@ -35,11 +41,11 @@ class SignalOutcomeFrame(pa.DataFrameModel):
         )
         return ~closed | complete
 
-    @pa.dataframe_check(error="a NOT_FILLED outcome has no fill and no exit")
+    @pa.dataframe_check(ignore_na=False, error="a NOT_FILLED outcome has no fill and no exit")
     def not_filled_has_no_trade(cls, df: pd.DataFrame) -> pd.Series:
         return (df["status"] != "NOT_FILLED") | (df["filled_at"].isna() & df["exit_at"].isna())
 
-    @pa.dataframe_check(error="R = signed (exit - entry) / |entry - stop|")
+    @pa.dataframe_check(ignore_na=False, error="R = signed (exit - entry) / |entry - stop|")
     def r_matches_prices(cls, df: pd.DataFrame) -> pd.Series:
         closed = (df["status"] == "CLOSED").to_numpy()
         sign = np.where(df["direction"].to_numpy() == "LONG", 1.0, -1.0)
