@@ -7,6 +7,7 @@ candle closed by now, so an OPEN outcome of an earlier day is re-read as candles
 that still has an open (or not yet evaluated) signal to today.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -18,7 +19,7 @@ from alphapulse_dagster.analytics.outcome_store import (
     RECHECK,
     load_outcomes,
     plan_refresh,
-    write_refresh,
+    replace_changed,
 )
 from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import (
@@ -146,9 +147,22 @@ def signal_outcomes_asset(
     refresh = plan_refresh(
         engine, since, until, rule, run_now(context), recompute_decided=config.recompute_decided
     )
-    contract = contract_check(
-        SignalOutcomeFrame, refresh.fresh, asset_key="signal_outcomes", check_name=OUTCOME_CONTRACT
-    )
+    # The rows go in on a worker thread while the contract runs (the database's ingest,
+    # ~2 s for a year, overlaps it); the transaction commits only if the contract holds.
+    with ThreadPoolExecutor(1) as worker, engine.connect() as connection:
+        transaction = connection.begin()
+        writing = worker.submit(replace_changed, connection, refresh)
+        contract = contract_check(
+            SignalOutcomeFrame,
+            refresh.fresh,
+            asset_key="signal_outcomes",
+            check_name=OUTCOME_CONTRACT,
+        )
+        written = writing.result()
+        if contract.passed:
+            transaction.commit()
+        else:
+            transaction.rollback()
     changed = changed_decisions(refresh.previous, refresh.fresh)
     stable = dg.AssetCheckResult(
         asset_key="signal_outcomes",
@@ -164,7 +178,6 @@ def signal_outcomes_asset(
     if not contract.passed:
         context.log.error("signal outcomes break their contract; nothing written")
         return dg.MaterializeResult(check_results=[contract, stable])
-    written = write_refresh(engine, refresh)
     context.log.info(
         f"{len(refresh.fresh)} outcome rows recomputed, {written} written, "
         f"{len(refresh.window) - len(refresh.fresh)} settled rows kept"

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pandera.pandas as pa
 import pytest
 import sqlalchemy as sa
 
@@ -164,3 +165,34 @@ def test_a_range_run_records_each_days_own_figures(desk: str) -> None:
     assert (perf2["closed_trades"], perf2["win_rate"]) == (2, 0.5)
     assert perf2["expectancy_r"] == pytest.approx((400 / 120 - 1) / 2)
     assert perf2["paired_n"] == 2
+
+
+def test_rows_that_break_the_contract_are_not_written(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows go in while the contract runs; a failed contract rolls them back (both
+    back ends): nothing stored, the blocking check failed."""
+    engine = make_engine(db_url)
+    _candles(engine)
+    store_signals(engine, [refined_signal()], SignalCache(None), T0, 4, duration)
+    strict = pa.DataFrameSchema({"mfe_r": pa.Column(float, pa.Check.lt(-1))})  # never holds
+    monkeypatch.setattr(analytics, "SignalOutcomeFrame", strict)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [analytics.signal_outcomes_asset],
+            resources={"database": DatabaseResource(url=db_url), "app_config": ConfigResource()},
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2019-06-02",
+                "dagster/asset_partition_range_end": "2019-06-03",
+                NOW_TAG: NOW,
+            },
+            raise_on_error=False,
+        )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks[analytics.OUTCOME_CONTRACT].passed
+    assert checks[analytics.OUTCOME_CONTRACT].metadata["failing_rows"].value == 2
+    with engine.connect() as connection:
+        stored = connection.execute(sa.select(sa.func.count()).select_from(signal_outcomes))
+        assert stored.scalar() == 0
+    engine.dispose()

@@ -241,18 +241,21 @@ def plan_refresh(
     return OutcomeRefresh(fresh, previous, _changed_signals(previous, fresh), window)
 
 
-def write_refresh(engine: Engine, refresh: OutcomeRefresh) -> int:
-    """Replace the rows of the changed signals in one transaction; rows written."""
+def replace_changed(connection: Connection, refresh: OutcomeRefresh) -> int:
+    """Replace the rows of the changed signals in the caller's transaction; rows written."""
     rows = refresh.rows_to_write
     replaced = set(refresh.previous["signal_id"]) & refresh.changed
-    with engine.begin() as connection:
-        if replaced:
-            o = signal_outcomes.c
-            connection.execute(
-                delete(signal_outcomes).where(in_ids(connection, o.signal_id, replaced))
-            )
-        insert_frame(connection, signal_outcomes, rows[OUTCOME_COLUMNS])
+    if replaced:
+        o = signal_outcomes.c
+        connection.execute(delete(signal_outcomes).where(in_ids(connection, o.signal_id, replaced)))
+    insert_frame(connection, signal_outcomes, rows[OUTCOME_COLUMNS])
     return len(rows)
+
+
+def write_refresh(engine: Engine, refresh: OutcomeRefresh) -> int:
+    """Replace the rows of the changed signals in one transaction; rows written."""
+    with engine.begin() as connection:
+        return replace_changed(connection, refresh)
 
 
 def write_outcomes(engine: Engine, outcomes: pd.DataFrame, since: datetime, until: datetime) -> int:
