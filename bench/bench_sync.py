@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,14 +46,13 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alphapulse_dagster.db.migrate import upgrade  # noqa: E402
+from _load import PG_ADMIN_URL, scratch_database  # noqa: E402
+
 from assets import hybrid_sync  # noqa: E402
 from resources import ConfigResource, DatabaseResource  # noqa: E402
 from sensors.hybrid_sync import SYNC_JOB_NAME, SYNC_STEP, sync_run_config  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "ALPHAPULSE_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_URL = PG_ADMIN_URL  # sync_ab.py reads it from here
 # the synthetic history ends now: the job reads the real clock
 NOW = datetime.now(UTC).replace(microsecond=0)
 SYMBOLS = [f"SYM{n:03d}USDT" for n in range(200)]
@@ -72,20 +68,6 @@ COLUMNS = (
     "payload",
     "idempotency_key",
 )
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"alphapulse_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def signal_events_for(n: int, rng: random.Random) -> list[tuple[Any, ...]]:
@@ -280,8 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(7)
     results: dict[str, Any] = {}
-    with scratch_database() as url:
-        upgrade(url)
+    with scratch_database() as url:  # with the schema
         job = Job(url)
         job.run()  # warm the process (imports, statement caches) on the empty database
         loaded_signals = loaded_events = 0
