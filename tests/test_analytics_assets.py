@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import pandera.pandas as pa
@@ -39,9 +40,16 @@ def desk(sqlite_url: str) -> str:
     return sqlite_url
 
 
-def _materialize(url: str, instance: dg.DagsterInstance) -> dg.ExecuteInJobResult:
+def _materialize(
+    url: str,
+    instance: dg.DagsterInstance,
+    assets: list[Any] | None = None,
+    *,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInJobResult:
+    """The two analytics assets (or ``assets``) over 2019-06-02, one range run at ``NOW``."""
     return dg.materialize(
-        [analytics.signal_outcomes_asset, analytics.strategy_performance_asset],
+        assets or [analytics.signal_outcomes_asset, analytics.strategy_performance_asset],
         resources={"database": DatabaseResource(url=url), "app_config": ConfigResource()},
         instance=instance,
         tags={
@@ -49,6 +57,7 @@ def _materialize(url: str, instance: dg.DagsterInstance) -> dg.ExecuteInJobResul
             "dagster/asset_partition_range_end": "2019-06-03",
             NOW_TAG: NOW,
         },
+        raise_on_error=raise_on_error,
     )
 
 
@@ -178,16 +187,8 @@ def test_rows_that_break_the_contract_are_not_written(
     strict = pa.DataFrameSchema({"mfe_r": pa.Column(float, pa.Check.lt(-1))})  # never holds
     monkeypatch.setattr(analytics, "SignalOutcomeFrame", strict)
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [analytics.signal_outcomes_asset],
-            resources={"database": DatabaseResource(url=db_url), "app_config": ConfigResource()},
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": "2019-06-02",
-                "dagster/asset_partition_range_end": "2019-06-03",
-                NOW_TAG: NOW,
-            },
-            raise_on_error=False,
+        result = _materialize(
+            db_url, instance, [analytics.signal_outcomes_asset], raise_on_error=False
         )
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks[analytics.OUTCOME_CONTRACT].passed
