@@ -112,45 +112,23 @@ def load_candles(
     return frame
 
 
-def stored_timeframes(connection: Connection, symbol: str) -> list[str]:
-    """The timeframes the ``candles`` table holds for ``symbol``."""
-    query = select(candles.c.timeframe).where(candles.c.symbol == symbol).distinct()
-    return [str(tf) for tf in connection.execute(query).scalars()]
-
-
-def finer_timeframe(connection: Connection, symbol: str, timeframe: str) -> str | None:
-    """The finest stored timeframe of ``symbol`` that divides ``timeframe`` into whole
-    bars (used to order two touches inside one bar), or None."""
+def finer_timeframe(stored: Iterable[str], timeframe: str) -> str | None:
+    """The finest of the ``stored`` timeframes that divides ``timeframe`` into whole bars
+    (used to order two touches inside one bar), or None."""
     bar = seconds(timeframe)
     finer = [
-        tf
-        for tf in stored_timeframes(connection, symbol)
-        if is_timeframe(tf) and seconds(tf) < bar and bar % seconds(tf) == 0
+        tf for tf in stored if is_timeframe(tf) and seconds(tf) < bar and bar % seconds(tf) == 0
     ]
     return min(finer, key=seconds) if finer else None
-
-
-def load_bar_series(
-    connection: Connection, symbol: str, timeframe: str, start: datetime, end: datetime
-) -> tuple[BarSeries, BarSeries | None]:
-    """``symbol``'s bars of ``timeframe`` opening in ``[start, end)``, and those of its
-    finer timeframe over the same span when stored (see :func:`finer_timeframe`)."""
-    bars = bar_series(
-        load_candles(connection, [symbol], timeframe, start, end), duration(timeframe)
-    )
-    fine_tf = finer_timeframe(connection, symbol, timeframe)
-    if fine_tf is None:
-        return bars, None
-    fine = load_candles(connection, [symbol], fine_tf, start, end)
-    return bars, bar_series(fine, duration(fine_tf))
 
 
 def load_bar_series_of(
     connection: Connection, symbols: Iterable[str], timeframe: str, start: datetime, end: datetime
 ) -> dict[str, tuple[BarSeries, BarSeries | None]]:
-    """:func:`load_bar_series` for many symbols at once: one column-wise read of the bars
-    (and one of the finer bars, for the symbols that have a finer timeframe stored), so a
-    year of 100 instruments costs two queries instead of two hundred."""
+    """Each symbol's bars of ``timeframe`` opening in ``[start, end)``, and those of its
+    :func:`finer_timeframe` over the same span when stored: one column-wise read of the
+    bars and one of the finer bars, so a year of 100 instruments costs two queries, not
+    two hundred."""
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
@@ -160,13 +138,14 @@ def load_bar_series_of(
         .where(c.symbol.in_(wanted), c.open_time >= start, c.open_time < end)
         .group_by(c.symbol, c.timeframe)
     ).all()
-    bar = seconds(timeframe)
-    finer: dict[str, str] = {}
+    stored_by_symbol: dict[str, list[str]] = {}
     for symbol, tf in stored:
-        tf = str(tf)
-        if is_timeframe(tf) and seconds(tf) < bar and bar % seconds(tf) == 0:
-            if symbol not in finer or seconds(tf) < seconds(finer[symbol]):
-                finer[symbol] = tf
+        stored_by_symbol.setdefault(symbol, []).append(str(tf))
+    finer = {
+        symbol: fine_tf
+        for symbol, tfs in stored_by_symbol.items()
+        if (fine_tf := finer_timeframe(tfs, timeframe)) is not None
+    }
     bars = _bars_by_symbol(connection, wanted, timeframe, start, end)
     fine: dict[str, BarSeries] = {}
     for fine_tf in sorted(set(finer.values())):
