@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, Connection, MetaData, Table, select
+from sqlalchemy import Column, Connection, MetaData, Select, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -87,6 +87,24 @@ def _upsert_by_copy(connection: Connection, bars: pd.DataFrame, timeframe: str) 
     return len(frame)
 
 
+def _bars_query(
+    symbols: Iterable[str], timeframe: str, start: datetime, end: datetime, prices: Sequence[str]
+) -> Select[Any]:
+    """symbol, open_time and ``prices`` of the bars of ``timeframe`` opening in
+    ``[start, end)`` for ``symbols``, by symbol then time."""
+    c = candles.c
+    return (
+        select(c.symbol, c.open_time, *(c[k] for k in prices))
+        .where(
+            c.symbol.in_(list(symbols)),
+            c.timeframe == timeframe,
+            c.open_time >= start,
+            c.open_time < end,
+        )
+        .order_by(c.symbol, c.open_time)
+    )
+
+
 def load_candles(
     connection: Connection,
     symbols: Iterable[str],
@@ -95,16 +113,7 @@ def load_candles(
     end: datetime,
 ) -> pd.DataFrame:
     """Bars of ``timeframe`` with open time in ``[start, end)`` for ``symbols``."""
-    query = (
-        select(candles.c.symbol, candles.c.open_time, *(candles.c[c] for c in OHLCV))
-        .where(
-            candles.c.symbol.in_(list(symbols)),
-            candles.c.timeframe == timeframe,
-            candles.c.open_time >= start,
-            candles.c.open_time < end,
-        )
-        .order_by(candles.c.symbol, candles.c.open_time)
-    )
+    query = _bars_query(symbols, timeframe, start, end, OHLCV)
     frame = read_frame(connection, query)  # column-wise: a year of 100 symbols in ~2 s
     frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
     if len(frame):
@@ -157,14 +166,7 @@ def load_bar_series_of(
 def _bars_by_symbol(
     connection: Connection, symbols: list[str], timeframe: str, start: datetime, end: datetime
 ) -> dict[str, BarSeries]:
-    c = candles.c
-    query = (
-        select(c.symbol, c.open_time, *(c[k] for k in ("open", "high", "low", "close")))
-        .where(
-            c.symbol.in_(symbols), c.timeframe == timeframe, c.open_time >= start, c.open_time < end
-        )
-        .order_by(c.symbol, c.open_time)
-    )
+    query = _bars_query(symbols, timeframe, start, end, ("open", "high", "low", "close"))
     frame = read_frame(connection, query)
     length = duration(timeframe)
     by_symbol = frame.groupby("symbol", sort=False).indices if len(frame) else {}
