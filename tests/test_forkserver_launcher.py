@@ -54,6 +54,22 @@ def _wait(
     raise AssertionError(f"run {run_id} still {run.status} after 60 s")
 
 
+def _wait_for_step(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Until the run's step has started. A run is STARTED before its multiprocess executor
+    has launched the step's process; an interrupt in that window is never forwarded to the
+    step (Dagster's executor sets the termination event only of steps whose process it
+    already holds), so the op would run its full minute and the run stay CANCELING."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(
+            e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+            for e in instance.all_logs(run_id)
+        ):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id}: no step started after 60 s")
+
+
 def test_forked_run_succeeds_and_cancels(prod_instance: dg.DagsterInstance) -> None:
     instance = prod_instance
     assert isinstance(instance.run_launcher, ForkserverRunLauncher)
@@ -70,7 +86,7 @@ def test_forked_run_succeeds_and_cancels(prod_instance: dg.DagsterInstance) -> N
     assert len(outputs) == 1  # answer's output, written by the forked worker
 
     slow = _launch(instance, launcher_jobs.slow_job)
-    _wait(instance, slow, {dg.DagsterRunStatus.STARTED})
+    _wait_for_step(instance, slow)
     assert instance.run_launcher.terminate(slow)
     run = _wait(instance, slow, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE})
     assert run.status == dg.DagsterRunStatus.CANCELED
