@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from alphapulse_dagster.analytics.outcome_store import (
     RECHECK,
+    OutcomeRefresh,
     load_outcomes,
     plan_refresh,
     replace_changed,
@@ -29,8 +30,10 @@ from alphapulse_dagster.analytics.strategy_performance import (
 )
 from alphapulse_dagster.clock import utcnow
 from alphapulse_dagster.db.tables import ai_signals_mtf, candles, signal_outcomes, signals
+from alphapulse_dagster.gc_pause import without_gc_pauses
 from alphapulse_dagster.market.bar_series import to_ns
 from alphapulse_dagster.signals.mtf_run import trade_rule
+from alphapulse_dagster.signals.trade_management import TradeRule
 from assets.contracts import contract_check
 from assets.partitions import DAY_FORMAT, asset_window, daily_partitions, days_in
 from assets.run_clock import run_now
@@ -116,6 +119,35 @@ class OutcomeRunConfig(dg.Config):
     recompute_decided: bool = False
 
 
+def _refresh_outcomes(
+    engine: Engine,
+    since: datetime,
+    until: datetime,
+    rule: TradeRule,
+    now: datetime,
+    recompute_decided: bool,
+) -> tuple[OutcomeRefresh, dg.AssetCheckResult, int]:
+    """Plan the refresh, then write it while the contract runs: the rows go in on a worker
+    thread (the database's ingest, ~2 s for a year, overlaps the contract) and the
+    transaction commits only if the contract holds."""
+    refresh = plan_refresh(engine, since, until, rule, now, recompute_decided=recompute_decided)
+    with ThreadPoolExecutor(1) as worker, engine.connect() as connection:
+        transaction = connection.begin()
+        writing = worker.submit(replace_changed, connection, refresh)
+        contract = contract_check(
+            SignalOutcomeFrame,
+            refresh.fresh,
+            asset_key="signal_outcomes",
+            check_name=OUTCOME_CONTRACT,
+        )
+        written = writing.result()
+        if contract.passed:
+            transaction.commit()
+        else:
+            transaction.rollback()
+    return refresh, contract, written
+
+
 @dg.asset(
     key="signal_outcomes",
     group_name=GROUP,
@@ -144,25 +176,10 @@ def signal_outcomes_asset(
     since, until = asset_window(context)
     engine = database.get_engine()
     rule = trade_rule(app_config.load())
-    refresh = plan_refresh(
-        engine, since, until, rule, run_now(context), recompute_decided=config.recompute_decided
-    )
-    # The rows go in on a worker thread while the contract runs (the database's ingest,
-    # ~2 s for a year, overlaps it); the transaction commits only if the contract holds.
-    with ThreadPoolExecutor(1) as worker, engine.connect() as connection:
-        transaction = connection.begin()
-        writing = worker.submit(replace_changed, connection, refresh)
-        contract = contract_check(
-            SignalOutcomeFrame,
-            refresh.fresh,
-            asset_key="signal_outcomes",
-            check_name=OUTCOME_CONTRACT,
+    with without_gc_pauses():
+        refresh, contract, written = _refresh_outcomes(
+            engine, since, until, rule, run_now(context), config.recompute_decided
         )
-        written = writing.result()
-        if contract.passed:
-            transaction.commit()
-        else:
-            transaction.rollback()
     changed = changed_decisions(refresh.previous, refresh.fresh)
     stable = dg.AssetCheckResult(
         asset_key="signal_outcomes",

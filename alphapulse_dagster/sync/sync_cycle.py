@@ -38,7 +38,6 @@ SIGNAL_CREATED payload (:func:`reconcile.tier0_settled`).
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 import uuid
@@ -53,6 +52,7 @@ from sqlalchemy import Connection, Engine
 from alphapulse_dagster.config import AppConfig
 from alphapulse_dagster.db.bulk import pipelined
 from alphapulse_dagster.db.engine import derived_write
+from alphapulse_dagster.gc_pause import without_gc_pauses
 from alphapulse_dagster.sync.cancellations import append_expiries
 from alphapulse_dagster.sync.gap_rules import needs_payload
 from alphapulse_dagster.sync.gaps import (
@@ -296,21 +296,6 @@ def _catch_up(cycle: Cycle, done: set[str]) -> int:
     return len(ids)
 
 
-@contextmanager
-def _without_gc_pauses() -> Iterator[None]:
-    """Suspend the cyclic garbage collector for one cycle. A cycle allocates many short-
-    lived, acyclic rows and JSON documents (freed by reference counting); they trigger
-    full collections that walk the whole heap — ~15% of an incremental cycle. Restored
-    (never left off) whatever happens."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def run_sync(
     engine: Engine,
     config: AppConfig,
@@ -324,7 +309,7 @@ def run_sync(
     run_id = sync_run_id or f"sync-{uuid.uuid4().hex[:12]}"
     cycle = Cycle(engine, config, request, GapPass(now, config.hybrid_sync, run_id))
     started = time.perf_counter()
-    with sync_lock(engine, run_id, lock_wait_seconds), _without_gc_pauses():
+    with sync_lock(engine, run_id, lock_wait_seconds), without_gc_pauses():
         done = _project(cycle)
         expired, refolded = _expire(cycle)
         scope = len(done | refolded) + _catch_up(cycle, done | refolded)
