@@ -3,7 +3,7 @@
 Everything here is in *favourable units*: LONG prices as they are, SHORT prices negated,
 so "up" is always towards the target and one formula serves both directions. A window is
 (N trades, K bars) from each trade's first bar on; cells outside the data hold
-``high = -inf``, ``low = +inf`` and NaN open/close, so they never trigger anything.
+``high = -inf``, ``low = +inf`` and a NaN open and close, so they never trigger anything.
 The rule itself is stated once, in ``trade_management``'s docstring.
 """
 
@@ -40,28 +40,46 @@ class Levels:
 
 @dataclass(frozen=True)
 class Window:
-    """(N, K) bars in favourable units: ``high``, ``low``, ``open``, ``close``."""
+    """(N, K) bars in favourable units. ``high`` and ``low`` are whole arrays (the scans
+    read every cell); the open and the close are read per cell (:meth:`open_at`,
+    :meth:`close_at`): a rule needs them on one bar per trade, and building them whole was
+    half the cost of a window. The cells come from ``series`` at ``safe`` where ``valid``."""
 
     high: FloatArray
     low: FloatArray
-    open: FloatArray
-    close: FloatArray
+    series: BarSeries
+    safe: IntArray
+    valid: BoolArray
+    sign: IntArray
+
+    def open_at(self, rows: IntArray, cols: IntArray) -> FloatArray:
+        return self._at(self.series.open, rows, cols)
+
+    def close_at(self, rows: IntArray, cols: IntArray) -> FloatArray:
+        return self._at(self.series.close, rows, cols)
+
+    def _at(self, prices: FloatArray, rows: IntArray, cols: IntArray) -> FloatArray:
+        if len(self.series) == 0:
+            return np.full(len(rows), np.nan)
+        ok = self.valid[rows, cols]
+        return np.where(ok, self.sign[rows] * prices[self.safe[rows, cols]], np.nan)
 
 
 def window_of(series: BarSeries, idx: IntArray, valid: BoolArray, sign: IntArray) -> Window:
     """The bars at ``idx`` (N, K) where ``valid``, turned into favourable units."""
     if len(series) == 0:
         inf = np.full(idx.shape, np.inf)
-        nan = np.full(idx.shape, np.nan)
-        return Window(-inf, inf, nan, nan)
+        return Window(-inf, inf, series, idx, valid, sign)
     safe = np.clip(idx, 0, len(series) - 1)
     long = (sign > 0)[:, None]
     hi, lo = series.high[safe], series.low[safe]
     return Window(
         high=np.where(valid, np.where(long, hi, -lo), -np.inf),
         low=np.where(valid, np.where(long, lo, -hi), np.inf),
-        open=np.where(valid, sign[:, None] * series.open[safe], np.nan),
-        close=np.where(valid, sign[:, None] * series.close[safe], np.nan),
+        series=series,
+        safe=safe,
+        valid=valid,
+        sign=sign,
     )
 
 
@@ -103,7 +121,7 @@ def scan_exits(bars: Window, levels: Levels, t1_done: BoolArray, gap_ok: BoolArr
     ambiguous = has & ((stop_k == first_tl) | (is_stop_side & stop_first & (first_s0 == first_t1)))
     rows = np.arange(n)
     kk = np.minimum(exit_k, k - 1)
-    opened = bars.open[rows, kk]
+    opened = bars.open_at(rows, kk)
     level = np.where(reason == STOP, s0, e)
     gapped = gap_ok[rows, kk] & np.isfinite(opened) & (opened < level)
     stop_price = np.where(gapped, opened, level)

@@ -20,7 +20,6 @@ from alphapulse_dagster.signals.exit_scan import (
     FloatArray,
     IntArray,
     Levels,
-    Window,
     first_true,
     scan_exits,
     window_of,
@@ -57,12 +56,13 @@ def order_on_finer(
     fill_col = np.where(on_fill, first_true(w.low <= exit_bars.limit[:, None], per_bar), 0)
     before = cols < fill_col[:, None]
     at_fill = on_fill[:, None] & (cols == fill_col[:, None])
-    entry = levels.entry[:, None]
-    high = np.where(before, -np.inf, np.where(at_fill, np.maximum(entry, w.close), w.high))
+    rows = np.arange(len(fill_col))
+    at_close = np.maximum(levels.entry, w.close_at(rows, np.minimum(fill_col, per_bar - 1)))
+    high = np.where(before, -np.inf, np.where(at_fill, at_close[:, None], w.high))
     low = np.where(before, np.inf, w.low)
     t1_done = exit_bars.t1_done
     state = replace(levels, stop=np.where(t1_done, levels.entry, levels.stop))
-    scan = scan_exits(Window(high, low, w.open, w.close), state, t1_done, ~(before | at_fill))
+    scan = scan_exits(replace(w, high=high, low=low), state, t1_done, ~(before | at_fill))
     ok = covered & (scan.exit_k < per_bar) & ~scan.ambiguous
     reason = scan.reason.copy()
     # a stop-side exit after the first target, at the entry, is a break-even exit

@@ -50,7 +50,7 @@ bars arrive, and an open one equals the result computed on the prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,6 @@ from alphapulse_dagster.signals.exit_scan import (
     FloatArray,
     IntArray,
     Levels,
-    Window,
     first_true,
     scan_exits,
     window_of,
@@ -236,10 +235,12 @@ def _manage_block(
     w = window_of(bars, idx, valid, sign)
     at_level = limit_filled & ~gapped
     limit_col0 = at_level[:, None] & (np.arange(hold)[None, :] == 0)
-    fh = np.where(limit_col0, np.maximum(e[:, None], w.close), w.high)  # fill bar: its close
-    fl, fc = w.low, w.close
+    fh = w.high.copy()  # on the fill bar of a limit filled at its level: its close
+    col0 = np.zeros(n, np.int64)
+    fh[:, 0] = np.where(at_level, np.maximum(e, w.close_at(rows, col0)), fh[:, 0])
+    fl = w.low
     levels = Levels(sign, e, s0, t1, tl)
-    scan = scan_exits(Window(fh, fl, w.open, fc), levels, np.zeros(n, bool), ~limit_col0)
+    scan = scan_exits(replace(w, high=fh), levels, np.zeros(n, bool), ~limit_col0)
     exit_k, reason, price, ambiguous = scan.exit_k, scan.reason, scan.price, scan.ambiguous
     exit_close = close_ns[np.clip(fill_idx + exit_k, 0, last)] if len(bars) else NO_TIME
     exit_at = np.where(exit_k < hold, exit_close, NO_TIME)
@@ -268,7 +269,7 @@ def _manage_block(
         np.where(window_over, _first_close_from(close_ns, deadline), exit_close),
     )
     last_k = np.maximum(n_valid - 1, 0)
-    last_close = fc[rows, last_k]
+    last_close = w.close_at(rows, last_k)
     time_exit = window_over
     reason = np.where(time_exit, _TIME, reason).astype(np.int8)
     price = np.where(time_exit, np.where(n_valid > 0, last_close, e), price)
