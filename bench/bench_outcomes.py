@@ -6,7 +6,10 @@ with three valid candidates each, 30 % market entries), then measures:
 
 1. ``core``: the entry modes (actual, market, candidates) and their outcomes, in memory
    (``mtf_plan`` + ``evaluate_outcomes``);
-2. ``signal_outcomes`` through Dagster (``dg.materialize``), three ways:
+2. ``signal_outcomes`` through Dagster (``dg.materialize``, the in-process executor a run
+   worker uses), recorded to the production instance (``deploy/dagster.yaml`` on a scratch
+   Postgres database, the README's environment; ``--instance ephemeral``: in memory),
+   three ways:
    - ``full build``: the year as one run on an empty table, as of the last day's start
      (every signal new: read signals and candles, compute, contract, write 410,000 rows);
    - ``incremental day``: then the run the hourly schedule makes a day later (its window:
@@ -27,10 +30,15 @@ Targets: outcomes ≤ 5 s, strategy performance ≤ 2 s. Medians of ``--repeat``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -169,6 +177,10 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--signals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--instance", choices=("prod", "ephemeral"), default="prod",
+        help="the Dagster instance the runs record to (default: production, on Postgres)",
+    )  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help="build the data and stop")
     parser.add_argument("--skip-build", action="store_true", help="measure a built database")
     args = parser.parse_args()
@@ -207,6 +219,33 @@ def _read_back(url: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     return walks, frame
 
 
+@contextmanager
+def _instance(kind: str) -> Iterator[dg.DagsterInstance]:
+    """``prod``: the shipped ``deploy/dagster.yaml`` on a scratch Postgres database, with
+    the README's production environment (batched event writes, one planned event per run),
+    as a run worker has it; ``ephemeral``: Dagster's in-memory instance."""
+    if kind == "ephemeral":
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+        return
+    from bench.bench_backfill import DAGSTER_PRODUCTION_ENV, PG_ADMIN_URL
+    from tests.dagster_stack import prod_dagster_home, scratch_databases
+
+    saved = dict(os.environ)
+    with (
+        tempfile.TemporaryDirectory() as home,
+        scratch_databases(PG_ADMIN_URL, "bench_outcomes_dagster") as names,
+    ):
+        os.environ.update(prod_dagster_home(Path(home), PG_ADMIN_URL, names[0]))
+        os.environ.update(DAGSTER_PRODUCTION_ENV)
+        try:
+            with dg.DagsterInstance.get() as instance:
+                yield instance
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
 def _measure(args: argparse.Namespace, walks: dict[str, pd.DataFrame], frame: pd.DataFrame) -> None:
     ohlc = ("open", "high", "low", "close")
     series = {
@@ -234,7 +273,7 @@ def _measure(args: argparse.Namespace, walks: dict[str, pd.DataFrame], frame: pd
     perf_asset = []
     engine = make_engine(args.url)
     day_before = END - timedelta(days=1)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with _instance(args.instance) as instance:
 
         def run(label: str, first: datetime, now: datetime) -> None:
             run_tags = {**tags, "dagster/asset_partition_range_start": first.strftime("%Y-%m-%d"),
