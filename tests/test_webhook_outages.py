@@ -366,6 +366,13 @@ def test_only_a_source_that_spent_its_own_rows_is_turned_away() -> None:
     now[0] = 1.0  # a row's worth refilled for a
     assert budget.turn_away("a") is False
     assert budget.dropped == 3  # a's third refusal, a turned away once, b's refusal
+    with budget.reading("a"):  # that one request of a is being read: it holds the row ...
+        assert budget.turn_away("a") is True  # ... so a's other connections wait
+        with budget.reading("c"):  # a source never refused reserves nothing
+            assert budget.turn_away("c") is False
+    assert budget.turn_away("a") is False  # answered without a refusal: the row is back
+    assert budget.allow("a") is True and budget.turn_away("a") is True  # refused: spent
+    assert budget.dropped == 5
 
 
 def test_reject_budget_per_source_total_and_table_cap() -> None:

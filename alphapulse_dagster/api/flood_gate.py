@@ -25,7 +25,9 @@ many connections is bounded only by the connection cap (``ALPHAPULSE_MAX_CONNECT
 429 holds no more than its connection, which the flood holds anyway.
 
 Once the source's bucket refills (one row's worth every ``60 / per_source_per_minute``
-seconds) its next request is read and judged as usual.
+seconds) its next request is read and judged as usual — one request per row's worth: a
+request let through holds that row in reserve until it is answered, so the flood's other
+connections are still turned away meanwhile.
 
 The trade-off: the budget is per source address, so a sender sharing a flooding address
 (one NAT) is turned away with it while the flood lasts. Never turned away:
@@ -79,8 +81,11 @@ class FloodGate:
             return await self.app(scope, receive, send)
         client = scope.get("client")
         source = source_address(client[0] if client else None, scope["headers"], self.trusted)
-        if self.never_turned_away(source) or not self.budget.turn_away(source):
+        if self.never_turned_away(source):
             return await self.app(scope, receive, send)
+        if not self.budget.turn_away(source):
+            with self.budget.reading(source):  # no await since turn_away: one decision
+                return await self.app(scope, receive, send)
         await asyncio.sleep(ANSWER_DELAY_SECONDS)  # back-pressure on this connection
         await send({"type": "http.response.start", "status": 429, "headers": self.headers})
         await send({"type": "http.response.body", "body": _BODY})

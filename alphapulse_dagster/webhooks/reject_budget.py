@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 MAX_SOURCES = 10_000
@@ -40,6 +41,7 @@ class RejectLimits:
 class _Bucket:
     tokens: float
     at: float
+    reading: int = 0  # requests let through by turn_away and still being read and judged
 
     def refill(self, now: float, per_second: float, capacity: float) -> None:
         self.tokens = min(capacity, self.tokens + (now - self.at) * per_second)
@@ -92,10 +94,11 @@ class RejectBudget:
         return allowed
 
     def turn_away(self, source: str | None) -> bool:
-        """True ⇒ ``source`` has spent its own reject rows for now (its bucket holds less
-        than one): refuse its request without reading it. Counted in ``dropped``. A source
-        never refused before, or whose bucket has refilled, is let through (and its next
-        refusal, if any, gets a row as usual)."""
+        """True ⇒ ``source`` has spent its own reject rows for now: refuse its request
+        without reading it. Counted in ``dropped``. A source never refused before is let
+        through; a refused one only while its bucket holds a row's worth for every request
+        of it already being read (:meth:`reading`): once a bucket refills one row's worth,
+        one request is read, not every flood connection's next one."""
         bucket = self._sources.get(source or "-")
         if bucket is None:
             return False
@@ -103,7 +106,21 @@ class RejectBudget:
         bucket.refill(
             self.clock(), limits.per_source_per_minute / 60.0, float(max(limits.burst, 1))
         )
-        if bucket.tokens >= 1.0:
+        if bucket.tokens - bucket.reading >= 1.0:
             return False
         self.dropped += 1
         return True
+
+    @contextmanager
+    def reading(self, source: str | None) -> Iterator[None]:
+        """While a request that :meth:`turn_away` let through is read and judged: it holds
+        one of its source's rows in reserve (a source never refused holds nothing)."""
+        bucket = self._sources.get(source or "-")
+        if bucket is None:
+            yield
+            return
+        bucket.reading += 1
+        try:
+            yield
+        finally:
+            bucket.reading -= 1
