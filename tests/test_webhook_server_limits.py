@@ -157,15 +157,24 @@ def test_idle_keep_alive_connections_are_closed(serve) -> None:  # type: ignore[
 
 def test_connections_are_capped(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve(ALPHAPULSE_MAX_CONNECTIONS="5", ALPHAPULSE_BODY_TIMEOUT_SECONDS="30")
-    held = [_connect(server) for _ in range(5)]
+    held = []
     try:
-        for sock in held:  # five requests waiting for bodies that never come
+        # four requests waiting for bodies that never come, each in the route before the
+        # next connects: its "100 Continue" is sent when the route starts reading the body.
+        # (Connecting all of them first raced: uvicorn checks the cap when a request's head
+        # is read, so a slow server that accepted every connection before reading any head
+        # refused the held requests themselves, and the sixth connection then fit.)
+        for _ in range(4):
+            sock = _connect(server)
+            held.append(sock)
             sock.sendall(
-                b"POST /webhooks/tradingview HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+                b"POST /webhooks/tradingview HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                b"Expect: 100-continue\r\n\r\n"
             )
-        # the sixth connection is refused once the server holds the five (polled: a
-        # loaded box may take a moment to accept them)
-        assert _healthz_becomes(server, 503)
+            sock.settimeout(10)
+            assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        # four held requests and this one make five connections: refused
+        assert httpx.get(f"{server.url}/healthz").status_code == 503
     finally:
         for sock in held:
             sock.close()
