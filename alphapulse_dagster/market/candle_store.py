@@ -45,11 +45,10 @@ def upsert_candles(connection: Connection, bars: pd.DataFrame, timeframe: str) -
         return 0
     if is_postgres(connection):
         return _upsert_by_copy(connection, bars, timeframe)
-    records = _records(bars, timeframe)
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    records = _records(bars, timeframe)  # SQLite: batched executemany
     for offset in range(0, len(records), _BATCH):
         chunk = records[offset : offset + _BATCH]
-        statement = insert(candles)
+        statement = sqlite_insert(candles)
         statement = statement.on_conflict_do_update(
             index_elements=["symbol", "timeframe", "open_time"],
             set_={c: statement.excluded[c] for c in OHLCV},
