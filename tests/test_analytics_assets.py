@@ -16,6 +16,7 @@ import pandera.pandas as pa
 import pytest
 import sqlalchemy as sa
 
+from alphapulse_dagster.analytics import outcome_store
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_outcomes, strategy_performance
 from alphapulse_dagster.market.timeframes import duration
@@ -179,20 +180,30 @@ def test_a_range_run_records_each_days_own_figures(desk: str) -> None:
 def test_rows_that_break_the_contract_are_not_written(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rows go in while the contract runs; a failed contract rolls them back (both
-    back ends): nothing stored, the blocking check failed."""
+    """The rows go in, a part of instruments at a time, while the contract runs; a failed
+    contract rolls every part back (both back ends): nothing stored, the blocking check
+    failed."""
     engine = make_engine(db_url)
     _candles(engine)
-    store_signals(engine, [refined_signal()], SignalCache(None), T0, 4, duration)
+    _candles(engine, symbol="ETHUSD")
+    signals = [refined_signal(), refined_signal("ETHUSD")]
+    store_signals(engine, signals, SignalCache(None), T0, 4, duration)
+    monkeypatch.setattr(outcome_store, "PART_TRADES", 1)  # one part per instrument
+    written: list[int] = []
+    replace = analytics.replace_changed
+    monkeypatch.setattr(
+        analytics, "replace_changed", lambda c, part: written.append(replace(c, part)) or 0
+    )
     strict = pa.DataFrameSchema({"mfe_r": pa.Column(float, pa.Check.lt(-1))})  # never holds
     monkeypatch.setattr(analytics, "SignalOutcomeFrame", strict)
     with dg.DagsterInstance.ephemeral() as instance:
         result = _materialize(
             db_url, instance, [analytics.signal_outcomes_asset], raise_on_error=False
         )
+    assert written == [2, 2]  # actual and market of each instrument's signal, in two parts
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks[analytics.OUTCOME_CONTRACT].passed
-    assert checks[analytics.OUTCOME_CONTRACT].metadata["failing_rows"].value == 2
+    assert checks[analytics.OUTCOME_CONTRACT].metadata["failing_rows"].value == 4
     with engine.connect() as connection:
         stored = connection.execute(sa.select(sa.func.count()).select_from(signal_outcomes))
         assert stored.scalar() == 0

@@ -8,13 +8,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import candles as candles_table
-from alphapulse_dagster.market.candle_store import load_candles, upsert_candles
+from alphapulse_dagster.market.bar_series import to_ns
+from alphapulse_dagster.market.candle_store import (
+    load_bar_series_of,
+    load_candles,
+    upsert_candles,
+)
 from alphapulse_dagster.market.market_data import CsvMarketData, missing_bars, read_candle_csv
 from alphapulse_dagster.market.resample import resample_ohlcv
 from assets.market_data import CANDLE_INTEGRITY, candles
@@ -124,6 +130,42 @@ def test_upsert_is_idempotent(engine: sa.Engine, btc: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(
         stored.iloc[1:].reset_index(drop=True), window.iloc[1:].reset_index(drop=True)
     )
+
+
+def test_bar_series_of_many_symbols_read_in_time_order(
+    engine: sa.Engine, btc: pd.DataFrame, eur: pd.DataFrame
+) -> None:
+    """``load_bar_series_of`` (on Postgres one row of arrays per symbol, on SQLite rows)
+    gives each symbol's bars of the window in time order, whatever order they were stored
+    in, the bars of the finer timeframe when stored, and an empty series for a symbol
+    without bars."""
+    btc_part, eur_part = btc.iloc[:200], eur.iloc[:150]
+    with engine.begin() as connection:  # stored newest first, the 1h of BTC also as 4h
+        upsert_candles(connection, btc_part.iloc[::-1], "1h")
+        upsert_candles(connection, eur_part.iloc[::-1], "1h")
+        upsert_candles(connection, resample_ohlcv(btc_part, "4h"), "4h")
+    start, end = btc_part["open_time"].iloc[10], btc_part["open_time"].iloc[190]
+    with engine.connect() as connection:
+        series = load_bar_series_of(connection, ["EURUSD", "BTCUSD", "NOBARS"], "4h", start, end)
+        hourly = load_bar_series_of(connection, ["EURUSD", "BTCUSD"], "1h", start, end)
+    four_hour, finer = series["BTCUSD"]
+    expected = resample_ohlcv(btc_part, "4h")
+    expected = expected[(expected["open_time"] >= start) & (expected["open_time"] < end)]
+    assert len(four_hour) == len(expected) == 45  # 04:00 of the 11th bar .. the 190th
+    assert np.array_equal(four_hour.high, expected["high"].to_numpy())
+    assert four_hour.bar_ns == 4 * 3600 * 10**9
+    in_window = btc_part[(btc_part["open_time"] >= start) & (btc_part["open_time"] < end)]
+    assert finer is not None and len(finer) == len(in_window) == 180
+    assert np.array_equal(finer.open_ns, to_ns(in_window["open_time"]))
+    for field in ("open", "high", "low", "close"):
+        assert np.array_equal(getattr(finer, field), in_window[field].to_numpy())
+    eur_bars, eur_finer = hourly["EURUSD"]
+    eur_window = eur_part[(eur_part["open_time"] >= start) & (eur_part["open_time"] < end)]
+    assert eur_finer is None and len(eur_bars) == len(eur_window)
+    assert np.array_equal(eur_bars.close, eur_window["close"].to_numpy())
+    assert np.all(np.diff(eur_bars.open_ns) > 0)
+    empty, none = series["NOBARS"]
+    assert len(empty) == 0 and none is None and empty.open_ns.dtype == np.int64
 
 
 def _resources(url: str, csv_dir: Path | str = "") -> dict:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from alphapulse_dagster.analytics.outcomes import OUTCOME_COLUMNS
@@ -58,3 +59,34 @@ def test_insert_frame_then_read_frame_round_trip(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         empty = read_frame(connection, query.where(o.signal_id == "none"))
     assert list(empty.columns) == OUTCOME_COLUMNS and empty.empty
+
+
+def test_read_arrays_decodes_each_kind_of_array(pg_url: str) -> None:
+    """``read_arrays`` (Postgres): ``array_send`` of floats, integers and times comes back
+    as NumPy arrays (times as epoch nanoseconds), an empty array as an empty one, other
+    columns as they are; an array with a NULL is refused by name."""
+    from alphapulse_dagster.db.columns import read_arrays
+    from alphapulse_dagster.db.engine import make_engine
+
+    engine = make_engine(pg_url)
+    t = T.to_pydatetime()
+    query = sa.select(
+        sa.literal("BTCUSD"),
+        sa.func.array_send(sa.cast([1.5, -2.25, 1e300], sa.ARRAY(sa.Float))),
+        sa.func.array_send(sa.cast([7, -(2**40)], sa.ARRAY(sa.BigInteger))),
+        sa.func.array_send(sa.cast([3], sa.ARRAY(sa.Integer))),
+        sa.func.array_send(sa.cast([t, t + pd.Timedelta(hours=1)], sa.ARRAY(sa.DateTime(True)))),
+        sa.func.array_send(sa.cast([], sa.ARRAY(sa.Float))),
+    )
+    with engine.connect() as connection:
+        ((name, floats, bigs, ints, times, empty),) = read_arrays(connection, query)
+        with_null = sa.select(sa.func.array_send(sa.cast([1.0, None], sa.ARRAY(sa.Float))))
+        with pytest.raises(ValueError, match="NULLs"):
+            read_arrays(connection, with_null)
+    engine.dispose()
+    assert name == "BTCUSD"
+    assert floats.dtype == np.float64 and floats.tolist() == [1.5, -2.25, 1e300]
+    assert bigs.dtype == np.int64 and bigs.tolist() == [7, -(2**40)]
+    assert ints.tolist() == [3]
+    assert times.tolist() == [T.value, T.value + 3600 * 10**9]  # 2024-03-01 04:00 UTC in ns
+    assert len(empty) == 0

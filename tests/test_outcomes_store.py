@@ -13,10 +13,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from alphapulse_dagster.analytics import outcome_store
 from alphapulse_dagster.analytics.outcome_store import (
     compute_outcomes,
     load_outcomes,
     plan_refresh,
+    read_refresh,
+    refresh_parts,
     signal_outcome,
     write_outcomes,
     write_refresh,
@@ -49,10 +52,14 @@ OB = {
 TV_ID = "BTCUSD:20190603_040000_LONG"
 
 
-def _candles(engine: sa.Engine, bars: list[tuple[float, float, float, float]] = BARS) -> None:
+def _candles(
+    engine: sa.Engine,
+    bars: list[tuple[float, float, float, float]] = BARS,
+    symbol: str = "BTCUSD",
+) -> None:
     frame = pd.DataFrame(
         [
-            {"symbol": "BTCUSD", "open_time": pd.Timestamp(T0 + i * H), "open": o, "high": h,
+            {"symbol": symbol, "open_time": pd.Timestamp(T0 + i * H), "open": o, "high": h,
              "low": lo, "close": c, "volume": 1.0}
             for i, (o, h, lo, c) in enumerate(bars)
         ]
@@ -251,6 +258,41 @@ def test_a_refresh_rereads_and_writes_only_what_can_change(desk: sa.Engine) -> N
     full = plan_refresh(desk, SINCE, UNTIL, RULE, AS_OF + timedelta(days=2), recompute_decided=True)
     assert len(full.fresh) == 6 and full.changed == set()
     assert changed_decisions(full.previous, full.fresh).empty
+
+
+def test_a_refresh_in_parts_of_instruments_equals_one_in_a_single_part(
+    desk: sa.Engine,
+) -> None:
+    """The asset computes (and writes) a part of instruments at a time: cut into one part
+    per instrument, the refresh finds the same rows and the same changes as in one part,
+    and never splits a signal's trades over two parts."""
+    _candles(desk, [(o * 2, h * 2, lo * 2, c * 2) for o, h, lo, c in BARS], symbol="ETHUSD")
+    eth = [
+        refined_signal("ETHUSD", market_price=16000.0, entry_price=15920.0, stop_loss=15680.0,
+                       take_profits=[16240.0, 16400.0, 16720.0], atr=160.0),
+        refined_signal("ETHUSD", "SHORT", market_price=16000.0, entry_price=16080.0,
+                       stop_loss=16320.0, take_profits=[15760.0, 15600.0, 15280.0], atr=160.0),
+    ]  # fmt: skip
+    store_signals(desk, eth, SignalCache(None), T0, RULE.entry_valid_bars, duration)
+    with desk.connect() as connection:
+        reads = read_refresh(connection, SINCE, UNTIL, AS_OF)
+    whole = outcome_store.whole_refresh(reads, list(refresh_parts(reads, RULE, AS_OF)))
+    parts = list(refresh_parts(reads, RULE, AS_OF, part_trades=1))
+    assert len(parts) == 2  # BTCUSD (two MTF signals and the TradingView one), ETHUSD
+    assert [sorted(set(p.fresh["symbol"])) for p in parts] == [["BTCUSD"], ["ETHUSD"]]
+    assert len(parts[0].fresh) == 6 and len(parts[1].fresh) == 4  # ETH: actual + market each
+    in_parts = outcome_store.whole_refresh(reads, parts)
+    key = ["signal_id", "entry_mode"]
+    pd.testing.assert_frame_equal(
+        in_parts.fresh.sort_values(key).reset_index(drop=True),
+        whole.fresh.sort_values(key).reset_index(drop=True),
+    )
+    assert in_parts.changed == whole.changed == set(whole.fresh["signal_id"])
+    # the ETH LONG limit 15920 fills on the first bar (low 15900) and the second bar's
+    # high 16800 takes its last target 16720: (16720 - 15920) / 240 = 3.333 R
+    eth_long = parts[1].fresh.set_index(key).loc[(eth[0]["signal_id"], "actual")]
+    assert (eth_long.status, eth_long.exit_reason) == ("CLOSED", "TARGET")
+    assert eth_long.r_multiple == pytest.approx(800 / 240)
 
 
 def test_a_limit_gapped_through_fills_at_the_open_in_the_lifecycle_and_the_outcome(

@@ -26,6 +26,7 @@ Reads are column-wise (``db/columns.read_frame``); inserts are :func:`db.columns
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,20 +178,37 @@ def compute_outcomes(
 
 
 @dataclass(frozen=True)
-class OutcomeRefresh:
-    """A planned refresh of a window (module docstring). ``fresh``: the recomputed rows;
-    ``previous``: the stored rows of the recomputed signals; ``changed``: the signals whose
-    rows are to be replaced; ``window``: every row of the window once written (the stored
-    rows of settled signals and the fresh rows; ``STORED_COLUMNS``)."""
+class RefreshPart:
+    """The recomputed signals of some instruments: ``fresh``, their recomputed rows;
+    ``previous``, their stored rows; ``changed``, the signals whose rows are to be
+    replaced."""
 
     fresh: pd.DataFrame
     previous: pd.DataFrame
     changed: set[str]
-    window: pd.DataFrame
 
     @property
     def rows_to_write(self) -> pd.DataFrame:
         return self.fresh[self.fresh["signal_id"].isin(self.changed)]
+
+
+@dataclass(frozen=True)
+class OutcomeRefresh(RefreshPart):
+    """A planned refresh of a window (module docstring): its parts put together, and
+    ``window``, every row of the window once written (the stored rows of settled signals
+    and the fresh rows; ``STORED_COLUMNS``)."""
+
+    window: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class RefreshReads:
+    """What a refresh reads before it computes: the window's stored rows
+    (``STORED_COLUMNS``), the trades to recompute and their candles."""
+
+    stored: pd.DataFrame
+    plan: pd.DataFrame
+    bars_for: BarsFor
 
 
 def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
@@ -219,6 +237,72 @@ def _changed_signals(previous: pd.DataFrame, fresh: pd.DataFrame) -> set[str]:
     return set(merged.loc[differs, "signal_id"].tolist())
 
 
+def read_refresh(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    as_of: datetime,
+    *,
+    recompute_decided: bool = False,
+) -> RefreshReads:
+    """Read what is stored for the window, the trades that can still change and their
+    candles (everything with ``recompute_decided``)."""
+    stored = load_outcomes(connection, since, until, columns=STORED_COLUMNS)
+    recheck = None if recompute_decided else as_of - RECHECK
+    plan = plan_window(connection, since, until, settled_before=recheck)
+    return RefreshReads(stored, plan, candle_reader(connection, as_of, plan))
+
+
+# trades (signal × entry mode) per part: a part is written while the next is computed
+PART_TRADES = 100_000
+
+
+def _by_instrument(plan: pd.DataFrame, part_trades: int) -> list[pd.DataFrame]:
+    """``plan`` cut into parts of whole instruments (a signal's trades stay together),
+    each of about ``part_trades`` trades."""
+    if len(plan) <= part_trades:
+        return [plan]
+    sizes = plan.groupby("symbol", sort=True).size()
+    part_of = (sizes.cumsum() - sizes) // part_trades  # by each instrument's first trade
+    labels = plan["symbol"].map(part_of).to_numpy()
+    return [plan[labels == k] for k in np.unique(labels)]
+
+
+def refresh_parts(
+    reads: RefreshReads, rule: TradeRule, as_of: datetime, *, part_trades: int | None = None
+) -> Iterator[RefreshPart]:
+    """The refresh computed a part of instruments at a time (``PART_TRADES`` trades unless
+    ``part_trades``; nothing written), so that a caller can write one part while the next
+    is computed."""
+    stored_ids = reads.stored["signal_id"]
+    for part in _by_instrument(reads.plan, part_trades or PART_TRADES):
+        fresh = evaluate_outcomes(part, reads.bars_for, rule, as_of)
+        previous = reads.stored[stored_ids.isin(set(part["signal_id"])).to_numpy()]
+        yield RefreshPart(fresh, previous, _changed_signals(previous, fresh))
+
+
+def whole_refresh(reads: RefreshReads, parts: list[RefreshPart]) -> OutcomeRefresh:
+    """The parts of a refresh put together, with the window's rows once written."""
+    fresh_parts = [p.fresh for p in parts if len(p.fresh)]
+    fresh = (
+        pd.concat(fresh_parts, ignore_index=True)
+        if fresh_parts
+        else pd.DataFrame(columns=OUTCOME_COLUMNS)
+    )
+    previous_parts = [p.previous for p in parts if len(p.previous)]
+    stored = reads.stored
+    recomputed = stored["signal_id"].isin(set(reads.plan["signal_id"])).to_numpy()
+    kept = stored[~recomputed]
+    return OutcomeRefresh(
+        fresh=fresh,
+        previous=(
+            pd.concat(previous_parts, ignore_index=True) if previous_parts else stored.iloc[:0]
+        ),
+        changed=set().union(*(p.changed for p in parts)),
+        window=pd.concat([kept, fresh[STORED_COLUMNS]], ignore_index=True) if len(fresh) else kept,
+    )
+
+
 def plan_refresh(
     engine: Engine,
     since: datetime,
@@ -230,18 +314,11 @@ def plan_refresh(
 ) -> OutcomeRefresh:
     """Read what is stored, recompute what can still change (nothing written)."""
     with engine.connect() as connection:
-        stored = load_outcomes(connection, since, until, columns=STORED_COLUMNS)
-        recheck = None if recompute_decided else as_of - RECHECK
-        plan = plan_window(connection, since, until, settled_before=recheck)
-        fresh = evaluate_outcomes(plan, candle_reader(connection, as_of, plan), rule, as_of)
-    recomputed = stored["signal_id"].isin(set(plan["signal_id"]))
-    previous = stored[recomputed.to_numpy()]
-    kept = stored[~recomputed.to_numpy()]
-    window = pd.concat([kept, fresh[STORED_COLUMNS]], ignore_index=True) if len(fresh) else kept
-    return OutcomeRefresh(fresh, previous, _changed_signals(previous, fresh), window)
+        reads = read_refresh(connection, since, until, as_of, recompute_decided=recompute_decided)
+    return whole_refresh(reads, list(refresh_parts(reads, rule, as_of)))
 
 
-def replace_changed(connection: Connection, refresh: OutcomeRefresh) -> int:
+def replace_changed(connection: Connection, refresh: RefreshPart) -> int:
     """Replace the rows of the changed signals in the caller's transaction; rows written."""
     rows = refresh.rows_to_write
     replaced = set(refresh.previous["signal_id"]) & refresh.changed

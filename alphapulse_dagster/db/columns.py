@@ -15,6 +15,7 @@ way the columns come back typed by the query's own column types:
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 import numpy as np
@@ -145,6 +146,45 @@ def _binary_type(column_type: TypeEngine[Any], kind: str) -> str:
     return {"time": "timestamptz", "json": "jsonb", "bool": "bool", "float": "float8"}.get(
         kind, "text"
     )
+
+
+# element type oid -> the big-endian layout of one element in an array's binary form
+_ARRAY_ELEMENTS = {701: ">f8", 20: ">i8", 23: ">i4", 1184: ">i8", 1114: ">i8"}
+_TIMESTAMPS = (1184, 1114)  # timestamptz, timestamp: microseconds since 2000-01-01
+
+
+def read_arrays(connection: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (Postgres only) fetched in binary, where every ``bytea``
+    column holding ``array_send(array_agg(...))`` of floats, integers or times becomes a
+    NumPy array: float64, int64, or int64 epoch nanoseconds for times. One row per group
+    instead of one per element: a ``COPY`` hands Python each row on its own (~2.5 µs of
+    driver overhead a row, seconds for a year of candles), an array comes as one value."""
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    with driver_connection(connection).cursor(binary=True) as cursor:
+        cursor.execute(str(compiled), compiled.params)
+        rows = cursor.fetchall()
+    return [tuple(_array(v) if isinstance(v, bytes) else v for v in row) for row in rows]
+
+
+def _array(sent: bytes) -> np.ndarray:
+    """``array_send``'s bytes (one dimension, no NULL) as a NumPy array."""
+    ndim, has_nulls, element = struct.unpack_from(">iiI", sent)
+    if ndim == 0:
+        return np.zeros(0, np.float64 if element == 701 else np.int64)
+    if ndim != 1 or has_nulls or element not in _ARRAY_ELEMENTS:
+        raise ValueError(
+            f"array of type {element}, {ndim} dimensions, NULLs {has_nulls}: unsupported"
+        )
+    (count,) = struct.unpack_from(">i", sent, 12)
+    cells = np.frombuffer(
+        sent, dtype=[("length", ">i4"), ("value", _ARRAY_ELEMENTS[element])], offset=20, count=count
+    )
+    if element == 701:
+        return cells["value"].astype(np.float64)
+    values = cells["value"].astype(np.int64)
+    return (values + _POSTGRES_EPOCH_US) * 1000 if element in _TIMESTAMPS else values
 
 
 # rows converted per slice: the server ingests a slice while the next one is converted

@@ -6,13 +6,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, MetaData, Select, Table, select
+from sqlalchemy import Column, Connection, MetaData, Select, Table, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alphapulse_dagster.db.bulk import is_postgres
-from alphapulse_dagster.db.columns import insert_frame, read_frame
+from alphapulse_dagster.db.columns import insert_frame, read_arrays, read_frame
 from alphapulse_dagster.db.tables import candles
 from alphapulse_dagster.market.bar_series import BarSeries, bar_series
 from alphapulse_dagster.market.resample import OHLCV
@@ -165,7 +166,9 @@ def load_bar_series_of(
 def _bars_by_symbol(
     connection: Connection, symbols: list[str], timeframe: str, start: datetime, end: datetime
 ) -> dict[str, BarSeries]:
-    query = _bars_query(symbols, timeframe, start, end, ("open", "high", "low", "close"))
+    if is_postgres(connection):
+        return _bar_arrays_by_symbol(connection, symbols, timeframe, start, end)
+    query = _bars_query(symbols, timeframe, start, end, BAR_PRICES)
     frame = read_frame(connection, query)
     length = duration(timeframe)
     by_symbol = frame.groupby("symbol", sort=False).indices if len(frame) else {}
@@ -174,3 +177,38 @@ def _bars_by_symbol(
         s: bar_series(frame.iloc[by_symbol[s]] if s in by_symbol else empty, length)
         for s in symbols
     }
+
+
+BAR_PRICES = ("open", "high", "low", "close")
+
+
+def _bar_arrays_by_symbol(
+    connection: Connection, symbols: list[str], timeframe: str, start: datetime, end: datetime
+) -> dict[str, BarSeries]:
+    """Postgres: one row per symbol, each column one array (``db.columns.read_arrays``):
+    a year of 100 instruments in ~0.5 s of server time instead of ~1.5 s through a
+    row-per-bar ``COPY``. The arrays are aggregated unordered (an ``ORDER BY`` inside each
+    aggregate doubles the server's work) and put in time order here."""
+    c = candles.c
+    columns = ("open_time", *BAR_PRICES)
+    query = (
+        select(c.symbol, *(func.array_send(func.array_agg(c[k])) for k in columns))
+        .where(
+            c.symbol.in_(symbols),
+            c.timeframe == timeframe,
+            c.open_time >= start,
+            c.open_time < end,
+        )
+        .group_by(c.symbol)
+    )
+    bar_ns = int(pd.Timedelta(duration(timeframe)).value)
+    none = np.zeros(0, np.float64)
+    found = {s: BarSeries(np.zeros(0, np.int64), none, none, none, none, bar_ns) for s in symbols}
+    for symbol, open_ns, bar_open, high, low, close in read_arrays(connection, query):
+        order = np.argsort(open_ns, kind="stable")
+        if not np.array_equal(order, np.arange(len(order))):
+            open_ns, bar_open, high, low, close = (
+                a[order] for a in (open_ns, bar_open, high, low, close)
+            )
+        found[symbol] = BarSeries(open_ns, bar_open, high, low, close, bar_ns)
+    return found
