@@ -131,18 +131,21 @@ def _refresh_outcomes(
     recompute_decided: bool,
 ) -> tuple[OutcomeRefresh, dg.AssetCheckResult, int]:
     """Read, then compute a part of instruments at a time while a worker thread writes the
-    part before (the database's ingest, ~2.5 s for a year, overlaps the computing), then
-    run the contract on every recomputed row: the one transaction commits only if it
-    holds."""
-    with engine.connect() as reading:
-        reads = read_refresh(reading, since, until, now, recompute_decided=recompute_decided)
+    part before (the database's ingest, ~2.5 s for a year, overlaps the computing) and
+    another reads the next part's candles, then run the contract on every recomputed row:
+    the one transaction commits only if it holds."""
     parts: list[RefreshPart] = []
-    with ThreadPoolExecutor(1) as worker, engine.connect() as connection:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="outcome-writer") as writer,
+        engine.connect() as reading,
+        engine.connect() as connection,
+    ):
+        reads = read_refresh(reading, since, until, now, recompute_decided=recompute_decided)
         transaction = connection.begin()
         writes = []
-        for part in refresh_parts(reads, rule, now):
+        for part in refresh_parts(reading, reads, rule, now):
             parts.append(part)
-            writes.append(worker.submit(replace_changed, connection, part))
+            writes.append(writer.submit(replace_changed, connection, part))
         refresh = whole_refresh(reads, parts)
         contract = contract_check(
             SignalOutcomeFrame,

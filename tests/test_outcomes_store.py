@@ -276,8 +276,9 @@ def test_a_refresh_in_parts_of_instruments_equals_one_in_a_single_part(
     store_signals(desk, eth, SignalCache(None), T0, RULE.entry_valid_bars, duration)
     with desk.connect() as connection:
         reads = read_refresh(connection, SINCE, UNTIL, AS_OF)
-    whole = outcome_store.whole_refresh(reads, list(refresh_parts(reads, RULE, AS_OF)))
-    parts = list(refresh_parts(reads, RULE, AS_OF, part_trades=1))
+        one = list(refresh_parts(connection, reads, RULE, AS_OF))
+        parts = list(refresh_parts(connection, reads, RULE, AS_OF, part_trades=1))
+    whole = outcome_store.whole_refresh(reads, one)
     assert len(parts) == 2  # BTCUSD (two MTF signals and the TradingView one), ETHUSD
     assert [sorted(set(p.fresh["symbol"])) for p in parts] == [["BTCUSD"], ["ETHUSD"]]
     assert len(parts[0].fresh) == 6 and len(parts[1].fresh) == 4  # ETH: actual + market each

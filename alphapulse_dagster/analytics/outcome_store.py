@@ -27,6 +27,7 @@ Reads are column-wise (``db/columns.read_frame``); inserts are :func:`db.columns
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,11 +205,10 @@ class OutcomeRefresh(RefreshPart):
 @dataclass(frozen=True)
 class RefreshReads:
     """What a refresh reads before it computes: the window's stored rows
-    (``STORED_COLUMNS``), the trades to recompute and their candles."""
+    (``STORED_COLUMNS``) and the trades to recompute."""
 
     stored: pd.DataFrame
     plan: pd.DataFrame
-    bars_for: BarsFor
 
 
 def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
@@ -245,12 +245,11 @@ def read_refresh(
     *,
     recompute_decided: bool = False,
 ) -> RefreshReads:
-    """Read what is stored for the window, the trades that can still change and their
-    candles (everything with ``recompute_decided``)."""
+    """Read what is stored for the window and the trades that can still change
+    (everything with ``recompute_decided``)."""
     stored = load_outcomes(connection, since, until, columns=STORED_COLUMNS)
     recheck = None if recompute_decided else as_of - RECHECK
-    plan = plan_window(connection, since, until, settled_before=recheck)
-    return RefreshReads(stored, plan, candle_reader(connection, as_of, plan))
+    return RefreshReads(stored, plan_window(connection, since, until, settled_before=recheck))
 
 
 # trades (signal × entry mode) per part: a part is written while the next is computed
@@ -269,16 +268,28 @@ def _by_instrument(plan: pd.DataFrame, part_trades: int) -> list[pd.DataFrame]:
 
 
 def refresh_parts(
-    reads: RefreshReads, rule: TradeRule, as_of: datetime, *, part_trades: int | None = None
+    connection: Connection,
+    reads: RefreshReads,
+    rule: TradeRule,
+    as_of: datetime,
+    *,
+    part_trades: int | None = None,
 ) -> Iterator[RefreshPart]:
     """The refresh computed a part of instruments at a time (``PART_TRADES`` trades unless
     ``part_trades``; nothing written), so that a caller can write one part while the next
-    is computed."""
+    is computed. Each part's candles are read on ``connection``, on a thread, while the
+    part before is computed (the read is mostly the server's work)."""
+    parts = _by_instrument(reads.plan, part_trades or PART_TRADES)
     stored_ids = reads.stored["signal_id"]
-    for part in _by_instrument(reads.plan, part_trades or PART_TRADES):
-        fresh = evaluate_outcomes(part, reads.bars_for, rule, as_of)
-        previous = reads.stored[stored_ids.isin(set(part["signal_id"])).to_numpy()]
-        yield RefreshPart(fresh, previous, _changed_signals(previous, fresh))
+    with ThreadPoolExecutor(1, thread_name_prefix="candles") as reader:
+        ahead = reader.submit(candle_reader, connection, as_of, parts[0])
+        for i, part in enumerate(parts):
+            bars_for = ahead.result()
+            if i + 1 < len(parts):
+                ahead = reader.submit(candle_reader, connection, as_of, parts[i + 1])
+            fresh = evaluate_outcomes(part, bars_for, rule, as_of)
+            previous = reads.stored[stored_ids.isin(set(part["signal_id"])).to_numpy()]
+            yield RefreshPart(fresh, previous, _changed_signals(previous, fresh))
 
 
 def whole_refresh(reads: RefreshReads, parts: list[RefreshPart]) -> OutcomeRefresh:
@@ -315,7 +326,7 @@ def plan_refresh(
     """Read what is stored, recompute what can still change (nothing written)."""
     with engine.connect() as connection:
         reads = read_refresh(connection, since, until, as_of, recompute_decided=recompute_decided)
-    return whole_refresh(reads, list(refresh_parts(reads, rule, as_of)))
+        return whole_refresh(reads, list(refresh_parts(connection, reads, rule, as_of)))
 
 
 def replace_changed(connection: Connection, refresh: RefreshPart) -> int:
