@@ -27,6 +27,7 @@ not fill (what unfilled limits missed), ``n_missed`` of them.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, delete
 
-from alphapulse_dagster.analytics.bootstrap import DEFAULT_SEED, bootstrap_mean_ci
+from alphapulse_dagster.analytics.bootstrap import DEFAULT_SEED, bootstrap_mean_cis
 from alphapulse_dagster.analytics.entry_modes import ACTUAL, MARKET, MARKET_ENTRY
 from alphapulse_dagster.analytics.outcome_store import load_outcomes
 from alphapulse_dagster.db.bulk import insert_rows
@@ -53,12 +54,9 @@ _REPORT_COLUMNS = [
     "exit_at", "r_multiple", "mfe_r", "mae_r", "entry_improvement_bps", "first_target_hit",
 ]  # fmt: skip
 MIN_N = 30
-PERFORMANCE_COLUMNS = [
-    "signal_id", "entry_mode", "source", "symbol", "signal_time", "signal_timeframe",
-    "entry_strategy", "entry_pattern", "htf_agreement", "session", "consensus_size", "heads",
-    "status", "filled_at", "exit_at", "r_multiple", "mfe_r", "mae_r", "entry_improvement_bps",
-    "first_target_hit",
-]  # fmt: skip
+DAILY_GROUPINGS = ("entry_strategy", "entry_mode", "source")
+# what daily_rows reads: the figures' columns and the keys of DAILY_GROUPINGS
+PERFORMANCE_COLUMNS = [*_REPORT_COLUMNS, "source"]
 
 
 def check_group_by(group_by: str) -> str:
@@ -131,11 +129,23 @@ def _in_exit_order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order]
 
 
-def _figures(a: _Rows, idx: np.ndarray, key: Any, seed: int) -> dict[str, Any]:
+def _closed_r(a: _Rows, idx: np.ndarray) -> NDArray[np.float64]:
+    return a.r[idx[a.closed[idx]]]
+
+
+def _figures_of_groups(
+    a: _Rows, groups: list[tuple[Any, np.ndarray]], seed: int
+) -> list[dict[str, Any]]:
+    """:func:`_figures` of each (key, rows) group, their intervals bootstrapped at once."""
+    cis = bootstrap_mean_cis([_closed_r(a, idx) for _, idx in groups], seed=seed)
+    return [_figures(a, idx, key, ci) for (key, idx), ci in zip(groups, cis, strict=True)]
+
+
+def _figures(a: _Rows, idx: np.ndarray, key: Any, ci: tuple[float, float] | None) -> dict[str, Any]:
+    """The figures of the rows ``idx``; ``ci``: the bootstrap interval of their closed R."""
     closed = idx[a.closed[idx]]
     r = a.r[closed]
     n = len(r)
-    ci = bootstrap_mean_ci(r, seed=seed) if n >= 2 else None
     wins, losses = r[r > 0].sum(), -r[r < 0].sum()
     decided = int(a.decided[idx].sum())
     bps = a.bps[idx]
@@ -171,10 +181,31 @@ def _groups_of(keys: np.ndarray) -> list[tuple[Any, np.ndarray]]:
     return sorted(out, key=lambda g: (g[0] is None, str(g[0])))
 
 
+def _groups_by_day(days: np.ndarray, keys: np.ndarray) -> list[tuple[int, Any, np.ndarray]]:
+    """(day, key, row indices in their original order) per distinct (day, key), by day,
+    then key as :func:`_groups_of` orders them (None last)."""
+    if not len(days):
+        return []
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object), use_na_sentinel=True)
+    by_name = sorted(range(len(uniques)), key=lambda i: str(uniques[i]))
+    rank = np.empty(len(uniques) + 1, np.int64)
+    rank[by_name] = np.arange(len(uniques))
+    rank[-1] = len(uniques)  # code -1 (None): after every key
+    combined = (days - days.min()) * (len(uniques) + 1) + rank[codes]
+    order = np.argsort(combined, kind="stable")
+    _, start = np.unique(combined[order], return_index=True)
+    bounds = [*start.tolist(), len(order)]
+    out = []
+    for first, last in itertools.pairwise(bounds):
+        idx = order[first:last]
+        out.append((int(days[idx[0]]), keys[idx[0]], idx))
+    return out
+
+
 def group_figures(rows: pd.DataFrame, key: Any, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """The figures of one group's outcome rows (module docstring)."""
     ordered = _in_exit_order(rows)
-    return _figures(_Rows.of(ordered), np.arange(len(ordered)), key, seed)
+    return _figures_of_groups(_Rows.of(ordered), [(key, np.arange(len(ordered)))], seed)[0]
 
 
 @dataclass(frozen=True)
@@ -203,11 +234,18 @@ def _pairs(outcomes: pd.DataFrame) -> _Pairs:
     return _Pairs(both["signal_time"], r_refined - market_r, unfilled, market_r)
 
 
-def _paired_figures(p: _Pairs, idx: np.ndarray, seed: int) -> dict[str, Any]:
+def _paired_figures_of_groups(
+    p: _Pairs, groups: list[tuple[Any, np.ndarray]], seed: int
+) -> list[dict[str, Any]]:
+    """:func:`_paired_figures` of each (key, pairs) group, bootstrapped at once."""
+    cis = bootstrap_mean_cis([p.delta[idx] for _, idx in groups], seed=seed)
+    return [_paired_figures(p, idx, ci) for (_, idx), ci in zip(groups, cis, strict=True)]
+
+
+def _paired_figures(p: _Pairs, idx: np.ndarray, ci: tuple[float, float] | None) -> dict[str, Any]:
     delta = p.delta[idx]
     missed = p.market_r[idx][p.unfilled[idx]]
     n = len(delta)
-    ci = bootstrap_mean_ci(delta, seed=seed) if n >= 2 else None
     return {
         "n": n,
         "delta_r": _r(float(delta.mean())) if n else None,
@@ -221,7 +259,7 @@ def _paired_figures(p: _Pairs, idx: np.ndarray, seed: int) -> dict[str, Any]:
 def paired_refined_vs_market(outcomes: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """ΔR of refined limits against the same signals at market (module docstring)."""
     pairs = _pairs(outcomes)
-    return _paired_figures(pairs, np.arange(len(pairs.delta)), seed)
+    return _paired_figures_of_groups(pairs, [(None, np.arange(len(pairs.delta)))], seed)[0]
 
 
 def _rows_for(outcomes: pd.DataFrame, group_by: str) -> pd.DataFrame:
@@ -246,7 +284,7 @@ def evaluate(
     check_group_by(group_by)
     rows = _in_exit_order(_rows_for(outcomes, group_by))
     arrays = _Rows.of(rows)
-    groups = [_figures(arrays, idx, key, seed) for key, idx in _groups_of(_keys(rows, group_by))]
+    groups = _figures_of_groups(arrays, _groups_of(_keys(rows, group_by)), seed)
     return {
         "group_by": group_by,
         "groups": groups,
@@ -286,34 +324,29 @@ def strategy_report(
     return report
 
 
-DAILY_GROUPINGS = ("entry_strategy", "entry_mode", "source")
-
-
 def daily_rows(
     outcomes: pd.DataFrame, days: list[datetime], computed_at: datetime, seed: int = DEFAULT_SEED
 ) -> list[dict[str, Any]]:
     """``strategy_performance`` rows: per UTC day of signal time, per grouping of
     :data:`DAILY_GROUPINGS` and the paired comparison (``group_by = 'paired'``)."""
-    wanted = {_day_number(pd.Series([pd.Timestamp(d)]))[0] for d in days}
+    wanted = set(_day_number(pd.Series(days, dtype=object)).tolist())
     rows: list[dict[str, Any]] = []
     if outcomes.empty:
         return rows
+    in_exit_order = _in_exit_order(outcomes)  # once: each grouping's rows keep the order
     for group_by in DAILY_GROUPINGS:
-        frame = _in_exit_order(_rows_for(outcomes, group_by))
-        arrays = _Rows.of(frame)
-        pairs_of = _objects(
-            list(
-                zip(
-                    _day_number(frame["signal_time"]).tolist(),
-                    _keys(frame, group_by).tolist(),
-                    strict=True,
-                )
+        frame = _rows_for(in_exit_order, group_by)
+        day_groups = [
+            (day, key, idx)
+            for day, key, idx in _groups_by_day(
+                _day_number(frame["signal_time"]), _keys(frame, group_by)
             )
+            if day in wanted
+        ]
+        figures = _figures_of_groups(
+            _Rows.of(frame), [(key, idx) for _, key, idx in day_groups], seed
         )
-        for (day, key), idx in _groups_of(pairs_of):
-            if day not in wanted:
-                continue
-            g = _figures(arrays, idx, key, seed)
+        for (day, _, _), g in zip(day_groups, figures, strict=True):
             ci = g.pop("expectancy_ci") or [None, None]
             rows.append(
                 {**g, "day": _day_start(day), "group_by": group_by,
@@ -321,10 +354,15 @@ def daily_rows(
                  "expectancy_ci_hi": ci[1], "missed_r": None, "computed_at": computed_at}
             )  # fmt: skip
     pairs = _pairs(outcomes)
-    for day, idx in _groups_of(_objects(_day_number(pairs.signal_time).tolist())):
-        if day not in wanted:
-            continue
-        p = _paired_figures(pairs, idx, seed)
+    pair_days = _day_number(pairs.signal_time)
+    paired_groups = [
+        (day, idx)
+        for day, _, idx in _groups_by_day(pair_days, np.full(len(pair_days), None, object))
+        if day in wanted
+    ]
+    for (day, _), p in zip(
+        paired_groups, _paired_figures_of_groups(pairs, paired_groups, seed), strict=True
+    ):
         ci = p["delta_ci"] or [None, None]
         rows.append(
             {"day": _day_start(day), "group_by": "paired",
