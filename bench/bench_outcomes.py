@@ -23,6 +23,7 @@ with three valid candidates each, 30 % market entries), then measures:
 
     PYTHONPATH=. .venv/bin/python bench/bench_outcomes.py --build-only     # data, untimed
     flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python bench/bench_outcomes.py --skip-build
+    ... bench_outcomes.py --skip-build --without-write   # a bound: the full build, no write
 
 Targets: outcomes ≤ 5 s, strategy performance ≤ 2 s. Medians of ``--repeat`` runs.
 """
@@ -183,6 +184,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help="build the data and stop")
     parser.add_argument("--skip-build", action="store_true", help="measure a built database")
+    parser.add_argument(
+        "--without-write", action="store_true",
+        help="a bound, not the product: full builds only, with the write taken out "
+        "(no row conversion, no ingest), to see what reading, computing and Dagster cost",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.skip_build:
         walks, frame = _read_back(args.url)
@@ -296,13 +302,25 @@ def _measure(args: argparse.Namespace, walks: dict[str, pd.DataFrame], frame: pd
             print(f"  {label} (from {first:%Y-%m-%d}): {runs[label][-1]:.2f} s wall, "
                   f"step {seconds:.2f} s; stored {dict(stored)}")  # fmt: skip
 
-        for _ in range(args.repeat):
-            with engine.begin() as connection:  # untimed: an empty table (TRUNCATE: a
-                # DELETE would leave 410,000 dead rows per repeat for every later read)
+        def empty_table() -> None:  # untimed (TRUNCATE: a DELETE would leave 410,000 dead
+            # rows per repeat for every later read)
+            with engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql("TRUNCATE signal_outcomes")
                 else:
                     connection.execute(sa.delete(signal_outcomes))
+
+        if args.without_write:  # the bound: every part "written" without touching the table
+            analytics.replace_changed = lambda connection, part: len(part.rows_to_write)  # type: ignore[assignment]
+            for _ in range(args.repeat):
+                empty_table()
+                run("full build", START, day_before)
+            print(
+                f"signal_outcomes asset, full build WITHOUT WRITING: {_median(runs['full build'])}"
+            )
+            return
+        for _ in range(args.repeat):
+            empty_table()
             run("full build", START, day_before)
             first = analytics.open_days_start(DatabaseResource(url=args.url), END)
             run("incremental day", first, END)
