@@ -15,16 +15,16 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from alphapulse_dagster.analytics.outcome_store import (
+from alphapulse_dagster.analytics.outcome_refresh import (
     RECHECK,
     OutcomeRefresh,
     RefreshPart,
-    load_outcomes,
     read_refresh,
     refresh_parts,
     replace_changed,
     whole_refresh,
 )
+from alphapulse_dagster.analytics.outcome_store import load_outcomes
 from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import (
     PERFORMANCE_COLUMNS,
@@ -183,7 +183,7 @@ def signal_outcomes_asset(
     closed by now: the actual trade and, for MTF signals, the market and candidate entries
     (``alphapulse_dagster/analytics``). Settled signals (every outcome decided before the
     last day of data) are not re-read; only the rows that changed are written
-    (``analytics/outcome_store.py``). The contract (exit after fill, R from the prices,
+    (``analytics/outcome_refresh.py``). The contract (exit after fill, R from the prices,
     MFE/MAE ≥ 0) must hold before anything is written; a decided outcome that changed when
     re-read fails the ERROR check. Each day partition gets its own figures."""
     since, until = asset_window(context)

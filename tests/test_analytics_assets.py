@@ -16,7 +16,7 @@ import pandera.pandas as pa
 import pytest
 import sqlalchemy as sa
 
-from alphapulse_dagster.analytics import outcome_store
+from alphapulse_dagster.analytics import outcome_refresh
 from alphapulse_dagster.db.engine import make_engine
 from alphapulse_dagster.db.tables import signal_outcomes, strategy_performance
 from alphapulse_dagster.market.timeframes import duration
@@ -188,7 +188,7 @@ def test_rows_that_break_the_contract_are_not_written(
     _candles(engine, symbol="ETHUSD")
     signals = [refined_signal(), refined_signal("ETHUSD")]
     store_signals(engine, signals, SignalCache(None), T0, 4, duration)
-    monkeypatch.setattr(outcome_store, "PART_TRADES", 1)  # one part per instrument
+    monkeypatch.setattr(outcome_refresh, "PART_TRADES", 1)  # one part per instrument
     written: list[int] = []
     replace = analytics.replace_changed
     monkeypatch.setattr(

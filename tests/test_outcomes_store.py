@@ -13,16 +13,18 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from alphapulse_dagster.analytics import outcome_store
-from alphapulse_dagster.analytics.outcome_store import (
-    compute_outcomes,
-    load_outcomes,
+from alphapulse_dagster.analytics import outcome_refresh
+from alphapulse_dagster.analytics.outcome_refresh import (
     plan_refresh,
     read_refresh,
     refresh_parts,
+    write_refresh,
+)
+from alphapulse_dagster.analytics.outcome_store import (
+    compute_outcomes,
+    load_outcomes,
     signal_outcome,
     write_outcomes,
-    write_refresh,
 )
 from alphapulse_dagster.analytics.outcomes import changed_decisions
 from alphapulse_dagster.analytics.strategy_performance import strategy_report
@@ -278,11 +280,11 @@ def test_a_refresh_in_parts_of_instruments_equals_one_in_a_single_part(
         reads = read_refresh(connection, SINCE, UNTIL, AS_OF)
         one = list(refresh_parts(connection, reads, RULE, AS_OF))
         parts = list(refresh_parts(connection, reads, RULE, AS_OF, part_trades=1))
-    whole = outcome_store.whole_refresh(reads, one)
+    whole = outcome_refresh.whole_refresh(reads, one)
     assert len(parts) == 2  # BTCUSD (two MTF signals and the TradingView one), ETHUSD
     assert [sorted(set(p.fresh["symbol"])) for p in parts] == [["BTCUSD"], ["ETHUSD"]]
     assert len(parts[0].fresh) == 6 and len(parts[1].fresh) == 4  # ETH: actual + market each
-    in_parts = outcome_store.whole_refresh(reads, parts)
+    in_parts = outcome_refresh.whole_refresh(reads, parts)
     key = ["signal_id", "entry_mode"]
     pd.testing.assert_frame_equal(
         in_parts.fresh.sort_values(key).reset_index(drop=True),
