@@ -168,19 +168,6 @@ def _figures(a: _Rows, idx: np.ndarray, key: Any, ci: tuple[float, float] | None
     }
 
 
-def _groups_of(keys: np.ndarray) -> list[tuple[Any, np.ndarray]]:
-    """(key, row indices in their original order) per distinct key, None last."""
-    labels = np.array(["\x00" if k is None else str(k) for k in keys.tolist()], dtype=object)
-    order = np.argsort(labels, kind="stable")
-    uniq, start = np.unique(labels[order], return_index=True)
-    bounds = [*start.tolist(), len(order)]
-    out = []
-    for i in range(len(uniq)):
-        idx = np.sort(order[bounds[i] : bounds[i + 1]])
-        out.append((keys[idx[0]], idx))
-    return sorted(out, key=lambda g: (g[0] is None, str(g[0])))
-
-
 def _groups_by_day(days: np.ndarray, keys: np.ndarray) -> list[tuple[int, Any, np.ndarray]]:
     """(day, key, row indices in their original order) per distinct (day, key), by day,
     then key as :func:`_groups_of` orders them (None last)."""
@@ -200,6 +187,12 @@ def _groups_by_day(days: np.ndarray, keys: np.ndarray) -> list[tuple[int, Any, n
         idx = order[first:last]
         out.append((int(days[idx[0]]), keys[idx[0]], idx))
     return out
+
+
+def _groups_of(keys: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """(key, row indices in their original order) per distinct key, None last."""
+    one_day = np.zeros(len(keys), np.int64)
+    return [(key, idx) for _, key, idx in _groups_by_day(one_day, keys)]
 
 
 def group_figures(rows: pd.DataFrame, key: Any, seed: int = DEFAULT_SEED) -> dict[str, Any]:
@@ -387,13 +380,6 @@ def _day_number(times: pd.Series) -> np.ndarray:
 
 def _day_start(day: int) -> datetime:
     return pd.Timestamp(int(day) * _DAY_NS, tz="UTC").to_pydatetime()
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    """A 1-D object array (tuples stay whole)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 def write_daily_rows(

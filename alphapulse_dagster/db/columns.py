@@ -64,9 +64,7 @@ def read_frame(connection: Connection, query: Select[Any]) -> pd.DataFrame:
 def _copy_csv(
     connection: Connection, query: Select[Any], names: list[str], kinds: dict[str, str]
 ) -> pd.DataFrame:
-    compiled = query.compile(
-        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
-    )
+    compiled = _compiled(connection, query)
     statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv, NULL '{_NULL}')"
     buffer = io.BytesIO()
     with driver_connection(connection).cursor() as cursor:
@@ -81,6 +79,11 @@ def _copy_csv(
         buffer, header=None, names=names, dtype=as_text, na_values=[_NULL],
         keep_default_na=False,
     )  # fmt: skip
+
+
+def _compiled(connection: Connection, query: Select[Any]) -> Any:
+    """``query`` as the driver's SQL text and parameters (IN lists expanded)."""
+    return query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
 
 
 def _json(value: Any) -> Any:
@@ -157,11 +160,9 @@ def read_arrays(connection: Connection, query: Select[Any]) -> list[tuple[Any, .
     """The rows of ``query`` (Postgres only) fetched in binary, where every ``bytea``
     column holding ``array_send(array_agg(...))`` of floats, integers or times becomes a
     NumPy array: float64, int64, or int64 epoch nanoseconds for times. One row per group
-    instead of one per element: a ``COPY`` hands Python each row on its own (~2.5 µs of
-    driver overhead a row, seconds for a year of candles), an array comes as one value."""
-    compiled = query.compile(
-        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
-    )
+    instead of one per element, and no text: the server writes no float or time as text
+    and nothing parses it (a year of candles: 0.8-1.0 s against 1.2-1.5 s as CSV)."""
+    compiled = _compiled(connection, query)
     with driver_connection(connection).cursor(binary=True) as cursor:
         cursor.execute(str(compiled), compiled.params)
         rows = cursor.fetchall()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, MetaData, Select, Table, func, select
+from sqlalchemy import Column, Connection, MetaData, Select, Table, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -87,6 +87,20 @@ def _upsert_by_copy(connection: Connection, bars: pd.DataFrame, timeframe: str) 
     return len(frame)
 
 
+BAR_PRICES = ("open", "high", "low", "close")
+
+
+def _bars_in(symbols: Iterable[str], timeframe: str, start: datetime, end: datetime) -> Any:
+    """The candles of ``timeframe`` opening in ``[start, end)`` for ``symbols``."""
+    c = candles.c
+    return and_(
+        c.symbol.in_(list(symbols)),
+        c.timeframe == timeframe,
+        c.open_time >= start,
+        c.open_time < end,
+    )
+
+
 def _bars_query(
     symbols: Iterable[str], timeframe: str, start: datetime, end: datetime, prices: Sequence[str]
 ) -> Select[Any]:
@@ -95,12 +109,7 @@ def _bars_query(
     c = candles.c
     return (
         select(c.symbol, c.open_time, *(c[k] for k in prices))
-        .where(
-            c.symbol.in_(list(symbols)),
-            c.timeframe == timeframe,
-            c.open_time >= start,
-            c.open_time < end,
-        )
+        .where(_bars_in(symbols, timeframe, start, end))
         .order_by(c.symbol, c.open_time)
     )
 
@@ -179,34 +188,27 @@ def _bars_by_symbol(
     }
 
 
-BAR_PRICES = ("open", "high", "low", "close")
-
-
 def _bar_arrays_by_symbol(
     connection: Connection, symbols: list[str], timeframe: str, start: datetime, end: datetime
 ) -> dict[str, BarSeries]:
     """Postgres: one row per symbol, each column one array (``db.columns.read_arrays``):
-    a year of 100 instruments in ~0.5 s of server time instead of ~1.5 s through a
-    row-per-bar ``COPY``. The arrays are aggregated unordered (an ``ORDER BY`` inside each
-    aggregate doubles the server's work) and put in time order here."""
+    a year of 100 instruments in 0.8-1.0 s instead of 1.2-1.5 s through a row-per-bar CSV
+    ``COPY`` (no float and time text for the server to write and pandas to parse). The
+    arrays are aggregated unordered (an ``ORDER BY`` inside each aggregate doubles the
+    server's work) and put in time order here when they are not."""
     c = candles.c
     columns = ("open_time", *BAR_PRICES)
     query = (
         select(c.symbol, *(func.array_send(func.array_agg(c[k])) for k in columns))
-        .where(
-            c.symbol.in_(symbols),
-            c.timeframe == timeframe,
-            c.open_time >= start,
-            c.open_time < end,
-        )
+        .where(_bars_in(symbols, timeframe, start, end))
         .group_by(c.symbol)
     )
     bar_ns = int(pd.Timedelta(duration(timeframe)).value)
     none = np.zeros(0, np.float64)
     found = {s: BarSeries(np.zeros(0, np.int64), none, none, none, none, bar_ns) for s in symbols}
     for symbol, open_ns, bar_open, high, low, close in read_arrays(connection, query):
-        order = np.argsort(open_ns, kind="stable")
-        if not np.array_equal(order, np.arange(len(order))):
+        if np.any(np.diff(open_ns) < 0):
+            order = np.argsort(open_ns, kind="stable")
             open_ns, bar_open, high, low, close = (
                 a[order] for a in (open_ns, bar_open, high, low, close)
             )
